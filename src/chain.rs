@@ -1,0 +1,268 @@
+//! One chain: turns a client's call into an upstream request, bounds it in time, and always
+//! produces an answer for the client (the node's, or the proxy's own error object).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use metrics::{Counter, Histogram, Label};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::config::{ChainConfig, Config};
+use crate::family::MethodLabels;
+use crate::jsonrpc::{codes, Call, ErrorObject, Payload};
+use crate::metrics::{LabelTable, Metrics, REQUESTS, REQUEST_DURATION};
+use crate::upstream::{Outcome, SetFailure, Upstream, UpstreamSet};
+
+/// How a client's call ended, for `manifold_requests_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    Success,
+    RpcError,
+    NoUpstream,
+    UpstreamFailed,
+    RateLimited,
+    Timeout,
+}
+
+impl CallOutcome {
+    const COUNT: usize = 6;
+
+    fn label(self) -> &'static str {
+        match self {
+            CallOutcome::Success => "success",
+            CallOutcome::RpcError => "rpc_error",
+            CallOutcome::NoUpstream => "no_upstream",
+            CallOutcome::UpstreamFailed => "upstream_failed",
+            CallOutcome::RateLimited => "rate_limited",
+            CallOutcome::Timeout => "timeout",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Chain {
+    pub config: ChainConfig,
+    upstreams: UpstreamSet,
+    next_id: AtomicU64,
+    metrics: ChainMetrics,
+}
+
+#[derive(Debug)]
+struct ChainMetrics {
+    registry: Arc<Metrics>,
+    labels: MethodLabels,
+    /// `method index * CallOutcome::COUNT + outcome`.
+    requests: LabelTable<Counter>,
+    durations: LabelTable<Histogram>,
+}
+
+impl Chain {
+    pub fn new(
+        config: ChainConfig,
+        server: &Config,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Self, String> {
+        // An upstream answer is bounded like a client request, but with room for the largest
+        // real answers (blocks with traces, wide eth_getLogs ranges).
+        let max_response_bytes = server.server.max_request_bytes.max(256 * 1024 * 1024);
+        let upstreams = config
+            .upstreams
+            .iter()
+            .map(|u| {
+                Upstream::new(&config.name, u.clone(), metrics, max_response_bytes)
+                    .map(Arc::new)
+                    .map_err(|e| format!("chain `{}`, upstream `{}`: {e}", config.name, u.name))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let labels = MethodLabels::for_family(config.family);
+        Ok(Self {
+            upstreams: UpstreamSet::new(upstreams, config.policy.max_attempts),
+            next_id: AtomicU64::new(1),
+            metrics: ChainMetrics {
+                registry: metrics.clone(),
+                requests: LabelTable::new(labels.len() * CallOutcome::COUNT),
+                durations: LabelTable::new(labels.len()),
+                labels,
+            },
+            config,
+        })
+    }
+
+    pub fn name(&self) -> &Arc<str> {
+        &self.config.name
+    }
+
+    pub fn upstreams(&self) -> &UpstreamSet {
+        &self.upstreams
+    }
+
+    /// Answer one call. Never fails: proxy-level failures become JSON-RPC error objects.
+    pub async fn call(&self, call: &Call) -> Payload {
+        let started = Instant::now();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let id_text = id.to_string();
+        let body = encode_upstream_request(&id_text, call);
+        let timeout = self.config.policy.request_timeout;
+        let result = tokio::time::timeout(
+            timeout,
+            self.upstreams.call(&call.method, id_text.as_bytes(), &body),
+        )
+        .await;
+        let (payload, outcome) = match result {
+            Ok(Ok(p @ Payload::Result(_))) => (p, CallOutcome::Success),
+            Ok(Ok(p @ Payload::Error(_))) => (p, CallOutcome::RpcError),
+            Ok(Err(failure)) => self.failure_payload(&call.method, failure),
+            Err(_) => (
+                self.error(
+                    codes::TIMEOUT,
+                    format!(
+                        "request timed out after {}",
+                        humantime::format_duration(timeout)
+                    ),
+                    json!({ "reason": "request_timeout" }),
+                ),
+                CallOutcome::Timeout,
+            ),
+        };
+        self.metrics
+            .record(&self.config.name, &call.method, outcome, started.elapsed());
+        if outcome != CallOutcome::Success && outcome != CallOutcome::RpcError {
+            tracing::debug!(chain = %self.config.name, method = %call.method, outcome = outcome.label(), "call failed");
+        }
+        payload
+    }
+
+    fn failure_payload(&self, method: &str, failure: SetFailure) -> (Payload, CallOutcome) {
+        match failure {
+            SetFailure::NoUpstream => (
+                self.error(
+                    codes::NO_UPSTREAM,
+                    format!("no upstream is configured to serve `{method}`"),
+                    json!({ "reason": "no_upstream" }),
+                ),
+                CallOutcome::NoUpstream,
+            ),
+            SetFailure::AllFailed(attempts) => {
+                let all_limited = attempts.iter().all(|a| a.outcome == Outcome::RateLimited);
+                let summary: Vec<String> = attempts
+                    .iter()
+                    .map(|a| format!("{}: {}", a.upstream, a.detail))
+                    .collect();
+                let list: Vec<_> = attempts
+                    .iter()
+                    .map(|a| json!({"upstream": &*a.upstream, "outcome": a.outcome.label(), "detail": a.detail}))
+                    .collect();
+                let (code, reason, outcome) = if all_limited {
+                    (
+                        codes::RATE_LIMITED,
+                        "rate_limited",
+                        CallOutcome::RateLimited,
+                    )
+                } else {
+                    (
+                        codes::UPSTREAM_FAILED,
+                        "all_attempts_failed",
+                        CallOutcome::UpstreamFailed,
+                    )
+                };
+                let message = format!(
+                    "no upstream answered ({} attempt{} failed: {})",
+                    attempts.len(),
+                    if attempts.len() == 1 { "" } else { "s" },
+                    summary.join("; ")
+                );
+                (
+                    self.error(code, message, json!({ "reason": reason, "attempts": list })),
+                    outcome,
+                )
+            }
+        }
+    }
+
+    /// A proxy error object; `data` always names the chain.
+    fn error(&self, code: i64, message: String, mut data: serde_json::Value) -> Payload {
+        if let Some(obj) = data.as_object_mut() {
+            obj.insert("chain".into(), json!(&*self.config.name));
+        }
+        Payload::Error(
+            ErrorObject::new(code, format!("manifold: {message}"))
+                .with_data(data)
+                .to_json(),
+        )
+    }
+}
+
+impl ChainMetrics {
+    fn record(
+        &self,
+        chain: &Arc<str>,
+        method: &str,
+        outcome: CallOutcome,
+        elapsed: std::time::Duration,
+    ) {
+        let m = self.labels.index(method);
+        let method_label = self.labels.label(m);
+        let labels = |extra: Option<&'static str>| {
+            let mut l = vec![
+                Label::new("chain", chain.to_string()),
+                Label::new("method", method_label),
+            ];
+            if let Some(o) = extra {
+                l.push(Label::new("outcome", o));
+            }
+            l
+        };
+        self.requests
+            .get(m * CallOutcome::COUNT + outcome as usize, || {
+                self.registry
+                    .counter(REQUESTS, labels(Some(outcome.label())))
+            })
+            .increment(1);
+        self.durations
+            .get(m, || {
+                self.registry.histogram(REQUEST_DURATION, labels(None))
+            })
+            .record(elapsed.as_secs_f64());
+    }
+}
+
+/// `{"jsonrpc":"2.0","id":<id>,"method":<as sent>,"params":<as sent>}`: our own id, so that
+/// the client's id never depends on how an upstream treats ids.
+fn encode_upstream_request(id: &str, call: &Call) -> Bytes {
+    let params_len = call.params.as_ref().map_or(0, Bytes::len);
+    let mut buf = BytesMut::with_capacity(48 + id.len() + call.method_json.len() + params_len);
+    buf.put_slice(br#"{"jsonrpc":"2.0","id":"#);
+    buf.put_slice(id.as_bytes());
+    buf.put_slice(br#","method":"#);
+    buf.put_slice(&call.method_json);
+    if let Some(params) = &call.params {
+        buf.put_slice(br#","params":"#);
+        buf.put_slice(params);
+    }
+    buf.put_u8(b'}');
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonrpc::{decode, Incoming, Item, Limits};
+
+    #[test]
+    fn upstream_request_keeps_method_and_params_bytes() {
+        let body = Bytes::from_static(
+            br#"{"id":"client","jsonrpc":"2.0","params":[ "0x1" , true ],"method":"eth_\u0067et"}"#,
+        );
+        let Ok(Incoming::Single(Item::Call(call))) = decode(&body, Limits { max_batch_len: 1 })
+        else {
+            panic!()
+        };
+        let out = encode_upstream_request("42", &call);
+        assert_eq!(
+            &out[..],
+            br#"{"jsonrpc":"2.0","id":42,"method":"eth_\u0067et","params":[ "0x1" , true ]}"#
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! The configuration file as written: serde types mirroring PRODUCT.md §3, nothing more.
+//!
+//! Every struct denies unknown keys, so a typo (`admin_lisen`) is an error naming the key,
+//! not a silently ignored setting. Values stay as written (strings for durations and URLs);
+//! `super::validate` turns them into runtime types.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: FileServer,
+    #[serde(default)]
+    pub chains: Vec<FileChain>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileServer {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub max_request_bytes: Option<u64>,
+    pub max_batch_len: Option<u64>,
+    pub shutdown_timeout: Option<String>,
+    pub tls: Option<FileTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileTls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileChain {
+    pub name: String,
+    pub family: Option<String>,
+    pub chain_id: Option<u64>,
+    #[serde(default)]
+    pub upstreams: Vec<FileUpstream>,
+    #[serde(default)]
+    pub policy: FilePolicy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileUpstream {
+    pub name: String,
+    pub url: String,
+    pub ws_url: Option<String>,
+    pub tier: Option<String>,
+    pub failure_domain: Option<String>,
+    pub weight: Option<u32>,
+    pub max_rps: Option<toml::Value>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub timeout: Option<String>,
+    pub connect_timeout: Option<String>,
+    pub methods: Option<FileMethods>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileMethods {
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePolicy {
+    pub request_timeout: Option<String>,
+    pub retry: Option<FileRetry>,
+    /// Keys of later features: accepted by the parser so that the error can say "not
+    /// supported yet" rather than "unknown key".
+    pub max_lag_blocks: Option<toml::Value>,
+    pub hedge: Option<toml::Value>,
+    pub breaker: Option<toml::Value>,
+    pub cache: Option<toml::Value>,
+    pub broadcast: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRetry {
+    pub max_attempts: Option<u32>,
+    pub budget: Option<toml::Value>,
+}

@@ -1,0 +1,298 @@
+//! Configuration: the TOML file of PRODUCT.md §3, validated into runtime types.
+//!
+//! Two stages (STYLE.md 10): `file` holds serde types that mirror what the operator wrote;
+//! `validate` turns them into the types below (socket addresses, URLs, durations, header
+//! values), collecting every error with its file and key path. Secrets read through
+//! `${VAR}` are remembered and redacted wherever the configuration is shown.
+
+mod error;
+mod file;
+mod interpolate;
+mod redact;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use serde_json::json;
+use url::Url;
+
+pub use error::{ConfigError, ConfigErrors, KeyPath};
+pub use interpolate::Secrets;
+pub use redact::redact_url;
+
+/// The embedded default (PRODUCT.md §9), compiled in from `config/default.toml`.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from: a file path or `embedded default`.
+    pub source: String,
+    pub server: ServerConfig,
+    pub chains: Vec<ChainConfig>,
+    /// Legal but risky settings, e.g. every upstream of a chain in one failure domain.
+    pub warnings: Vec<String>,
+    pub secrets: Secrets,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_request_bytes: usize,
+    pub max_batch_len: usize,
+    /// How long SIGTERM/SIGINT waits for in-flight requests before exiting anyway.
+    pub shutdown_timeout: Duration,
+    pub tls: Option<TlsConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Evm,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Evm => "evm",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    pub name: Arc<str>,
+    pub family: Family,
+    pub chain_id: Option<u64>,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub policy: Policy,
+}
+
+/// Preference class of an upstream: `fallback` serves only when nothing better can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tier {
+    Primary,
+    Secondary,
+    Fallback,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Primary => "primary",
+            Tier::Secondary => "secondary",
+            Tier::Fallback => "fallback",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: Arc<str>,
+    pub url: Url,
+    /// `url` with secrets redacted: the only form ever logged or shown.
+    pub display_url: String,
+    pub tier: Tier,
+    pub failure_domain: String,
+    pub weight: u32,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Per attempt: from sending the request to the last byte of the answer.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub methods: MethodFilter,
+}
+
+/// Which methods an upstream may serve: `allow` (if given) then `deny`; a trailing `*`
+/// matches a prefix (`debug_*`).
+#[derive(Debug, Clone, Default)]
+pub struct MethodFilter {
+    pub allow: Option<Vec<String>>,
+    pub deny: Vec<String>,
+}
+
+impl MethodFilter {
+    pub fn allows(&self, method: &str) -> bool {
+        let matches = |pattern: &String| match pattern.strip_suffix('*') {
+            Some(prefix) => method.starts_with(prefix),
+            None => method == pattern,
+        };
+        self.allow.as_ref().is_none_or(|a| a.iter().any(matches)) && !self.deny.iter().any(matches)
+    }
+}
+
+/// Per-chain request policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// The whole request, all attempts included.
+    pub request_timeout: Duration,
+    /// Upstreams tried for one request before giving up (1 = no failover).
+    pub max_attempts: u32,
+}
+
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const LISTEN: &str = "127.0.0.1:8645";
+    pub const ADMIN_LISTEN: &str = "127.0.0.1:8646";
+    pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+    pub const MAX_BATCH_LEN: usize = 1000;
+    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const MAX_ATTEMPTS: u32 = 3;
+}
+
+impl Config {
+    /// Read and validate a configuration file, interpolating from the process environment.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigErrors> {
+        let source = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![
+                KeyPath::root(&source).error(format!("cannot read: {e}"))
+            ])
+        })?;
+        Self::from_toml(&text, &source, &|k| std::env::var(k).ok())
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded_default() -> Result<Config, ConfigErrors> {
+        Self::from_toml(EMBEDDED_DEFAULT, "embedded default", &|k| {
+            std::env::var(k).ok()
+        })
+    }
+
+    /// Parse and validate TOML text; `source` names it in errors, `env` resolves `${VAR}`.
+    pub fn from_toml(
+        text: &str,
+        source: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        validate::load(text, source, env)
+    }
+
+    /// The configuration as JSON with every secret redacted: printed by `check-config`,
+    /// served in `/status`.
+    pub fn redacted(&self) -> serde_json::Value {
+        let s = &self.server;
+        let mut server = json!({
+            "listen": s.listen.to_string(),
+            "admin_listen": s.admin_listen.to_string(),
+            "max_request_bytes": s.max_request_bytes,
+            "max_batch_len": s.max_batch_len,
+            "shutdown_timeout": humantime::format_duration(s.shutdown_timeout).to_string(),
+        });
+        if let (Some(tls), Some(obj)) = (&s.tls, server.as_object_mut()) {
+            obj.insert(
+                "tls".into(),
+                json!({"cert": tls.cert.display().to_string(), "key": tls.key.display().to_string()}),
+            );
+        }
+        let chains: Vec<_> = self.chains.iter().map(ChainConfig::redacted).collect();
+        json!({ "server": server, "chains": chains })
+    }
+}
+
+impl ChainConfig {
+    fn redacted(&self) -> serde_json::Value {
+        let mut chain = json!({
+            "name": &*self.name,
+            "family": self.family.as_str(),
+            "policy": {
+                "request_timeout": humantime::format_duration(self.policy.request_timeout).to_string(),
+                "retry": { "max_attempts": self.policy.max_attempts },
+            },
+            "upstreams": self.upstreams.iter().map(UpstreamConfig::redacted).collect::<Vec<_>>(),
+        });
+        if let (Some(id), Some(obj)) = (self.chain_id, chain.as_object_mut()) {
+            obj.insert("chain_id".into(), json!(id));
+        }
+        chain
+    }
+}
+
+impl UpstreamConfig {
+    pub fn redacted(&self) -> serde_json::Value {
+        let headers: serde_json::Map<String, serde_json::Value> = self
+            .headers
+            .iter()
+            .map(|(k, _)| (k.to_string(), json!("***")))
+            .collect();
+        let mut v = json!({
+            "name": &*self.name,
+            "url": &self.display_url,
+            "tier": self.tier.as_str(),
+            "failure_domain": &self.failure_domain,
+            "weight": self.weight,
+            "timeout": humantime::format_duration(self.timeout).to_string(),
+            "connect_timeout": humantime::format_duration(self.connect_timeout).to_string(),
+        });
+        if let Some(obj) = v.as_object_mut() {
+            if !headers.is_empty() {
+                obj.insert("headers".into(), serde_json::Value::Object(headers));
+            }
+            let mut methods = serde_json::Map::new();
+            if let Some(allow) = &self.methods.allow {
+                methods.insert("allow".into(), json!(allow));
+            }
+            if !self.methods.deny.is_empty() {
+                methods.insert("deny".into(), json!(self.methods.deny));
+            }
+            if !methods.is_empty() {
+                obj.insert("methods".into(), serde_json::Value::Object(methods));
+            }
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_filter() {
+        let f = MethodFilter {
+            allow: None,
+            deny: vec!["debug_*".into(), "eth_sendTransaction".into()],
+        };
+        assert!(f.allows("eth_call"));
+        assert!(!f.allows("debug_traceTransaction"));
+        assert!(!f.allows("eth_sendTransaction"));
+        let f = MethodFilter {
+            allow: Some(vec!["eth_*".into()]),
+            deny: vec!["eth_getLogs".into()],
+        };
+        assert!(f.allows("eth_call"));
+        assert!(!f.allows("eth_getLogs"));
+        assert!(!f.allows("net_version"));
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default().unwrap();
+        assert_eq!(c.server.listen.to_string(), defaults::LISTEN);
+        assert_eq!(c.server.admin_listen.to_string(), defaults::ADMIN_LISTEN);
+        assert_eq!(c.chains.len(), 1);
+        assert_eq!(&*c.chains[0].name, "ethereum");
+        assert_eq!(c.chains[0].chain_id, Some(1));
+        assert_eq!(
+            c.chains[0].upstreams[0].url.as_str(),
+            "http://127.0.0.1:8545/"
+        );
+        assert_eq!(c.chains[0].upstreams[0].tier, Tier::Primary);
+        assert!(c.chains[0].upstreams[1..]
+            .iter()
+            .all(|u| u.tier == Tier::Fallback));
+    }
+}

@@ -1,0 +1,611 @@
+//! Turning a configuration file into a [`Config`]: parse, interpolate, check every value.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use url::Url;
+
+use super::error::{ConfigError, ConfigErrors, KeyPath};
+use super::file::{FileChain, FileConfig, FilePolicy, FileServer, FileUpstream};
+use super::interpolate::{interpolate, Secrets};
+use super::redact::redact_url;
+use super::{
+    defaults, ChainConfig, Config, Family, MethodFilter, Policy, ServerConfig, Tier, TlsConfig,
+    UpstreamConfig,
+};
+
+pub(super) fn load(
+    text: &str,
+    source: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let root = KeyPath::root(source);
+    let mut table: toml::Value = match text.parse::<toml::Table>() {
+        Ok(t) => toml::Value::Table(t),
+        Err(e) => return Err(ConfigErrors(vec![root.error(format!("invalid TOML: {e}"))])),
+    };
+    let mut errors = Vec::new();
+    let mut secrets = Secrets::default();
+    interpolate(&mut table, &root, env, &mut secrets, &mut errors);
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    let file: FileConfig = serde_path_to_error::deserialize(table).map_err(|e| {
+        let key = e.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        let reason = secrets.redact(&e.into_inner().to_string());
+        ConfigErrors(vec![ConfigError {
+            file: source.to_string(),
+            key,
+            reason,
+        }])
+    })?;
+
+    let mut v = Validator {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        secrets,
+    };
+    let server = v.server(&root.key("server"), &file.server);
+    let chains = v.chains(&root, &file.chains);
+    if !v.errors.is_empty() {
+        return Err(ConfigErrors(v.errors));
+    }
+    match server {
+        Some(server) => Ok(Config {
+            source: source.to_string(),
+            server,
+            chains,
+            warnings: v.warnings,
+            secrets: v.secrets,
+        }),
+        None => Err(ConfigErrors(vec![root.error("invalid [server] section")])),
+    }
+}
+
+struct Validator {
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+    secrets: Secrets,
+}
+
+impl Validator {
+    fn fail(&mut self, at: &KeyPath, reason: impl Into<String>) {
+        let reason = self.secrets.redact(&reason.into());
+        self.errors.push(at.error(reason));
+    }
+
+    fn server(&mut self, at: &KeyPath, s: &FileServer) -> Option<ServerConfig> {
+        let listen = self.addr(&at.key("listen"), s.listen.as_deref(), defaults::LISTEN);
+        let admin_listen = self.addr(
+            &at.key("admin_listen"),
+            s.admin_listen.as_deref(),
+            defaults::ADMIN_LISTEN,
+        );
+        if let (Some(a), Some(b)) = (listen, admin_listen) {
+            if a == b && a.port() != 0 {
+                self.fail(
+                    &at.key("admin_listen"),
+                    format!("same address as listen ({a})"),
+                );
+            }
+        }
+        let max_request_bytes = self.positive(
+            &at.key("max_request_bytes"),
+            s.max_request_bytes,
+            defaults::MAX_REQUEST_BYTES,
+        );
+        let max_batch_len = self.positive(
+            &at.key("max_batch_len"),
+            s.max_batch_len,
+            defaults::MAX_BATCH_LEN,
+        );
+        let shutdown_timeout = self.duration(
+            &at.key("shutdown_timeout"),
+            s.shutdown_timeout.as_deref(),
+            defaults::SHUTDOWN_TIMEOUT,
+        );
+        if s.tls.is_some() {
+            self.fail(
+                &at.key("tls"),
+                "not supported yet in this version (terminate TLS in front of Manifold)",
+            );
+        }
+        let tls = s.tls.as_ref().map(|t| TlsConfig {
+            cert: PathBuf::from(&t.cert),
+            key: PathBuf::from(&t.key),
+        });
+        Some(ServerConfig {
+            listen: listen?,
+            admin_listen: admin_listen?,
+            max_request_bytes,
+            max_batch_len,
+            shutdown_timeout,
+            tls,
+        })
+    }
+
+    fn chains(&mut self, root: &KeyPath, chains: &[FileChain]) -> Vec<ChainConfig> {
+        if chains.is_empty() {
+            self.fail(
+                &root.key("chains"),
+                "at least one [[chains]] entry is required",
+            );
+        }
+        let mut names = HashSet::new();
+        let mut out = Vec::new();
+        for (i, c) in chains.iter().enumerate() {
+            let at = root.key("chains").index(i);
+            if !names.insert(c.name.clone()) {
+                self.fail(
+                    &at.key("name"),
+                    format!("duplicate chain name `{}`", c.name),
+                );
+            }
+            if let Some(chain) = self.chain(&at, c) {
+                out.push(chain);
+            }
+        }
+        out
+    }
+
+    fn chain(&mut self, at: &KeyPath, c: &FileChain) -> Option<ChainConfig> {
+        let name_ok = !c.name.is_empty()
+            && c.name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+        if !name_ok {
+            self.fail(
+                &at.key("name"),
+                format!(
+                    "`{}` cannot be a URL path segment: use letters, digits, `-` and `_`",
+                    c.name
+                ),
+            );
+        }
+        let family = match c.family.as_deref().unwrap_or("evm") {
+            "evm" => Some(Family::Evm),
+            f @ ("solana" | "bitcoin") => {
+                self.fail(
+                    &at.key("family"),
+                    format!("`{f}` is not supported yet in this version (supported: evm)"),
+                );
+                None
+            }
+            other => {
+                self.fail(
+                    &at.key("family"),
+                    format!("unknown family `{other}`, expected one of evm, solana, bitcoin"),
+                );
+                None
+            }
+        };
+        if family == Some(Family::Evm) && c.chain_id.is_none() {
+            self.fail(
+                &at.key("chain_id"),
+                "required for an evm chain (every upstream must report it)",
+            );
+        }
+        if c.upstreams.is_empty() {
+            self.fail(
+                &at.key("upstreams"),
+                "at least one [[chains.upstreams]] entry is required",
+            );
+        }
+        let policy = self.policy(&at.key("policy"), &c.policy);
+        let mut names = HashSet::new();
+        let mut upstreams = Vec::new();
+        for (i, u) in c.upstreams.iter().enumerate() {
+            let uat = at.key("upstreams").index(i);
+            if !names.insert(u.name.clone()) {
+                self.fail(
+                    &uat.key("name"),
+                    format!("duplicate upstream name `{}`", u.name),
+                );
+            }
+            if let Some(u) = self.upstream(&uat, u) {
+                upstreams.push(u);
+            }
+        }
+        let domains: HashSet<&str> = upstreams
+            .iter()
+            .map(|u| u.failure_domain.as_str())
+            .collect();
+        if domains.len() == 1 {
+            if let Some(d) = domains.iter().next() {
+                self.warnings.push(format!(
+                    "chain `{}`: every upstream is in failure domain `{d}`; losing it stops the chain (add an upstream elsewhere)",
+                    c.name
+                ));
+            }
+        }
+        Some(ChainConfig {
+            name: Arc::from(c.name.as_str()),
+            family: family?,
+            chain_id: c.chain_id,
+            upstreams,
+            policy,
+        })
+    }
+
+    fn policy(&mut self, at: &KeyPath, p: &FilePolicy) -> Policy {
+        let later = [
+            ("max_lag_blocks", p.max_lag_blocks.is_some()),
+            ("hedge", p.hedge.is_some()),
+            ("breaker", p.breaker.is_some()),
+            ("cache", p.cache.is_some()),
+            ("broadcast", p.broadcast.is_some()),
+            (
+                "retry.budget",
+                p.retry.as_ref().is_some_and(|r| r.budget.is_some()),
+            ),
+        ];
+        for (key, set) in later {
+            if set {
+                self.fail(&at.key(key), "not supported yet in this version");
+            }
+        }
+        let request_timeout = self.duration(
+            &at.key("request_timeout"),
+            p.request_timeout.as_deref(),
+            defaults::REQUEST_TIMEOUT,
+        );
+        let max_attempts = match p.retry.as_ref().and_then(|r| r.max_attempts) {
+            None => defaults::MAX_ATTEMPTS,
+            Some(0) => {
+                self.fail(&at.key("retry").key("max_attempts"), "must be at least 1");
+                1
+            }
+            Some(n) => n,
+        };
+        Policy {
+            request_timeout,
+            max_attempts,
+        }
+    }
+
+    fn upstream(&mut self, at: &KeyPath, u: &FileUpstream) -> Option<UpstreamConfig> {
+        if u.name.is_empty() {
+            self.fail(&at.key("name"), "must not be empty");
+        }
+        if u.max_rps.is_some() {
+            self.fail(&at.key("max_rps"), "not supported yet in this version");
+        }
+        if u.ws_url.is_some() {
+            self.fail(
+                &at.key("ws_url"),
+                "not supported yet in this version (WebSocket comes later)",
+            );
+        }
+        let url = match Url::parse(&u.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+                Some(url)
+            }
+            Ok(url) => {
+                self.fail(
+                    &at.key("url"),
+                    format!(
+                        "scheme `{}` is not supported: use http:// or https://",
+                        url.scheme()
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                self.fail(&at.key("url"), format!("not a valid URL: {e}"));
+                None
+            }
+        };
+        let tier = match u.tier.as_deref().unwrap_or("primary") {
+            "primary" => Tier::Primary,
+            "secondary" => Tier::Secondary,
+            "fallback" => Tier::Fallback,
+            other => {
+                self.fail(
+                    &at.key("tier"),
+                    format!("unknown tier `{other}`, expected one of primary, secondary, fallback"),
+                );
+                Tier::Primary
+            }
+        };
+        let weight = match u.weight {
+            None => 1,
+            Some(w @ 1..=1000) => w,
+            Some(w) => {
+                self.fail(&at.key("weight"), format!("{w} is out of range 1..=1000"));
+                1
+            }
+        };
+        let mut headers = Vec::new();
+        for (k, v) in &u.headers {
+            let hat = at.key("headers").key(k);
+            match (
+                HeaderName::try_from(k.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) {
+                (Ok(name), Ok(mut value)) => {
+                    value.set_sensitive(true);
+                    headers.push((name, value));
+                }
+                (Err(_), _) => self.fail(&hat, "not a valid HTTP header name"),
+                (_, Err(_)) => self.fail(&hat, "not a valid HTTP header value"),
+            }
+        }
+        let timeout = self.duration(
+            &at.key("timeout"),
+            u.timeout.as_deref(),
+            defaults::UPSTREAM_TIMEOUT,
+        );
+        let connect_timeout = self.duration(
+            &at.key("connect_timeout"),
+            u.connect_timeout.as_deref(),
+            defaults::CONNECT_TIMEOUT,
+        );
+        let methods = u
+            .methods
+            .as_ref()
+            .map_or_else(MethodFilter::default, |m| MethodFilter {
+                allow: m.allow.clone(),
+                deny: m.deny.clone().unwrap_or_default(),
+            });
+        let url = url?;
+        let failure_domain = match &u.failure_domain {
+            Some(d) if d.is_empty() => {
+                self.fail(&at.key("failure_domain"), "must not be empty");
+                String::new()
+            }
+            Some(d) => d.clone(),
+            None => url.host_str().unwrap_or_default().to_string(),
+        };
+        Some(UpstreamConfig {
+            name: Arc::from(u.name.as_str()),
+            display_url: redact_url(&url, &self.secrets),
+            url,
+            tier,
+            failure_domain,
+            weight,
+            headers,
+            timeout,
+            connect_timeout,
+            methods,
+        })
+    }
+
+    fn addr(&mut self, at: &KeyPath, value: Option<&str>, default: &str) -> Option<SocketAddr> {
+        let text = value.unwrap_or(default);
+        match text.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.fail(
+                    at,
+                    format!("`{text}` is not an address like 127.0.0.1:8645"),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive(&mut self, at: &KeyPath, value: Option<u64>, default: usize) -> usize {
+        match value {
+            None => default,
+            Some(0) => {
+                self.fail(at, "must be at least 1");
+                default
+            }
+            Some(v) => usize::try_from(v).unwrap_or(usize::MAX),
+        }
+    }
+
+    fn duration(&mut self, at: &KeyPath, value: Option<&str>, default: Duration) -> Duration {
+        match value.map(humantime::parse_duration) {
+            None => default,
+            Some(Ok(d)) if !d.is_zero() => d,
+            Some(Ok(_)) => {
+                self.fail(at, "must be greater than zero");
+                default
+            }
+            Some(Err(e)) => {
+                self.fail(
+                    at,
+                    format!(
+                        "`{}` is not a duration like \"500ms\" or \"10s\": {e}",
+                        value.unwrap_or_default()
+                    ),
+                );
+                default
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str) -> Result<Config, ConfigErrors> {
+        let env = |k: &str| match k {
+            "TOKEN" => Some("tok-very-secret-value".to_string()),
+            "KEY" => Some("k3y".to_string()),
+            _ => None,
+        };
+        load(text, "test.toml", &env)
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        load_str(text)
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    const MINIMAL: &str = r#"
+        [[chains]]
+        name = "ethereum"
+        chain_id = 1
+        [[chains.upstreams]]
+        name = "a"
+        url = "http://127.0.0.1:8545"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = load_str(MINIMAL).unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8645");
+        assert_eq!(c.server.max_batch_len, 1000);
+        let u = &c.chains[0].upstreams[0];
+        assert_eq!(u.tier, Tier::Primary);
+        assert_eq!(u.failure_domain, "127.0.0.1");
+        assert_eq!(c.chains[0].policy.max_attempts, 3);
+        assert_eq!(c.warnings.len(), 1, "single failure domain warns");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_their_path() {
+        let e = errors(&MINIMAL.replace("chain_id = 1", "chain_id = 1\nchian = 2"));
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("test.toml: chains[0]"), "{e:?}");
+        assert!(e[0].contains("unknown field `chian`"), "{e:?}");
+        let e = errors(&format!("[server]\nadmin_lisen = \"x\"\n{MINIMAL}"));
+        assert!(e[0].contains("unknown field `admin_lisen`"), "{e:?}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let e = errors(&MINIMAL.replace("chain_id = 1", "chain_id = \"one\""));
+        assert!(e[0].starts_with("test.toml: chains[0].chain_id: "), "{e:?}");
+    }
+
+    #[test]
+    fn toml_syntax_errors_name_the_file() {
+        let e = errors("[[chains]\nname=");
+        assert!(e[0].starts_with("test.toml: invalid TOML"), "{e:?}");
+    }
+
+    #[test]
+    fn every_value_error_is_reported_with_its_key() {
+        let e = errors(
+            r#"
+            [server]
+            listen = "nope"
+            max_batch_len = 0
+            shutdown_timeout = "soon"
+            [[chains]]
+            name = "eth/main"
+            [[chains.upstreams]]
+            name = "a"
+            url = "ftp://x"
+            tier = "best"
+            weight = 0
+            timeout = "0s"
+            [[chains.upstreams]]
+            name = "a"
+            url = "not a url"
+            headers = { "bad header" = "x" }
+            "#,
+        );
+        let joined = e.join("\n");
+        for needle in [
+            "test.toml: server.listen: `nope` is not an address",
+            "test.toml: server.max_batch_len: must be at least 1",
+            "test.toml: server.shutdown_timeout: `soon` is not a duration",
+            "test.toml: chains[0].name: `eth/main` cannot be a URL path segment",
+            "test.toml: chains[0].chain_id: required for an evm chain",
+            "test.toml: chains[0].upstreams[0].url: scheme `ftp` is not supported",
+            "test.toml: chains[0].upstreams[0].tier: unknown tier `best`",
+            "test.toml: chains[0].upstreams[0].weight: 0 is out of range",
+            "test.toml: chains[0].upstreams[0].timeout: must be greater than zero",
+            "test.toml: chains[0].upstreams[1].name: duplicate upstream name `a`",
+            "test.toml: chains[0].upstreams[1].url: not a valid URL",
+            "test.toml: chains[0].upstreams[1].headers.bad header: not a valid HTTP header name",
+        ] {
+            assert!(joined.contains(needle), "missing {needle:?} in\n{joined}");
+        }
+    }
+
+    #[test]
+    fn no_chains_is_an_error() {
+        let e = errors("[server]\n");
+        assert_eq!(
+            e,
+            vec!["test.toml: chains: at least one [[chains]] entry is required"]
+        );
+    }
+
+    #[test]
+    fn later_features_say_not_supported_yet() {
+        let e = errors(&format!(
+            "{MINIMAL}\n[chains.policy]\nhedge = {{ delay = \"auto\" }}\n"
+        ));
+        assert_eq!(
+            e,
+            vec!["test.toml: chains[0].policy.hedge: not supported yet in this version"]
+        );
+        let e = errors(&MINIMAL.replace("chain_id = 1", "chain_id = 1\nfamily = \"solana\""));
+        assert!(
+            e.iter()
+                .any(|l| l.contains("chains[0].family: `solana` is not supported yet")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_interpolated_and_never_shown() {
+        let c = load_str(&MINIMAL.replace(
+            r#"url = "http://127.0.0.1:8545""#,
+            r#"url = "https://rpc.example.io/v2/${KEY}"
+               headers = { Authorization = "Bearer ${TOKEN}" }"#,
+        ))
+        .unwrap();
+        let u = &c.chains[0].upstreams[0];
+        assert_eq!(u.url.as_str(), "https://rpc.example.io/v2/k3y");
+        assert_eq!(u.display_url, "https://rpc.example.io/v2/***");
+        assert_eq!(u.failure_domain, "rpc.example.io");
+        let shown = c.redacted().to_string();
+        assert!(
+            !shown.contains("k3y") && !shown.contains("tok-very-secret-value"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("\"Authorization\":\"***\"")
+                || shown.contains("\"authorization\":\"***\""),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn secrets_do_not_leak_through_type_errors() {
+        let e = errors(&MINIMAL.replace(
+            r#"name = "a""#,
+            r#"name = "a"
+               weight = "${TOKEN}""#,
+        ));
+        let joined = e.join("\n");
+        assert!(!joined.contains("tok-very-secret-value"), "{joined}");
+        assert!(joined.contains("chains[0].upstreams[0].weight"), "{joined}");
+        assert!(joined.contains("***"), "{joined}");
+    }
+
+    #[test]
+    fn missing_env_var_names_key_and_variable() {
+        let e = errors(&MINIMAL.replace("http://127.0.0.1:8545", "https://x.io/${NOPE}"));
+        assert_eq!(
+            e,
+            vec!["test.toml: chains[0].upstreams[0].url: environment variable `NOPE` is not set"]
+        );
+    }
+
+    #[test]
+    fn no_warning_with_two_failure_domains() {
+        let c = load_str(&format!(
+            "{MINIMAL}\n[[chains.upstreams]]\nname = \"b\"\nurl = \"https://other.example\"\n"
+        ))
+        .unwrap();
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+}

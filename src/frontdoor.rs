@@ -1,0 +1,235 @@
+//! The JSON-RPC front door: HTTP in, JSON-RPC answers out (PRODUCT.md §4).
+//!
+//! Order of checks, cheapest first: method, chain (path), content type, body size, then the
+//! JSON-RPC decode. Each check failing gets its own HTTP status with a JSON-RPC error body.
+//! Past the decode every item is answered on its own: a batch's items run concurrently and
+//! are answered in request order. This service never fails: every path ends in a response.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt};
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use metrics::{Counter, Label};
+use serde_json::json;
+
+use crate::body::Body;
+use crate::chain::Chain;
+use crate::jsonrpc::{
+    self, codes, encode_batch, encode_response, ErrorObject, Id, Incoming, Item, Limits, Payload,
+};
+use crate::metrics::{LabelTable, Metrics, REJECTED};
+use crate::snapshot::SharedSnapshot;
+
+/// Batch items in flight at once per batch: enough to hide upstream latency, bounded so one
+/// client's 1,000-item batch cannot open 1,000 upstream connections.
+const BATCH_CONCURRENCY: usize = 32;
+
+#[derive(Debug, Clone, Copy)]
+enum Rejection {
+    MethodNotAllowed,
+    UnknownChain,
+    UnsupportedMediaType,
+    BodyTooLarge,
+    BodyUnreadable,
+    ParseError,
+    InvalidRequest,
+}
+
+impl Rejection {
+    const ALL: usize = 7;
+
+    fn label(self) -> &'static str {
+        match self {
+            Rejection::MethodNotAllowed => "method_not_allowed",
+            Rejection::UnknownChain => "unknown_chain",
+            Rejection::UnsupportedMediaType => "unsupported_media_type",
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::BodyUnreadable => "body_unreadable",
+            Rejection::ParseError => "parse_error",
+            Rejection::InvalidRequest => "invalid_request",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FrontDoor {
+    snapshot: SharedSnapshot,
+    metrics: Arc<Metrics>,
+    rejected: Arc<LabelTable<Counter>>,
+}
+
+impl FrontDoor {
+    pub fn new(snapshot: SharedSnapshot, metrics: Arc<Metrics>) -> Self {
+        Self {
+            snapshot,
+            metrics,
+            rejected: Arc::new(LabelTable::new(Rejection::ALL)),
+        }
+    }
+
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let snapshot = self.snapshot.load_full();
+        if req.method() != Method::POST {
+            let mut resp = self.reject(
+                Rejection::MethodNotAllowed,
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorObject::invalid_request("use POST with a JSON-RPC body"),
+            );
+            resp.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return resp;
+        }
+        let Some(chain) = snapshot.router.route(req.uri().path()).cloned() else {
+            let path = req.uri().path();
+            let shown: String = path.chars().take(64).collect();
+            let error = ErrorObject::new(
+                codes::UNKNOWN_CHAIN,
+                format!("manifold: unknown chain `{}`", shown.trim_matches('/')),
+            )
+            .with_data(json!({ "reason": "unknown_chain", "chains": snapshot.router.names() }));
+            return self.reject(Rejection::UnknownChain, StatusCode::NOT_FOUND, error);
+        };
+        if !is_json(req.headers().get(CONTENT_TYPE)) {
+            return self.reject(
+                Rejection::UnsupportedMediaType,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorObject::invalid_request("content-type must be application/json"),
+            );
+        }
+        let server = &snapshot.config.server;
+        let max = server.max_request_bytes;
+        let too_large = || {
+            self.reject(
+                Rejection::BodyTooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorObject::invalid_request(format!("body larger than max_request_bytes ({max})")),
+            )
+        };
+        let declared = req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max as u64) {
+            return too_large();
+        }
+        let body = match Limited::new(req.into_body(), max).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                return too_large()
+            }
+            Err(e) => {
+                return self.reject(
+                    Rejection::BodyUnreadable,
+                    StatusCode::BAD_REQUEST,
+                    ErrorObject::invalid_request(format!("cannot read body: {e}")),
+                )
+            }
+        };
+        let limits = Limits {
+            max_batch_len: server.max_batch_len,
+        };
+        match jsonrpc::decode(&body, limits) {
+            Ok(Incoming::Single(item)) => match answer(&chain, item).await {
+                Some(chunks) => json_response(StatusCode::OK, chunks),
+                None => json_response(StatusCode::OK, Vec::new()),
+            },
+            Ok(Incoming::Batch(items)) => {
+                let answers: Vec<Vec<Bytes>> = stream::iter(items)
+                    .map(|item| answer(&chain, item))
+                    .buffered(BATCH_CONCURRENCY)
+                    .filter_map(|a| async move { a })
+                    .collect()
+                    .await;
+                if answers.is_empty() {
+                    // All notifications: nothing to answer (spec §6).
+                    json_response(StatusCode::OK, Vec::new())
+                } else {
+                    json_response(StatusCode::OK, encode_batch(answers))
+                }
+            }
+            Err(e) => {
+                let reason = match e {
+                    jsonrpc::DecodeError::Parse(_) => Rejection::ParseError,
+                    _ => Rejection::InvalidRequest,
+                };
+                self.reject(reason, StatusCode::OK, e.to_error_object())
+            }
+        }
+    }
+
+    fn reject(&self, why: Rejection, status: StatusCode, error: ErrorObject) -> Response<Body> {
+        self.rejected
+            .get(why as usize, || {
+                self.metrics
+                    .counter(REJECTED, vec![Label::new("reason", why.label())])
+            })
+            .increment(1);
+        json_response(
+            status,
+            encode_response(&Id::NULL, &Payload::Error(error.to_json())),
+        )
+    }
+}
+
+/// The response object for one item, or `None` for a notification.
+async fn answer(chain: &Chain, item: Item) -> Option<Vec<Bytes>> {
+    match item {
+        Item::Invalid { id, error } => Some(encode_response(&id, &Payload::Error(error.to_json()))),
+        Item::Call(call) => {
+            let payload = chain.call(&call).await;
+            call.id.map(|id| encode_response(&id, &payload))
+        }
+    }
+}
+
+fn json_response(status: StatusCode, chunks: Vec<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Body::from_chunks(chunks));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// `application/json`, with or without parameters (`; charset=utf-8`), in any case; also
+/// the JSON-RPC media types geth accepts.
+fn is_json(value: Option<&HeaderValue>) -> bool {
+    let Some(v) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = v.split(';').next().unwrap_or("").trim();
+    [
+        "application/json",
+        "application/json-rpc",
+        "application/jsonrequest",
+    ]
+    .iter()
+    .any(|t| essence.eq_ignore_ascii_case(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        let ok = |s: &'static str| is_json(Some(&HeaderValue::from_static(s)));
+        assert!(ok("application/json"));
+        assert!(ok("application/json; charset=utf-8"));
+        assert!(ok("Application/JSON;charset=UTF-8"));
+        assert!(ok("application/json-rpc"));
+        assert!(!ok("text/plain"));
+        assert!(!ok("application/x-www-form-urlencoded"));
+        assert!(!is_json(None));
+    }
+}

@@ -1,0 +1,573 @@
+//! Decoding a request body into calls, following JSON-RPC 2.0 §4–§6.
+//!
+//! The body is parsed once, borrowing: `params` and `id` stay as slices of the body's
+//! `Bytes` (no copy of a 275 KB blob transaction's params). Each batch item is validated on
+//! its own, so one bad item yields one error object and the others still run (spec §6).
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::error::ErrorObject;
+use super::raw::{present, slice_of};
+
+/// Limits applied while decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_batch_len: usize,
+}
+
+/// The raw JSON text of a request id, exactly as the client sent it (string, number or
+/// `null`), so that it can be returned byte-for-byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Id(Bytes);
+
+impl Id {
+    pub const NULL: Id = Id(Bytes::from_static(b"null"));
+
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.0
+    }
+}
+
+/// A valid request: something to send to an upstream.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `None` for a notification: the client expects no response object.
+    pub id: Option<Id>,
+    /// The method name, decoded (escapes resolved).
+    pub method: Box<str>,
+    /// The method as JSON string text, as sent; forwarded without re-escaping.
+    pub method_json: Bytes,
+    /// The `params` JSON text, if present.
+    pub params: Option<Bytes>,
+}
+
+/// One element of what the client sent.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Call(Call),
+    /// Not a valid request object; answered with this error and the given id (the request's
+    /// own id when it was readable, else `null`).
+    Invalid {
+        id: Id,
+        error: ErrorObject,
+    },
+}
+
+/// A decoded body.
+#[derive(Debug, Clone)]
+pub enum Incoming {
+    Single(Item),
+    Batch(Vec<Item>),
+}
+
+/// A body that cannot be decoded into items: answered with one error object, id `null`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DecodeError {
+    #[error("parse error: {0}")]
+    Parse(String),
+    #[error("invalid request: empty batch")]
+    EmptyBatch,
+    #[error("invalid request: batch of {len} exceeds max_batch_len {max}")]
+    BatchTooLong { len: usize, max: usize },
+    #[error("invalid request: {0}")]
+    NotRequest(&'static str),
+}
+
+impl DecodeError {
+    pub fn to_error_object(&self) -> ErrorObject {
+        match self {
+            DecodeError::Parse(detail) => ErrorObject::parse_error(detail),
+            DecodeError::EmptyBatch => ErrorObject::invalid_request("empty batch"),
+            DecodeError::BatchTooLong { len, max } => ErrorObject::invalid_request(format!(
+                "batch of {len} requests exceeds the limit of {max}"
+            )),
+            DecodeError::NotRequest(why) => ErrorObject::invalid_request(why),
+        }
+    }
+}
+
+/// Deepest nesting of arrays and objects accepted. serde_json's own limit (128) guards its
+/// recursive parser, but raw values are skipped without one; no real request nests deeper.
+pub const MAX_DEPTH: usize = 128;
+
+/// Decode a request body.
+pub fn decode(body: &Bytes, limits: Limits) -> Result<Incoming, DecodeError> {
+    if nesting_exceeds(body, MAX_DEPTH) {
+        return Err(DecodeError::NotRequest(
+            "JSON nested deeper than 128 levels",
+        ));
+    }
+    // Whole-body parse first: a syntax error anywhere is a parse error for the whole body
+    // (spec §7: "rpc call Batch, invalid JSON" gets one -32700, not per-item errors).
+    let top: &RawValue =
+        serde_json::from_slice(body).map_err(|e| DecodeError::Parse(e.to_string()))?;
+    match top.get().as_bytes().first() {
+        Some(b'[') => {
+            let items: Vec<&RawValue> =
+                serde_json::from_str(top.get()).map_err(|e| DecodeError::Parse(e.to_string()))?;
+            if items.is_empty() {
+                return Err(DecodeError::EmptyBatch);
+            }
+            if items.len() > limits.max_batch_len {
+                return Err(DecodeError::BatchTooLong {
+                    len: items.len(),
+                    max: limits.max_batch_len,
+                });
+            }
+            Ok(Incoming::Batch(
+                items
+                    .into_iter()
+                    .map(|raw| decode_item(body, raw))
+                    .collect(),
+            ))
+        }
+        Some(b'{') => Ok(Incoming::Single(decode_item(body, top))),
+        _ => Err(DecodeError::NotRequest(
+            "expected a request object or a batch array",
+        )),
+    }
+}
+
+/// The fields of a request object, borrowed from the body. `Option<Option<..>>`-like
+/// handling of `id` is done by `present`: an absent id (notification) differs from
+/// `"id": null` (a request whose answer has id null).
+#[derive(Deserialize)]
+struct RawRequest<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    method: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+}
+
+fn decode_item(body: &Bytes, raw: &RawValue) -> Item {
+    let invalid = |id: Id, why: &str| Item::Invalid {
+        id,
+        error: ErrorObject::invalid_request(why),
+    };
+    if !raw.get().starts_with('{') {
+        return invalid(Id::NULL, "a request must be a JSON object");
+    }
+    let req: RawRequest<'_> = match serde_json::from_str(raw.get()) {
+        Ok(r) => r,
+        Err(e) => {
+            return Item::Invalid {
+                id: Id::NULL,
+                error: ErrorObject::invalid_request(e),
+            }
+        }
+    };
+    let id = match req.id {
+        None => None,
+        Some(v) if is_valid_id(v) => Some(Id(slice_of(body, v.get()))),
+        Some(_) => return invalid(Id::NULL, "id must be a string, a number or null"),
+    };
+    let reply_id = id.clone().unwrap_or(Id::NULL);
+    match req
+        .jsonrpc
+        .map(|v| serde_json::from_str::<Cow<'_, str>>(v.get()))
+    {
+        Some(Ok(v)) if v == "2.0" => {}
+        _ => return invalid(reply_id, "jsonrpc must be \"2.0\""),
+    }
+    let Some(method_raw) = req.method else {
+        return invalid(reply_id, "missing method");
+    };
+    let method = match serde_json::from_str::<Cow<'_, str>>(method_raw.get()) {
+        Ok(m) => m,
+        Err(_) => return invalid(reply_id, "method must be a string"),
+    };
+    let params = match req.params {
+        None => None,
+        Some(p) if matches!(p.get().as_bytes().first(), Some(b'[' | b'{')) => {
+            Some(slice_of(body, p.get()))
+        }
+        // `null` params are what some clients send for "no params"; forwarded as sent.
+        Some(p) if p.get() == "null" => Some(slice_of(body, p.get())),
+        Some(_) => return invalid(reply_id, "params must be an array or an object"),
+    };
+    Item::Call(Call {
+        id,
+        method: method.into_owned().into_boxed_str(),
+        method_json: slice_of(body, method_raw.get()),
+        params,
+    })
+}
+
+/// One pass over the bytes, tracking depth outside strings. Runs before parsing so that a
+/// hostile body is rejected before any work is spent on it.
+fn nesting_exceeds(body: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+fn is_valid_id(v: &RawValue) -> bool {
+    matches!(v.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9')) || v.get() == "null"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jsonrpc::codes;
+
+    const LIMITS: Limits = Limits { max_batch_len: 100 };
+
+    fn dec(s: &str) -> Result<Incoming, DecodeError> {
+        decode(&Bytes::copy_from_slice(s.as_bytes()), LIMITS)
+    }
+
+    fn single(s: &str) -> Item {
+        match dec(s) {
+            Ok(Incoming::Single(item)) => item,
+            other => panic!("expected single, got {other:?}"),
+        }
+    }
+
+    fn call(s: &str) -> Call {
+        match single(s) {
+            Item::Call(c) => c,
+            other => panic!("expected call, got {other:?}"),
+        }
+    }
+
+    fn invalid(item: &Item) -> (&[u8], i64) {
+        match item {
+            Item::Invalid { id, error } => (&id.as_bytes()[..], error.code),
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    fn id_of(c: &Call) -> Option<&[u8]> {
+        c.id.as_ref().map(|i| &i.as_bytes()[..])
+    }
+
+    // JSON-RPC 2.0 specification §7, examples in order.
+
+    #[test]
+    fn spec_positional_params() {
+        let c = call(r#"{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}"#);
+        assert_eq!(&*c.method, "subtract");
+        assert_eq!(&c.params.as_ref().unwrap()[..], b"[42, 23]");
+        assert_eq!(id_of(&c), Some(&b"1"[..]));
+    }
+
+    #[test]
+    fn spec_named_params() {
+        let c = call(
+            r#"{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42}, "id": 3}"#,
+        );
+        assert_eq!(
+            &c.params.as_ref().unwrap()[..],
+            br#"{"subtrahend": 23, "minuend": 42}"#
+        );
+        assert_eq!(id_of(&c), Some(&b"3"[..]));
+    }
+
+    #[test]
+    fn spec_notifications() {
+        let c = call(r#"{"jsonrpc": "2.0", "method": "update", "params": [1,2,3,4,5]}"#);
+        assert!(c.id.is_none());
+        let c = call(r#"{"jsonrpc": "2.0", "method": "foobar"}"#);
+        assert!(c.id.is_none());
+        assert!(c.params.is_none());
+    }
+
+    #[test]
+    fn spec_invalid_json() {
+        let e = dec(r#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#).unwrap_err();
+        assert_eq!(e.to_error_object().code, codes::PARSE_ERROR);
+    }
+
+    #[test]
+    fn spec_invalid_request_object() {
+        let item = single(r#"{"jsonrpc": "2.0", "method": 1, "params": "bar"}"#);
+        assert_eq!(invalid(&item), (&b"null"[..], codes::INVALID_REQUEST));
+    }
+
+    #[test]
+    fn spec_batch_invalid_json() {
+        let e = dec(r#"[
+  {"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},
+  {"jsonrpc": "2.0", "method"
+]"#)
+        .unwrap_err();
+        assert_eq!(e.to_error_object().code, codes::PARSE_ERROR);
+    }
+
+    #[test]
+    fn spec_empty_array() {
+        let e = dec("[]").unwrap_err();
+        assert!(matches!(e, DecodeError::EmptyBatch));
+        assert_eq!(e.to_error_object().code, codes::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn spec_invalid_batch_not_empty() {
+        let Ok(Incoming::Batch(items)) = dec("[1]") else {
+            panic!()
+        };
+        assert_eq!(items.len(), 1);
+        assert_eq!(invalid(&items[0]), (&b"null"[..], codes::INVALID_REQUEST));
+    }
+
+    #[test]
+    fn spec_invalid_batch() {
+        let Ok(Incoming::Batch(items)) = dec("[1,2,3]") else {
+            panic!()
+        };
+        assert_eq!(items.len(), 3);
+        for item in &items {
+            assert_eq!(invalid(item).1, codes::INVALID_REQUEST);
+        }
+    }
+
+    #[test]
+    fn spec_mixed_batch() {
+        let Ok(Incoming::Batch(items)) = dec(r#"[
+        {"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},
+        {"jsonrpc": "2.0", "method": "notify_hello", "params": [7]},
+        {"jsonrpc": "2.0", "method": "subtract", "params": [42,23], "id": "2"},
+        {"foo": "boo"},
+        {"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},
+        {"jsonrpc": "2.0", "method": "get_data", "id": "9"}
+    ]"#)
+        else {
+            panic!()
+        };
+        assert_eq!(items.len(), 6);
+        let Item::Call(c) = &items[0] else { panic!() };
+        assert_eq!(id_of(c), Some(&br#""1""#[..]));
+        let Item::Call(c) = &items[1] else { panic!() };
+        assert!(c.id.is_none());
+        assert_eq!(invalid(&items[3]), (&b"null"[..], codes::INVALID_REQUEST));
+        let Item::Call(c) = &items[5] else { panic!() };
+        assert_eq!(&*c.method, "get_data");
+        assert!(c.params.is_none());
+    }
+
+    #[test]
+    fn spec_all_notifications_batch() {
+        let Ok(Incoming::Batch(items)) = dec(
+            r#"[{"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},
+                {"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}]"#,
+        ) else {
+            panic!()
+        };
+        assert!(items
+            .iter()
+            .all(|i| matches!(i, Item::Call(Call { id: None, .. }))));
+    }
+
+    // Ids of every kind come back byte-for-byte.
+
+    #[test]
+    fn ids_are_kept_byte_for_byte() {
+        for id in [
+            "0",
+            "-1",
+            "18446744073709551617123",
+            "1.5e3",
+            "1.0",
+            r#""""#,
+            r#""abc""#,
+            r#""\u00e9\n""#,
+            "null",
+        ] {
+            let c = call(&format!(r#"{{"jsonrpc":"2.0","method":"m","id":{id}}}"#));
+            assert_eq!(id_of(&c), Some(id.as_bytes()), "id {id}");
+        }
+    }
+
+    #[test]
+    fn null_id_is_not_a_notification() {
+        let c = call(r#"{"jsonrpc":"2.0","method":"m","id":null}"#);
+        assert_eq!(id_of(&c), Some(&b"null"[..]));
+    }
+
+    #[test]
+    fn object_array_and_bool_ids_are_invalid() {
+        for id in ["{}", "[1]", "true", "false"] {
+            let item = single(&format!(r#"{{"jsonrpc":"2.0","method":"m","id":{id}}}"#));
+            assert_eq!(
+                invalid(&item),
+                (&b"null"[..], codes::INVALID_REQUEST),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_items_keep_a_readable_id() {
+        let item = single(r#"{"jsonrpc":"1.0","method":"m","id":7}"#);
+        assert_eq!(invalid(&item), (&b"7"[..], codes::INVALID_REQUEST));
+        let item = single(r#"{"method":"m","id":"x"}"#);
+        assert_eq!(invalid(&item), (&br#""x""#[..], codes::INVALID_REQUEST));
+        let item = single(r#"{"jsonrpc":"2.0","id":8}"#);
+        assert_eq!(invalid(&item), (&b"8"[..], codes::INVALID_REQUEST));
+        let item = single(r#"{"jsonrpc":"2.0","method":"m","params":5,"id":9}"#);
+        assert_eq!(invalid(&item), (&b"9"[..], codes::INVALID_REQUEST));
+    }
+
+    #[test]
+    fn jsonrpc_must_be_the_string_2_0() {
+        for v in ["2", "2.0", r#""2""#, "null"] {
+            let item = single(&format!(r#"{{"jsonrpc":{v},"method":"m","id":1}}"#));
+            assert_eq!(invalid(&item).1, codes::INVALID_REQUEST, "{v}");
+        }
+    }
+
+    #[test]
+    fn method_escapes_are_decoded_and_raw_text_kept() {
+        let c = call(r#"{"jsonrpc":"2.0","method":"eth_\u0063hainId","id":1}"#);
+        assert_eq!(&*c.method, "eth_chainId");
+        assert_eq!(&c.method_json[..], br#""eth_\u0063hainId""#);
+    }
+
+    #[test]
+    fn scalars_at_top_level_are_invalid_requests() {
+        for body in ["1", r#""x""#, "null", "true"] {
+            let e = dec(body).unwrap_err();
+            assert_eq!(e.to_error_object().code, codes::INVALID_REQUEST, "{body}");
+        }
+    }
+
+    #[test]
+    fn empty_and_whitespace_bodies_are_parse_errors() {
+        for body in ["", "   ", "\n"] {
+            let e = dec(body).unwrap_err();
+            assert_eq!(e.to_error_object().code, codes::PARSE_ERROR, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_parse_error() {
+        let body = Bytes::from_static(b"{\"jsonrpc\":\"2.0\",\"method\":\"\xff\xfe\",\"id\":1}");
+        let e = decode(&body, LIMITS).unwrap_err();
+        assert_eq!(e.to_error_object().code, codes::PARSE_ERROR);
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_without_overflowing_the_stack() {
+        let deep = format!(
+            r#"{{"jsonrpc":"2.0","method":"m","params":{}{},"id":1}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let Err(e) = dec(&deep) else {
+            panic!("deep nesting accepted")
+        };
+        assert_eq!(e.to_error_object().code, codes::INVALID_REQUEST);
+        // Brackets inside strings do not count.
+        let in_string = format!(
+            r#"{{"jsonrpc":"2.0","method":"m","params":["{}\"{}"],"id":1}}"#,
+            "[".repeat(1000),
+            "{".repeat(1000)
+        );
+        assert!(matches!(
+            dec(&in_string),
+            Ok(Incoming::Single(Item::Call(_)))
+        ));
+    }
+
+    #[test]
+    fn moderate_nesting_is_accepted() {
+        // The object itself is one level: 127 more fit.
+        let params = format!("{}{}", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        let c = call(&format!(
+            r#"{{"jsonrpc":"2.0","method":"m","params":{params},"id":1}}"#
+        ));
+        assert_eq!(c.params.unwrap().len(), params.len());
+    }
+
+    #[test]
+    fn batch_length_limit() {
+        let item = r#"{"jsonrpc":"2.0","method":"m","id":1}"#;
+        let at_limit = format!("[{}]", vec![item; 100].join(","));
+        assert!(matches!(dec(&at_limit), Ok(Incoming::Batch(v)) if v.len() == 100));
+        let over = format!("[{}]", vec![item; 101].join(","));
+        let e = dec(&over).unwrap_err();
+        assert!(matches!(
+            e,
+            DecodeError::BatchTooLong { len: 101, max: 100 }
+        ));
+        assert_eq!(e.to_error_object().code, codes::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn duplicate_ids_in_a_batch_are_each_kept() {
+        let Ok(Incoming::Batch(items)) =
+            dec(r#"[{"jsonrpc":"2.0","method":"a","id":1},{"jsonrpc":"2.0","method":"b","id":1}]"#)
+        else {
+            panic!()
+        };
+        let methods: Vec<_> = items
+            .iter()
+            .map(|i| match i {
+                Item::Call(c) => (c.method.to_string(), id_of(c).map(<[u8]>::to_vec)),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            methods,
+            vec![
+                ("a".to_string(), Some(b"1".to_vec())),
+                ("b".to_string(), Some(b"1".to_vec()))
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_fields_are_invalid() {
+        let item = single(r#"{"jsonrpc":"2.0","method":"a","method":"b","id":1}"#);
+        assert_eq!(invalid(&item).1, codes::INVALID_REQUEST);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_null_params_kept() {
+        let c = call(r#"{"jsonrpc":"2.0","method":"a","params":null,"extra":{"x":1},"id":1}"#);
+        assert_eq!(&c.params.as_ref().unwrap()[..], b"null");
+    }
+
+    #[test]
+    fn slices_point_into_the_body() {
+        let body = Bytes::from_static(br#"{"jsonrpc":"2.0","method":"m","params":[1],"id":42}"#);
+        let Ok(Incoming::Single(Item::Call(c))) = decode(&body, LIMITS) else {
+            panic!()
+        };
+        let params = c.params.unwrap();
+        let range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+        assert!(range.contains(&(params.as_ptr() as usize)));
+    }
+}

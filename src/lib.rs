@@ -1,0 +1,34 @@
+//! Manifold: a failover-aware JSON-RPC load-balancing proxy for blockchains.
+//!
+//! A request's path through the code, top-down:
+//!
+//! ```text
+//! server::listener      accept, HTTP/1.1 keep-alive + h2c, graceful drain
+//!   frontdoor           method, chain path, content type, body limit     (HTTP 405/404/415/413)
+//!     jsonrpc::decode   single / batch / notification, ids kept as raw bytes (-32700/-32600)
+//!     router            POST /{chain} -> Chain
+//!       chain           request timeout, proxy error objects, per-call metrics
+//!         upstream::set    candidate order, failover to the next upstream on upstream faults
+//!           upstream       one attempt: classify once into an Outcome -> health + metrics
+//!             upstream::client  pooled HTTP/1.1 + HTTP/2, rustls, timeouts, gzip
+//!     jsonrpc::encode   client id + upstream result bytes, no re-encoding
+//! admin                 /healthz /readyz /status /metrics on admin_listen
+//! ```
+//!
+//! Configuration is loaded and validated by [`config`], built into a [`snapshot::Snapshot`]
+//! and held behind an `ArcSwap`, so requests read one consistent version without locks.
+
+pub mod admin;
+pub mod body;
+pub mod chain;
+pub mod cli;
+pub mod config;
+pub mod family;
+pub mod frontdoor;
+pub mod jsonrpc;
+pub mod logging;
+pub mod metrics;
+pub mod router;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;

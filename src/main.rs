@@ -1,0 +1,99 @@
+//! The `manifold` binary: parse the command line, load the config, run until a signal.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use manifold::cli::{Cli, Command};
+use manifold::config::Config;
+use manifold::logging::{self, LogFormat};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return check_config(file);
+    }
+    let format = match LogFormat::from_env() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("manifold: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(format);
+    let config = match &cli.config {
+        Some(path) => Config::from_file(path),
+        None => Config::embedded_default(),
+    };
+    let config = match config {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("manifold: invalid configuration:\n{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("manifold: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let running = match manifold::server::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("manifold: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let signal = wait_for_stop_signal().await;
+    tracing::info!(signal, "shutting down: draining in-flight requests");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_stop_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match Config::from_file(file) {
+        Ok(config) => {
+            for w in &config.warnings {
+                eprintln!("warning: {w}");
+            }
+            let shown = match toml::to_string_pretty(&config.redacted()) {
+                Ok(s) => s,
+                Err(e) => format!("# cannot render as TOML ({e})\n{:#}", config.redacted()),
+            };
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "# {}: valid\n{shown}", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::FAILURE
+        }
+    }
+}

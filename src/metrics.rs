@@ -1,0 +1,198 @@
+//! Prometheus metrics (`manifold_` prefix, bounded labels), served at the admin `/metrics`.
+//!
+//! Each `Manifold` instance owns its recorder rather than installing a global one, so
+//! several instances in one process (the tests) keep separate counts. Handles are resolved
+//! once and cached (`LabelTable`), so the request path touches only atomics.
+
+use std::sync::{Arc, OnceLock};
+
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+
+const META: Metadata<'static> = Metadata::new("manifold", Level::INFO, Some(module_path!()));
+
+/// Latency buckets in seconds: sub-millisecond (cache, local node) to slow `eth_getLogs`.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+pub const REQUESTS: &str = "manifold_requests_total";
+pub const REQUEST_DURATION: &str = "manifold_request_duration_seconds";
+pub const REJECTED: &str = "manifold_rejected_requests_total";
+pub const UPSTREAM_REQUESTS: &str = "manifold_upstream_requests_total";
+pub const UPSTREAM_DURATION: &str = "manifold_upstream_request_duration_seconds";
+pub const UPSTREAM_IN_FLIGHT: &str = "manifold_upstream_in_flight";
+pub const BUILD_INFO: &str = "manifold_build_info";
+
+const DESCRIPTIONS: &[(&str, &str)] = &[
+    (
+        REQUESTS,
+        "JSON-RPC calls answered, by chain, method and outcome",
+    ),
+    (
+        REQUEST_DURATION,
+        "Time to answer a JSON-RPC call, all attempts included, by chain and method",
+    ),
+    (
+        REJECTED,
+        "HTTP requests rejected before reaching a chain, by reason",
+    ),
+    (
+        UPSTREAM_REQUESTS,
+        "Attempts sent to upstreams, by chain, upstream and outcome",
+    ),
+    (
+        UPSTREAM_DURATION,
+        "Duration of attempts sent to upstreams, by chain and upstream",
+    ),
+    (
+        UPSTREAM_IN_FLIGHT,
+        "Attempts currently waiting on an upstream",
+    ),
+    (
+        BUILD_INFO,
+        "Always 1; the version label says which build runs",
+    ),
+];
+
+#[derive(Debug)]
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let builder = PrometheusBuilder::new();
+        let builder = match builder.set_buckets(LATENCY_BUCKETS) {
+            Ok(b) => b,
+            // Only fails on an empty bucket list, which LATENCY_BUCKETS is not.
+            Err(_) => PrometheusBuilder::new(),
+        };
+        let recorder = builder.build_recorder();
+        for (name, help) in DESCRIPTIONS {
+            let key = KeyName::from(*name);
+            if name.ends_with("_total") {
+                recorder.describe_counter(key, None, (*help).into());
+            } else if name.ends_with("_seconds") {
+                recorder.describe_histogram(key, Some(metrics::Unit::Seconds), (*help).into());
+            } else {
+                recorder.describe_gauge(key, None, (*help).into());
+            }
+        }
+        let this = Arc::new(Self { recorder });
+        this.gauge(
+            BUILD_INFO,
+            vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
+        )
+        .set(1.0);
+        this
+    }
+
+    pub fn counter(&self, name: &'static str, labels: Vec<Label>) -> Counter {
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &META)
+    }
+
+    pub fn gauge(&self, name: &'static str, labels: Vec<Label>) -> Gauge {
+        self.recorder
+            .register_gauge(&Key::from_parts(name, labels), &META)
+    }
+
+    pub fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
+        self.recorder
+            .register_histogram(&Key::from_parts(name, labels), &META)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        self.recorder.handle().render()
+    }
+}
+
+/// Metric handles indexed by small integers (method label, outcome), registered on first
+/// use: no series appears before it has a value, and no lookup happens after.
+#[derive(Debug)]
+pub struct LabelTable<T> {
+    cells: Vec<OnceLock<T>>,
+}
+
+impl<T: Clone> LabelTable<T> {
+    pub fn new(len: usize) -> Self {
+        Self {
+            cells: (0..len).map(|_| OnceLock::new()).collect(),
+        }
+    }
+
+    /// The handle at `index`, made by `make` the first time. Out-of-range indexes (a bug)
+    /// get a fresh, unregistered handle rather than a panic.
+    pub fn get(&self, index: usize, make: impl FnOnce() -> T) -> T {
+        match self.cells.get(index) {
+            Some(cell) => cell.get_or_init(make).clone(),
+            None => make(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_with_help_and_labels() {
+        let m = Metrics::new();
+        m.counter(
+            REQUESTS,
+            vec![
+                Label::new("chain", "eth"),
+                Label::new("method", "eth_call"),
+                Label::new("outcome", "success"),
+            ],
+        )
+        .increment(2);
+        m.histogram(
+            REQUEST_DURATION,
+            vec![Label::new("chain", "eth"), Label::new("method", "eth_call")],
+        )
+        .record(0.003);
+        let text = m.render();
+        assert!(text.contains("# HELP manifold_requests_total"), "{text}");
+        assert!(
+            text.contains(
+                r#"manifold_requests_total{chain="eth",method="eth_call",outcome="success"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("manifold_request_duration_seconds_bucket{chain=\"eth\",method=\"eth_call\",le=\"0.005\"} 1"), "{text}");
+        assert!(text.contains("manifold_build_info{version="), "{text}");
+    }
+
+    #[test]
+    fn instances_are_separate() {
+        let a = Metrics::new();
+        let b = Metrics::new();
+        a.counter(REJECTED, vec![Label::new("reason", "x")])
+            .increment(1);
+        assert!(a
+            .render()
+            .contains("manifold_rejected_requests_total{reason=\"x\"} 1"));
+        assert!(!b.render().contains("reason=\"x\""));
+    }
+
+    #[test]
+    fn label_table_registers_once() {
+        let m = Metrics::new();
+        let t: LabelTable<Counter> = LabelTable::new(2);
+        let mut made = 0;
+        for _ in 0..3 {
+            t.get(1, || {
+                made += 1;
+                m.counter(REJECTED, vec![Label::new("reason", "y")])
+            })
+            .increment(1);
+        }
+        assert_eq!(made, 1);
+        assert!(m
+            .render()
+            .contains("manifold_rejected_requests_total{reason=\"y\"} 3"));
+    }
+}

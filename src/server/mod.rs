@@ -1,0 +1,121 @@
+//! Starting and stopping a Manifold instance: bind both listeners, serve until told to stop.
+
+mod listener;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::Admin;
+use crate::config::Config;
+use crate::frontdoor::FrontDoor;
+use crate::metrics::Metrics;
+use crate::snapshot::{SharedSnapshot, Snapshot};
+
+pub use listener::Handler;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// A running instance. Dropping it does not stop it: call [`Running::shutdown`].
+#[derive(Debug)]
+pub struct Running {
+    /// The JSON-RPC address actually bound (port 0 in the config picks a free one).
+    pub rpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub snapshot: SharedSnapshot,
+    pub metrics: Arc<Metrics>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Bind the listeners and start serving `config`.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let metrics = Metrics::new();
+    let grace = config.server.shutdown_timeout;
+    let rpc_addr = config.server.listen;
+    let admin_addr = config.server.admin_listen;
+    let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(
+        Snapshot::build(config, &metrics).map_err(StartError::Setup)?,
+    ));
+    let bind = |what, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { what, addr, source })
+    };
+    let rpc = bind("listen", rpc_addr).await?;
+    let admin = bind("admin_listen", admin_addr).await?;
+    let local = |l: &TcpListener, what, addr| {
+        l.local_addr()
+            .map_err(|source| StartError::Bind { what, addr, source })
+    };
+    let rpc_addr = local(&rpc, "listen", rpc_addr)?;
+    let admin_addr = local(&admin, "admin_listen", admin_addr)?;
+
+    let (stop, stopped) = watch::channel(false);
+    let front = Arc::new(FrontDoor::new(snapshot.clone(), metrics.clone()));
+    let admin_handler = Arc::new(Admin::new(snapshot.clone(), metrics.clone()));
+    let tasks = vec![
+        tokio::spawn(listener::serve("rpc", rpc, front, stopped.clone(), grace)),
+        tokio::spawn(listener::serve(
+            "admin",
+            admin,
+            admin_handler,
+            stopped,
+            grace,
+        )),
+    ];
+    {
+        let snap = snapshot.load();
+        for chain in snap.router.chains() {
+            let names: Vec<String> = chain
+                .upstreams()
+                .iter()
+                .map(|u| {
+                    format!(
+                        "{} ({}, {})",
+                        u.name(),
+                        u.config.tier.as_str(),
+                        u.config.display_url
+                    )
+                })
+                .collect();
+            tracing::info!(chain = %chain.name(), upstreams = %names.join(", "), "serving chain");
+        }
+    }
+    tracing::info!(%rpc_addr, %admin_addr, "manifold listening");
+    Ok(Running {
+        rpc_addr,
+        admin_addr,
+        snapshot,
+        metrics,
+        stop,
+        tasks,
+    })
+}
+
+impl Running {
+    /// Stop accepting, wait for in-flight requests (at most `shutdown_timeout`), return.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

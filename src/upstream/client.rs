@@ -1,0 +1,228 @@
+//! The HTTP transport to one upstream: pooled keep-alive connections, TLS, timeouts, gzip.
+//!
+//! One `hyper_util` client per upstream, so that each has its own connection pool and
+//! connect timeout. HTTPS goes through rustls with the webpki roots (no system OpenSSL) and
+//! negotiates HTTP/2 by ALPN when the provider offers it; plain `http://` uses HTTP/1.1
+//! keep-alive. The whole exchange, from sending to the last body byte, is bounded by the
+//! upstream's `timeout`, and the body by `max_response_bytes`, compressed or not.
+
+use std::io::Read;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http::header::{ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::UpstreamConfig;
+
+/// What came back over HTTP, body fully read and decompressed.
+#[derive(Debug)]
+pub struct HttpReply {
+    pub status: StatusCode,
+    pub retry_after: Option<Duration>,
+    pub body: Bytes,
+}
+
+/// The exchange failed below JSON-RPC: no usable HTTP response.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Io(String),
+    #[error("response body larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("cannot decode response body: {0}")]
+    Decode(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamClient {
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    uri: Uri,
+    headers: HeaderMap,
+    timeout: Duration,
+    max_response_bytes: usize,
+}
+
+impl UpstreamClient {
+    pub fn new(cfg: &UpstreamConfig, max_response_bytes: usize) -> Result<Self, String> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(cfg.connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(provider)
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(https);
+
+        // Credentials in the URL (`https://user:key@host`) become a Basic header: they must
+        // not travel in the request line, and the URI type does not carry them.
+        let mut url = cfg.url.clone();
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        if !url.username().is_empty() || url.password().is_some() {
+            let user = percent_decode(url.username());
+            let pass = url.password().map(percent_decode).unwrap_or_default();
+            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+            let mut value = HeaderValue::try_from(format!("Basic {token}"))
+                .map_err(|_| "credentials in the URL are not valid header text".to_string())?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+        }
+        for (name, value) in &cfg.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        let uri: Uri = url
+            .as_str()
+            .parse()
+            .map_err(|e| format!("URL is not a valid request URI: {e}"))?;
+        Ok(Self {
+            http: client,
+            uri,
+            headers,
+            timeout: cfg.timeout,
+            max_response_bytes,
+        })
+    }
+
+    /// POST a JSON body and read the whole answer.
+    pub async fn post(&self, body: Bytes) -> Result<HttpReply, TransportError> {
+        match tokio::time::timeout(self.timeout, self.exchange(body)).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::Timeout(self.timeout)),
+        }
+    }
+
+    async fn exchange(&self, body: Bytes) -> Result<HttpReply, TransportError> {
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        let resp = self.http.request(req).await.map_err(|e| {
+            if e.is_connect() {
+                TransportError::Connect(error_chain(&e))
+            } else {
+                TransportError::Io(error_chain(&e))
+            }
+        })?;
+        let (parts, body) = resp.into_parts();
+        let retry_after = parts
+            .headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = Limited::new(body, self.max_response_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    TransportError::TooLarge(self.max_response_bytes)
+                } else {
+                    TransportError::Io(error_chain(e.as_ref()))
+                }
+            })?
+            .to_bytes();
+        let body = match parts
+            .headers
+            .get(CONTENT_ENCODING)
+            .map(HeaderValue::as_bytes)
+        {
+            None | Some(b"identity") => body,
+            Some(b"gzip" | b"x-gzip") => gunzip(&body, self.max_response_bytes)?,
+            Some(other) => {
+                return Err(TransportError::Decode(format!(
+                    "unsupported content-encoding {:?}",
+                    String::from_utf8_lossy(other)
+                )))
+            }
+        };
+        Ok(HttpReply {
+            status: parts.status,
+            retry_after,
+            body,
+        })
+    }
+}
+
+/// Decompress at most `max` bytes: a small gzip bomb must not become gigabytes.
+fn gunzip(body: &[u8], max: usize) -> Result<Bytes, TransportError> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
+    flate2::read::GzDecoder::new(body)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| TransportError::Decode(format!("gzip: {e}")))?;
+    if out.len() > max {
+        return Err(TransportError::TooLarge(max));
+    }
+    Ok(Bytes::from(out))
+}
+
+/// "error trying to connect: tcp connect error: Connection refused (os error 111)": the
+/// whole chain, since hyper's top-level message alone ("client error (Connect)") says little.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn gunzip_roundtrip_and_bomb_limit() {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&vec![b'a'; 100_000]).unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(gunzip(&gz, 100_000).unwrap().len(), 100_000);
+        assert!(matches!(
+            gunzip(&gz, 99_999),
+            Err(TransportError::TooLarge(99_999))
+        ));
+        assert!(matches!(
+            gunzip(b"not gzip", 10),
+            Err(TransportError::Decode(_))
+        ));
+    }
+}

@@ -1,0 +1,182 @@
+//! Passive health: what real requests tell us about an upstream.
+//!
+//! A deliberately small stand-in until active health checks and circuit breakers arrive:
+//! after `SKIP_AFTER` consecutive failures an upstream is tried only after everyone else,
+//! until `COOL_DOWN` has passed since its last failure, when one request may try it again.
+//! A 429's `Retry-After` parks it for that long. The request path only reads atomics.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::outcome::Outcome;
+
+pub const SKIP_AFTER: u32 = 3;
+pub const COOL_DOWN: Duration = Duration::from_secs(5);
+/// Longest park honoured from a `Retry-After`: a provider cannot take itself out for hours.
+pub const MAX_PARK: Duration = Duration::from_secs(60);
+/// Weight of the newest sample in the latency average.
+const EWMA_ALPHA: f64 = 0.2;
+
+#[derive(Debug)]
+pub struct PassiveHealth {
+    epoch: Instant,
+    consecutive_failures: AtomicU32,
+    last_failure_ms: AtomicU64,
+    parked_until_ms: AtomicU64,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    in_flight: AtomicU64,
+    latency_ewma_us: AtomicU64,
+}
+
+impl Default for PassiveHealth {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            consecutive_failures: AtomicU32::new(0),
+            last_failure_ms: AtomicU64::new(0),
+            parked_until_ms: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            latency_ewma_us: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Decrements the in-flight count when the attempt ends, however it ends (cancelled too).
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a PassiveHealth);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl PassiveHealth {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub fn start(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self)
+    }
+
+    pub fn record(&self, outcome: Outcome, latency: Duration, retry_after: Option<Duration>) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if outcome.is_upstream_fault() {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+            let now = self.now_ms();
+            self.last_failure_ms.store(now, Ordering::Relaxed);
+            if outcome == Outcome::RateLimited {
+                let park = retry_after.unwrap_or(Duration::from_secs(1)).min(MAX_PARK);
+                let until = now.saturating_add(u64::try_from(park.as_millis()).unwrap_or(0));
+                self.parked_until_ms.fetch_max(until, Ordering::Relaxed);
+            }
+        } else {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+            let sample = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX) as f64;
+            let old = self.latency_ewma_us.load(Ordering::Relaxed) as f64;
+            let new = if old == 0.0 {
+                sample
+            } else {
+                old + EWMA_ALPHA * (sample - old)
+            };
+            self.latency_ewma_us.store(new as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a request should try this upstream before the others.
+    pub fn is_usable(&self) -> bool {
+        let now = self.now_ms();
+        if now < self.parked_until_ms.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.consecutive_failures.load(Ordering::Relaxed) < SKIP_AFTER
+            || now.saturating_sub(self.last_failure_ms.load(Ordering::Relaxed))
+                >= u64::try_from(COOL_DOWN.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self) -> serde_json::Value {
+        let now = self.now_ms();
+        let parked_ms = self
+            .parked_until_ms
+            .load(Ordering::Relaxed)
+            .saturating_sub(now);
+        serde_json::json!({
+            "usable": self.is_usable(),
+            "in_flight": self.in_flight.load(Ordering::Relaxed),
+            "requests": self.requests.load(Ordering::Relaxed),
+            "failures": self.failures.load(Ordering::Relaxed),
+            "consecutive_failures": self.consecutive_failures(),
+            "parked_ms": parked_ms,
+            "latency_ewma_ms": self.latency_ewma_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn skipped_after_consecutive_failures_then_retried_after_cool_down() {
+        let h = PassiveHealth::default();
+        for _ in 0..SKIP_AFTER - 1 {
+            h.record(Outcome::Transport, MS, None);
+        }
+        assert!(h.is_usable(), "a blip or two does not skip an upstream");
+        h.record(Outcome::Timeout, MS, None);
+        assert!(!h.is_usable());
+        tokio::time::advance(COOL_DOWN - MS).await;
+        assert!(!h.is_usable());
+        tokio::time::advance(MS).await;
+        assert!(h.is_usable(), "cool-down over: one request may try it");
+        h.record(Outcome::Success, MS, None);
+        assert_eq!(h.consecutive_failures(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_are_not_failures() {
+        let h = PassiveHealth::default();
+        for _ in 0..10 {
+            h.record(Outcome::RpcError, MS, None);
+        }
+        assert!(h.is_usable());
+        assert_eq!(h.snapshot()["failures"], 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limit_parks_for_retry_after_capped() {
+        let h = PassiveHealth::default();
+        h.record(Outcome::RateLimited, MS, Some(Duration::from_secs(2)));
+        assert!(!h.is_usable());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(h.is_usable());
+        h.record(Outcome::RateLimited, MS, Some(Duration::from_secs(3600)));
+        tokio::time::advance(MAX_PARK).await;
+        assert!(h.is_usable());
+    }
+
+    #[tokio::test]
+    async fn in_flight_is_released_on_drop() {
+        let h = PassiveHealth::default();
+        let a = h.start();
+        let b = h.start();
+        assert_eq!(h.snapshot()["in_flight"], 2);
+        drop(a);
+        drop(b);
+        assert_eq!(h.snapshot()["in_flight"], 0);
+    }
+}

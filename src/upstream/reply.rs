@@ -1,0 +1,162 @@
+//! Reading an upstream's HTTP reply as the JSON-RPC answer to the request we sent.
+//!
+//! The reply's `result` or `error` is kept as a slice of the body (no copy, no re-encoding),
+//! so what the client gets is byte-for-byte what the node said.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::client::HttpReply;
+use super::outcome::Outcome;
+use crate::jsonrpc::raw::{present, slice_of};
+use crate::jsonrpc::Payload;
+
+#[derive(Deserialize)]
+struct RawReply<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+/// Classify an HTTP reply to a request sent with id `expected_id` (JSON text).
+pub fn read_reply(expected_id: &[u8], reply: &HttpReply) -> Result<Payload, (Outcome, String)> {
+    let status = reply.status;
+    if status == http::StatusCode::TOO_MANY_REQUESTS {
+        return Err((Outcome::RateLimited, format!("HTTP {status}")));
+    }
+    if !status.is_success() {
+        return Err((Outcome::HttpStatus, format!("HTTP {status}")));
+    }
+    let body = &reply.body;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err((Outcome::BadReply, "empty body".into()));
+    }
+    let parsed: RawReply<'_> = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(e) if e.is_eof() => return Err((Outcome::BadReply, format!("truncated JSON: {e}"))),
+        Err(e) => return Err((Outcome::BadReply, format!("not a JSON-RPC response: {e}"))),
+    };
+    match parsed.id {
+        Some(id) if id.get().as_bytes() == expected_id => {}
+        Some(id) => {
+            return Err((
+                Outcome::BadReply,
+                format!(
+                    "reply id {} does not match request id {}",
+                    short(id.get()),
+                    String::from_utf8_lossy(expected_id)
+                ),
+            ))
+        }
+        None => return Err((Outcome::BadReply, "reply has no id".into())),
+    }
+    match (parsed.error, parsed.result) {
+        (Some(e), _) if e.get().starts_with('{') => Ok(Payload::Error(slice_of(body, e.get()))),
+        (Some(e), _) if e.get() != "null" => {
+            Err((Outcome::BadReply, "reply error is not an object".into()))
+        }
+        (_, Some(r)) => Ok(Payload::Result(slice_of(body, r.get()))),
+        _ => Err((
+            Outcome::BadReply,
+            "reply has neither result nor error".into(),
+        )),
+    }
+}
+
+fn short(s: &str) -> &str {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => s.get(..i).unwrap_or(s),
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::StatusCode;
+
+    fn reply(status: u16, body: &'static str) -> HttpReply {
+        HttpReply {
+            status: StatusCode::from_u16(status).unwrap(),
+            retry_after: None,
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    fn outcome(status: u16, body: &'static str) -> Outcome {
+        read_reply(b"7", &reply(status, body)).unwrap_err().0
+    }
+
+    #[test]
+    fn result_and_error_are_passed_as_raw_slices() {
+        let r = reply(200, r#"{"jsonrpc":"2.0","id":7,"result":{"a": [1, 2.50]}}"#);
+        assert_eq!(
+            read_reply(b"7", &r).unwrap(),
+            Payload::Result(Bytes::from_static(br#"{"a": [1, 2.50]}"#))
+        );
+        let r = reply(
+            200,
+            r#"{"jsonrpc":"2.0","id":7,"error":{"code":3,"message":"execution reverted","data":"0x08c3"}}"#,
+        );
+        assert_eq!(
+            read_reply(b"7", &r).unwrap(),
+            Payload::Error(Bytes::from_static(
+                br#"{"code":3,"message":"execution reverted","data":"0x08c3"}"#
+            ))
+        );
+        let r = reply(200, r#"{"id":7,"result":null,"error":null}"#);
+        assert_eq!(
+            read_reply(b"7", &r).unwrap(),
+            Payload::Result(Bytes::from_static(b"null"))
+        );
+    }
+
+    #[test]
+    fn broken_replies_are_classified() {
+        assert_eq!(outcome(429, ""), Outcome::RateLimited);
+        assert_eq!(
+            outcome(503, r#"{"jsonrpc":"2.0","id":7,"result":1}"#),
+            Outcome::HttpStatus
+        );
+        assert_eq!(outcome(200, ""), Outcome::BadReply);
+        assert_eq!(outcome(200, "<html>bad gateway</html>"), Outcome::BadReply);
+        assert_eq!(
+            outcome(200, r#"{"jsonrpc":"2.0","id":7,"result":"0x"#),
+            Outcome::BadReply
+        );
+        assert_eq!(
+            outcome(200, r#"{"jsonrpc":"2.0","id":8,"result":1}"#),
+            Outcome::BadReply
+        );
+        assert_eq!(
+            outcome(200, r#"{"jsonrpc":"2.0","result":1}"#),
+            Outcome::BadReply
+        );
+        assert_eq!(
+            outcome(200, r#"{"jsonrpc":"2.0","id":7}"#),
+            Outcome::BadReply
+        );
+        assert_eq!(
+            outcome(200, r#"[{"jsonrpc":"2.0","id":7,"result":1}]"#),
+            Outcome::BadReply
+        );
+        assert_eq!(
+            outcome(200, r#"{"jsonrpc":"2.0","id":7,"error":"boom"}"#),
+            Outcome::BadReply
+        );
+    }
+
+    #[test]
+    fn truncation_is_named() {
+        let (_, why) = read_reply(
+            b"7",
+            &reply(200, r#"{"jsonrpc":"2.0","id":7,"result":"0x12"#),
+        )
+        .unwrap_err();
+        assert!(why.contains("truncated"), "{why}");
+    }
+}
