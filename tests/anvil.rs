@@ -1,0 +1,153 @@
+//! End to end against a real Ethereum node: anvil behind Manifold.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+use support::*;
+
+const DEV: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+const OTHER: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+
+async fn setup() -> (Anvil, manifold::server::Running) {
+    let anvil = Anvil::start().await;
+    let proxy = start_proxy(&chain_config(&[&anvil.url], "")).await;
+    (anvil, proxy)
+}
+
+#[tokio::test]
+async fn reads_pass_through() {
+    let (_anvil, proxy) = setup().await;
+    let c = HttpClient::new();
+    let url = rpc_url(&proxy, "/eth");
+    assert_eq!(
+        c.call(&url, "eth_chainId", json!([])).await["result"],
+        "0x7a69"
+    );
+    // POST / serves the only chain, as `cast block-number --rpc-url http://127.0.0.1:8645` does.
+    let root = rpc_url(&proxy, "/");
+    let head = c.call(&root, "eth_blockNumber", json!([])).await;
+    assert!(head["result"].as_str().unwrap().starts_with("0x"), "{head}");
+    let bal = c.call(&url, "eth_getBalance", json!([DEV, "latest"])).await;
+    assert_eq!(bal["result"], "0x21e19e0c9bab2400000", "10000 ETH: {bal}");
+}
+
+#[tokio::test]
+async fn batch_answers_in_order_with_ids_kept() {
+    let (_anvil, proxy) = setup().await;
+    let url = rpc_url(&proxy, "/eth");
+    let body = format!(
+        r#"[{{"jsonrpc":"2.0","id":"a","method":"eth_chainId"}},
+            {{"jsonrpc":"2.0","id":18446744073709551617,"method":"eth_getBalance","params":["{DEV}","latest"]}},
+            {{"jsonrpc":"2.0","method":"eth_blockNumber"}},
+            {{"jsonrpc":"2.0","id":null,"method":"eth_no_such_method"}},
+            {{"jsonrpc":"2.0","id":3,"method":"net_version"}}]"#
+    );
+    let (status, text) = HttpClient::new().post(&url, body).await;
+    assert_eq!(status, 200);
+    // Ids byte-for-byte, including one beyond 2^64.
+    assert!(
+        text.contains(r#""id":18446744073709551617,"result":"0x21e19e0c9bab2400000""#),
+        "{text}"
+    );
+    let v: Vec<Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(v.len(), 4, "the notification gets no answer: {text}");
+    assert_eq!(v[0]["id"], "a");
+    assert_eq!(v[0]["result"], "0x7a69");
+    assert!(v[2]["id"].is_null());
+    assert_eq!(
+        v[2]["error"]["code"], -32601,
+        "anvil's method-not-found passes through: {text}"
+    );
+    assert_eq!(v[3]["id"], 3);
+    assert_eq!(v[3]["result"], "31337");
+}
+
+#[tokio::test]
+async fn signed_transfer_is_sent_and_mined() {
+    let (anvil, proxy) = setup().await;
+    let c = HttpClient::new();
+    let url = rpc_url(&proxy, "/eth");
+    let before = c
+        .call(&url, "eth_getBalance", json!([OTHER, "latest"]))
+        .await["result"]
+        .clone();
+    // Signed by anvil's first dev key, asked of anvil directly: the proxy only relays it.
+    let signed = c
+        .call(
+            &anvil.url,
+            "eth_signTransaction",
+            json!([{"from": DEV, "to": OTHER, "value": "0xde0b6b3a7640000", "gas": "0x5208",
+                    "nonce": "0x0", "maxFeePerGas": "0x77359400", "maxPriorityFeePerGas": "0x1",
+                    "chainId": "0x7a69"}]),
+        )
+        .await;
+    let raw = signed["result"].as_str().expect("signed tx").to_string();
+    let sent = c.call(&url, "eth_sendRawTransaction", json!([raw])).await;
+    let hash = sent["result"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{sent}"))
+        .to_string();
+    assert_eq!(hash.len(), 66);
+    let receipt = c
+        .call(&url, "eth_getTransactionReceipt", json!([hash]))
+        .await;
+    assert_eq!(receipt["result"]["status"], "0x1", "{receipt}");
+    assert_eq!(receipt["result"]["transactionHash"], hash);
+    let after = c
+        .call(&url, "eth_getBalance", json!([OTHER, "latest"]))
+        .await["result"]
+        .clone();
+    assert_ne!(before, after);
+    // Sending it again is answered by the node, passed through as it said it.
+    let again = c.call(&url, "eth_sendRawTransaction", json!([raw])).await;
+    assert!(again.get("error").is_some(), "{again}");
+}
+
+#[tokio::test]
+async fn revert_comes_back_unchanged() {
+    let (anvil, proxy) = setup().await;
+    // Init code that reverts with Error(string)'s selector and 28 zero bytes as data.
+    let code = format!("0x7f08c379a0{}60005260206000fd", "00".repeat(28));
+    let body = json!({"jsonrpc":"2.0","id":7,"method":"eth_call","params":[{"from": DEV, "data": code}, "latest"]}).to_string();
+    let c = HttpClient::new();
+    let (_, direct) = c.post(&anvil.url, body.clone()).await;
+    let (_, proxied) = c.post(&rpc_url(&proxy, "/eth"), body).await;
+    #[derive(serde::Deserialize)]
+    struct Reply<'a> {
+        #[serde(borrow)]
+        error: &'a RawValue,
+    }
+    let d: Reply = serde_json::from_str(&direct).unwrap();
+    let p: Reply = serde_json::from_str(&proxied).unwrap();
+    assert_eq!(p.error.get(), d.error.get(), "error object byte-for-byte");
+    let e: Value = serde_json::from_str(p.error.get()).unwrap();
+    assert_eq!(e["data"], format!("0x08c379a0{}", "00".repeat(28)), "{e}");
+    assert!(e["message"].as_str().unwrap().contains("revert"), "{e}");
+}
+
+#[tokio::test]
+async fn dead_primary_fails_over_to_anvil() {
+    let anvil = Anvil::start().await;
+    let dead = closed_port_url().await;
+    let proxy = start_proxy(&chain_config(&[&dead, &anvil.url], "")).await;
+    let c = HttpClient::new();
+    for _ in 0..5 {
+        let r = c
+            .call(&rpc_url(&proxy, "/eth"), "eth_chainId", json!([]))
+            .await;
+        assert_eq!(r["result"], "0x7a69", "{r}");
+    }
+    let (_, status) = c.get(&admin_url(&proxy, "/status")).await;
+    let status: Value = serde_json::from_str(&status).unwrap();
+    let u0 = &status["chains"][0]["upstreams"][0];
+    assert_eq!(u0["name"], "u0");
+    assert_eq!(u0["usable"], false, "{u0}");
+    assert!(u0["failures"].as_u64().unwrap() >= 3, "{u0}");
+}

@@ -1,0 +1,319 @@
+//! Broken upstreams: every failure gets a well-formed JSON-RPC error naming the reason, a
+//! working upstream takes over, and nothing disturbs unrelated requests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+const CALL: &str = r#"{"jsonrpc":"2.0","id":"req-1","method":"eth_blockNumber"}"#;
+
+/// One upstream doing `action`; the proxy's answer.
+async fn single(action: impl Fn() -> Action + Send + Sync + 'static, policy: &str) -> Value {
+    let up = FakeUpstream::start(move |_, _| action()).await;
+    let proxy = start_proxy(&chain_config(&[&up.url], policy)).await;
+    HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), CALL).await
+}
+
+fn assert_proxy_error(v: &Value, code: i64, outcome: &str, detail: &str) {
+    assert_eq!(v["id"], "req-1", "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert_eq!(v["error"]["data"]["chain"], "eth", "{v}");
+    let attempt = &v["error"]["data"]["attempts"][0];
+    assert_eq!(attempt["upstream"], "u0", "{v}");
+    assert_eq!(attempt["outcome"], outcome, "{v}");
+    assert!(
+        attempt["detail"].as_str().unwrap().contains(detail),
+        "{detail:?} not in {v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains(detail),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn closed_port() {
+    let dead = closed_port_url().await;
+    let proxy = start_proxy(&chain_config(&[&dead], "")).await;
+    let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+    assert_proxy_error(&v, -32092, "transport_error", "cannot connect");
+}
+
+#[tokio::test]
+async fn http_500() {
+    let v = single(|| Action::Status(500, "oops".into()), "").await;
+    assert_proxy_error(&v, -32092, "http_error", "HTTP 500");
+}
+
+#[tokio::test]
+async fn garbage_body() {
+    let v = single(|| Action::Body("<html>502 bad gateway</html>".into()), "").await;
+    assert_proxy_error(&v, -32092, "bad_reply", "not a JSON-RPC response");
+}
+
+#[tokio::test]
+async fn truncated_body() {
+    let v = single(
+        || Action::Truncate(r#"{"jsonrpc":"2.0","id":1,"result":"0x"#.into()),
+        "",
+    )
+    .await;
+    assert_proxy_error(&v, -32092, "transport_error", "connection failed");
+}
+
+#[tokio::test]
+async fn connection_reset() {
+    let v = single(|| Action::Reset, "").await;
+    assert_proxy_error(&v, -32092, "transport_error", "connection failed");
+}
+
+#[tokio::test]
+async fn slow_body_times_out() {
+    // The upstream's timeout is 2s in chain_config; its body comes after 10s.
+    let v = single(
+        || Action::SlowBody(Duration::from_secs(10), "{}".into()),
+        "",
+    )
+    .await;
+    assert_proxy_error(&v, -32092, "timeout", "no answer within 2s");
+}
+
+#[tokio::test]
+async fn request_timeout_bounds_the_whole_request() {
+    let v = single(|| Action::Hang, "request_timeout = \"300ms\"").await;
+    assert_eq!(v["error"]["code"], -32093, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "request_timeout", "{v}");
+    assert_eq!(v["id"], "req-1");
+}
+
+#[tokio::test]
+async fn rate_limited() {
+    let v = single(|| Action::TooMany(1), "").await;
+    assert_proxy_error(&v, -32094, "rate_limited", "HTTP 429");
+}
+
+#[tokio::test]
+async fn gzip_answers_are_decoded() {
+    let v = single(
+        || Action::Gzip(r#"{"jsonrpc":"2.0","id":1,"result":"0x99"}"#.into()),
+        "",
+    )
+    .await;
+    assert_eq!(v["result"], "0x99", "{v}");
+}
+
+#[tokio::test]
+async fn failover_to_the_next_upstream_on_each_fault() {
+    let faults: Vec<fn() -> Action> = vec![
+        || Action::Status(503, String::new()),
+        || Action::Body("nope".into()),
+        || Action::Reset,
+        || Action::TooMany(1),
+    ];
+    for fault in faults {
+        let bad = FakeUpstream::start(move |_, _| fault()).await;
+        let good = FakeUpstream::ok(r#""0x10""#).await;
+        let proxy = start_proxy(&chain_config(&[&bad.url, &good.url], "")).await;
+        let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+        assert_eq!(v["result"], "0x10", "{v}");
+        assert_eq!((bad.hits(), good.hits()), (1, 1));
+    }
+}
+
+#[tokio::test]
+async fn node_errors_are_answers_not_failures() {
+    let first = FakeUpstream::start(|_, _| {
+        Action::Error(r#"{"code":3,"message":"execution reverted","data":"0x08c379a0"}"#.into())
+    })
+    .await;
+    let second = FakeUpstream::ok("1").await;
+    let proxy = start_proxy(&chain_config(&[&first.url, &second.url], "")).await;
+    let (_, text) = HttpClient::new().post(&rpc_url(&proxy, "/eth"), CALL).await;
+    assert_eq!(
+        text,
+        r#"{"jsonrpc":"2.0","id":"req-1","error":{"code":3,"message":"execution reverted","data":"0x08c379a0"}}"#
+    );
+    assert_eq!(
+        (first.hits(), second.hits()),
+        (1, 0),
+        "not retried elsewhere"
+    );
+}
+
+#[tokio::test]
+async fn max_attempts_bounds_failover() {
+    let a = FakeUpstream::start(|_, _| Action::Status(502, String::new())).await;
+    let b = FakeUpstream::start(|_, _| Action::Status(502, String::new())).await;
+    let c = FakeUpstream::ok("1").await;
+    let proxy = start_proxy(&chain_config(
+        &[&a.url, &b.url, &c.url],
+        "retry = { max_attempts = 2 }",
+    ))
+    .await;
+    let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+    assert_eq!(v["error"]["code"], -32092, "{v}");
+    assert_eq!(v["error"]["data"]["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(c.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_hung_upstream_does_not_delay_other_requests() {
+    let hung = FakeUpstream::start(|_, _| Action::Hang).await;
+    let fast = FakeUpstream::ok(r#""0x1""#).await;
+    let cfg = format!(
+        "[[chains]]\nname = \"slow\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"h\"\nurl = \"{}\"\ntimeout = \"30s\"\n\
+         [[chains]]\nname = \"fast\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"f\"\nurl = \"{}\"\n",
+        hung.url, fast.url
+    );
+    let proxy = start_proxy(&cfg).await;
+    let c = HttpClient::new();
+    let slow_url = rpc_url(&proxy, "/slow");
+    let arrived = hung.next_request();
+    let slow = tokio::spawn({
+        let c = c.clone();
+        async move { c.post(&slow_url, CALL).await }
+    });
+    arrived.await;
+    // While that request hangs, 200 others on the same proxy complete.
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (c, url) = (c.clone(), rpc_url(&proxy, "/fast"));
+        tasks.push(tokio::spawn(async move {
+            c.rpc(
+                &url,
+                &format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"eth_chainId"}}"#),
+            )
+            .await
+        }));
+    }
+    for (i, t) in tasks.into_iter().enumerate() {
+        let v = t.await.unwrap();
+        assert_eq!(v["id"], i, "{v}");
+        assert_eq!(v["result"], "0x1", "{v}");
+    }
+    assert!(!slow.is_finished(), "the hung request is still waiting");
+    slow.abort();
+}
+
+#[tokio::test]
+async fn batch_items_fail_independently() {
+    let up = FakeUpstream::start(|req, _| match req["method"].as_str() {
+        Some("good") => Action::Result("1".into()),
+        Some("broken") => Action::Status(500, String::new()),
+        _ => Action::Error(r#"{"code":-32601,"message":"no such method"}"#.into()),
+    })
+    .await;
+    let proxy = start_proxy(&chain_config(&[&up.url], "")).await;
+    let v = HttpClient::new()
+        .rpc(
+            &rpc_url(&proxy, "/eth"),
+            r#"[{"jsonrpc":"2.0","id":1,"method":"good"},{"jsonrpc":"2.0","id":2,"method":"broken"},
+                {"jsonrpc":"2.0","id":3,"method":"other"},{"jsonrpc":"2.0","id":4,"method":"good"}]"#,
+        )
+        .await;
+    assert_eq!(v[0]["result"], 1);
+    assert_eq!(v[1]["error"]["code"], -32092);
+    assert_eq!(v[2]["error"]["code"], -32601);
+    assert_eq!(v[3]["result"], 1);
+}
+
+#[tokio::test]
+async fn large_answers_pass_through_unchanged() {
+    // 24 MB of result: bigger than the 21 MB eth_getLogs answer of the transparency test.
+    let big: String = format!("\"0x{}\"", "ab".repeat(12 * 1024 * 1024));
+    let expected = big.clone();
+    let up = FakeUpstream::start(move |_, _| Action::Result(big.clone())).await;
+    let proxy = start_proxy(&chain_config(&[&up.url], "")).await;
+    let (_, text) = HttpClient::new().post(&rpc_url(&proxy, "/eth"), CALL).await;
+    assert_eq!(
+        text.len(),
+        expected.len() + r#"{"jsonrpc":"2.0","id":"req-1","result":}"#.len()
+    );
+    assert!(text.ends_with(&format!("{expected}}}")));
+}
+
+#[tokio::test]
+async fn readyz_reports_a_chain_without_usable_upstreams() {
+    let dead = closed_port_url().await;
+    let proxy = start_proxy(&chain_config(&[&dead], "")).await;
+    let c = HttpClient::new();
+    assert_eq!(
+        c.get(&admin_url(&proxy, "/readyz")).await.0,
+        200,
+        "untried upstreams are usable"
+    );
+    for _ in 0..3 {
+        c.rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+    }
+    let (status, body) = c.get(&admin_url(&proxy, "/readyz")).await;
+    assert_eq!(status, 503, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], false);
+    assert!(
+        v["reason"]
+            .as_str()
+            .unwrap()
+            .contains("chain `eth` has no usable upstream"),
+        "{v}"
+    );
+    let (_, metrics) = c.get(&admin_url(&proxy, "/metrics")).await;
+    assert!(metrics.contains(r#"manifold_upstream_requests_total{chain="eth",upstream="u0",outcome="transport_error"} 3"#), "{metrics}");
+    assert!(metrics.contains(r#"manifold_requests_total{chain="eth",method="eth_blockNumber",outcome="upstream_failed"} 3"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let up = FakeUpstream::start(|_, _| {
+        Action::Delay(
+            Duration::from_millis(300),
+            Box::new(Action::Result("\"done\"".into())),
+        )
+    })
+    .await;
+    let proxy = start_proxy(&chain_config(&[&up.url], "")).await;
+    let url = rpc_url(&proxy, "/eth");
+    let arrived = up.next_request();
+    let inflight = tokio::spawn(async move { HttpClient::new().rpc(&url, CALL).await });
+    arrived.await;
+    proxy.shutdown().await;
+    let v = inflight.await.unwrap();
+    assert_eq!(v["result"], "done", "{v}");
+}
+
+#[tokio::test]
+async fn method_filters_route_around_upstreams() {
+    let a = FakeUpstream::ok("\"a\"").await;
+    let b = FakeUpstream::ok("\"b\"").await;
+    let cfg = format!(
+        "[[chains]]\nname = \"eth\"\nchain_id = 1\n\
+         [[chains.upstreams]]\nname = \"a\"\nurl = \"{}\"\nmethods = {{ deny = [\"debug_*\"] }}\n\
+         [[chains.upstreams]]\nname = \"b\"\nurl = \"{}\"\nmethods = {{ allow = [\"debug_*\"] }}\n",
+        a.url, b.url
+    );
+    let proxy = start_proxy(&cfg).await;
+    let c = HttpClient::new();
+    let url = rpc_url(&proxy, "/eth");
+    assert_eq!(
+        c.call(&url, "debug_traceTransaction", json!(["0x1"])).await["result"],
+        "b"
+    );
+    assert_eq!(c.call(&url, "eth_call", json!([])).await["result"], "a");
+    let cfg = format!(
+        "[[chains]]\nname = \"eth\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"a\"\nurl = \"{}\"\nmethods = {{ deny = [\"trace_*\"] }}\n",
+        a.url
+    );
+    let proxy = start_proxy(&cfg).await;
+    let v = c
+        .call(&rpc_url(&proxy, "/eth"), "trace_block", json!([]))
+        .await;
+    assert_eq!(v["error"]["code"], -32091, "{v}");
+}

@@ -1,0 +1,423 @@
+//! Test support: a real anvil node, scriptable fake upstreams, an in-process Manifold and a
+//! small HTTP client. Everything listens on 127.0.0.1 with OS-chosen ports.
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use manifold::config::Config;
+use manifold::server::Running;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+use tokio::sync::Notify;
+
+// ---------------------------------------------------------------------------------------
+// anvil
+
+/// A real anvil node on a free port, killed when dropped.
+pub struct Anvil {
+    child: Child,
+    pub url: String,
+}
+
+pub fn anvil_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ANVIL_BIN") {
+        return PathBuf::from(p);
+    }
+    let local = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/node_modules/.bin/anvil");
+    if local.exists() {
+        return local;
+    }
+    if let Some(p) = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("anvil"))
+        .find(|p| p.exists())
+    {
+        return p;
+    }
+    panic!(
+        "anvil not found: run `bash .ci/run` once, or `npm install --prefix .tools @foundry-rs/anvil-linux-amd64`, \
+         or set ANVIL_BIN"
+    );
+}
+
+impl Anvil {
+    pub async fn start() -> Anvil {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> Anvil {
+        let mut child = Command::new(anvil_bin())
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn anvil");
+        let stdout = child.stdout.take().expect("anvil stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await.expect("read anvil stdout") {
+                if let Some(addr) = line.trim().strip_prefix("Listening on ") {
+                    return addr.to_string();
+                }
+            }
+            panic!("anvil exited without listening");
+        })
+        .await
+        .expect("anvil did not start within 30s");
+        // Keep draining stdout so that anvil never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Anvil {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// fake upstreams
+
+/// What a fake upstream does with one request.
+pub enum Action {
+    /// 200 with this body.
+    Body(String),
+    /// A JSON-RPC result for the request's id (the value is JSON text).
+    Result(String),
+    /// A JSON-RPC error object for the request's id (JSON text).
+    Error(String),
+    /// This status and body.
+    Status(u16, String),
+    /// 429 with `Retry-After: secs`.
+    TooMany(u64),
+    /// 200, gzip-compressed body.
+    Gzip(String),
+    /// Headers at once, body after a delay.
+    SlowBody(Duration, String),
+    /// Wait, then answer.
+    Delay(Duration, Box<Action>),
+    /// Never answer.
+    Hang,
+    /// Drop the connection without an answer.
+    Reset,
+    /// Headers and part of the body, then drop the connection.
+    Truncate(String),
+}
+
+type Script = dyn Fn(&serde_json::Value, &Bytes) -> Action + Send + Sync;
+
+/// An in-process HTTP upstream whose answers are decided by a closure.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    pub url: String,
+    hits: Arc<AtomicUsize>,
+    received: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeUpstream {
+    pub async fn start(
+        script: impl Fn(&serde_json::Value, &Bytes) -> Action + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let script: Arc<Script> = Arc::new(script);
+        let hits = Arc::new(AtomicUsize::new(0));
+        let received = Arc::new(Notify::new());
+        let (h, r) = (hits.clone(), received.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (script, hits, received) = (script.clone(), h.clone(), r.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (script, hits, received) =
+                            (script.clone(), hits.clone(), received.clone());
+                        async move {
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            hits.fetch_add(1, Ordering::SeqCst);
+                            received.notify_waiters();
+                            let json: serde_json::Value =
+                                serde_json::from_slice(&body).unwrap_or_default();
+                            let action = script(&json, &body);
+                            respond(action, &json).await
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FakeUpstream {
+            addr,
+            url: format!("http://{addr}"),
+            hits,
+            received,
+            task,
+        }
+    }
+
+    /// A fake that answers every request with the same result.
+    pub async fn ok(result: &str) -> Self {
+        let result = result.to_string();
+        Self::start(move |_, _| Action::Result(result.clone())).await
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when the next request arrives.
+    pub fn next_request(&self) -> impl std::future::Future<Output = ()> + '_ {
+        self.received.notified()
+    }
+}
+
+/// A port with nothing listening on it.
+pub async fn closed_port_url() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
+}
+
+type BoxBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn full(s: impl Into<Bytes>) -> BoxBody {
+    Full::new(s.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed()
+}
+
+fn with_id(req: &serde_json::Value, key: &str, value: &str) -> String {
+    let id = req.get("id").cloned().unwrap_or(serde_json::Value::Null);
+    format!(r#"{{"jsonrpc":"2.0","id":{id},"{key}":{value}}}"#)
+}
+
+fn respond(
+    action: Action,
+    req: &serde_json::Value,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response<BoxBody>, std::io::Error>> + Send + '_>,
+> {
+    Box::pin(async move {
+        let ok = |body: BoxBody| {
+            Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(body)
+                .unwrap()
+        };
+        Ok(match action {
+            Action::Body(b) => ok(full(b)),
+            Action::Result(r) => ok(full(with_id(req, "result", &r))),
+            Action::Error(e) => ok(full(with_id(req, "error", &e))),
+            Action::Status(s, b) => Response::builder().status(s).body(full(b)).unwrap(),
+            Action::TooMany(secs) => Response::builder()
+                .status(429)
+                .header("retry-after", secs.to_string())
+                .body(full("rate limited"))
+                .unwrap(),
+            Action::Gzip(b) => {
+                use std::io::Write;
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                enc.write_all(b.as_bytes()).unwrap();
+                Response::builder()
+                    .status(200)
+                    .header("content-encoding", "gzip")
+                    .body(full(enc.finish().unwrap()))
+                    .unwrap()
+            }
+            Action::SlowBody(delay, b) => {
+                let stream = futures_util::stream::once(async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, std::io::Error>(Frame::data(Bytes::from(b)))
+                });
+                ok(StreamBody::new(stream).boxed())
+            }
+            Action::Delay(d, inner) => {
+                tokio::time::sleep(d).await;
+                return respond(*inner, req).await;
+            }
+            Action::Hang => {
+                std::future::pending::<()>().await;
+                unreachable!()
+            }
+            Action::Reset => return Err(std::io::Error::other("reset")),
+            Action::Truncate(b) => {
+                let stream = futures_util::stream::iter(vec![
+                    Ok(Frame::data(Bytes::from(b))),
+                    Err(std::io::Error::other("cut")),
+                ]);
+                Response::builder()
+                    .status(200)
+                    .header("content-length", "100000")
+                    .body(StreamBody::new(stream).boxed())
+                    .unwrap()
+            }
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Manifold in process
+
+/// Start Manifold from TOML text; `listen`/`admin_listen` default to free ports.
+pub async fn start_proxy(toml: &str) -> Running {
+    let toml = if toml.contains("[server]") {
+        toml.to_string()
+    } else {
+        format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{toml}")
+    };
+    let config = Config::from_toml(&toml, "test.toml", &|k| std::env::var(k).ok())
+        .unwrap_or_else(|e| panic!("invalid test config:\n{e}\n{toml}"));
+    manifold::server::start(config)
+        .await
+        .expect("start manifold")
+}
+
+/// A one-chain config named `eth` with the given upstream URLs (all primary, named u0, u1...).
+pub fn chain_config(urls: &[&str], policy: &str) -> String {
+    let mut s = String::from("[[chains]]\nname = \"eth\"\nchain_id = 31337\n");
+    for (i, u) in urls.iter().enumerate() {
+        s.push_str(&format!(
+            "[[chains.upstreams]]\nname = \"u{i}\"\nurl = \"{u}\"\ntimeout = \"2s\"\n"
+        ));
+    }
+    if !policy.is_empty() {
+        s.push_str(&format!("[chains.policy]\n{policy}\n"));
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------
+// client
+
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HttpClient {
+    pub fn new() -> Self {
+        Self {
+            inner: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub fn http2() -> Self {
+        Self {
+            inner: Client::builder(TokioExecutor::new())
+                .http2_only(true)
+                .build_http(),
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (StatusCode, http::HeaderMap, Bytes) {
+        let mut b = Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let resp = self
+            .inner
+            .request(b.body(Full::new(body.into())).unwrap())
+            .await
+            .expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (status, headers, body)
+    }
+
+    /// POST JSON; returns status and body text.
+    pub async fn post(&self, url: &str, body: impl Into<Bytes>) -> (StatusCode, String) {
+        let (s, _, b) = self
+            .request("POST", url, &[("content-type", "application/json")], body)
+            .await;
+        (s, String::from_utf8(b.to_vec()).expect("utf-8 body"))
+    }
+
+    /// POST JSON and parse the answer.
+    pub async fn rpc(&self, url: &str, body: &str) -> serde_json::Value {
+        let (status, text) = self.post(url, body.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+    }
+
+    /// `method(params)` on `url`, returning the whole response object.
+    pub async fn call(
+        &self,
+        url: &str,
+        method: &str,
+        params: serde_json::Value,
+    ) -> serde_json::Value {
+        let body =
+            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        self.rpc(url, &body.to_string()).await
+    }
+
+    pub async fn get(&self, url: &str) -> (StatusCode, String) {
+        let (s, _, b) = self.request("GET", url, &[], Bytes::new()).await;
+        (s, String::from_utf8(b.to_vec()).expect("utf-8 body"))
+    }
+}
+
+pub fn rpc_url(p: &Running, path: &str) -> String {
+    format!("http://{}/{}", p.rpc_addr, path.trim_start_matches('/'))
+}
+
+pub fn admin_url(p: &Running, path: &str) -> String {
+    format!("http://{}/{}", p.admin_addr, path.trim_start_matches('/'))
+}
