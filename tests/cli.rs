@@ -1,0 +1,260 @@
+//! The `manifold` binary: configuration files, `check-config`, `--version`, signals.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use manifold::config::Config;
+use support::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_manifold");
+
+fn config_files() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let files = config_files();
+    let names: Vec<_> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    for expected in [
+        "default.toml",
+        "exchange-sidecar.toml",
+        "dapp-backend.toml",
+        "home-node.toml",
+        "multi-chain.toml",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "config/{expected} is missing: {names:?}"
+        );
+    }
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let config = Config::from_toml(&text, &f.display().to_string(), &|k| {
+            Some(format!("secret-{k}-0123456789"))
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!config.chains.is_empty());
+        assert!(
+            config.warnings.is_empty(),
+            "{}: {:?}",
+            f.display(),
+            config.warnings
+        );
+        let shown = config.redacted().to_string();
+        assert!(!shown.contains("secret-"), "{}: {shown}", f.display());
+    }
+}
+
+#[tokio::test]
+async fn check_config_prints_the_resolved_config_without_secrets() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/exchange-sidecar.toml");
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .env("ALCHEMY_KEY", "alchemy-secret-key-123456")
+        .env("INFURA_KEY", "abcdef0123456789abcdef0123456789")
+        .env("QUICKNODE_TOKEN", "qn-secret-9")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains("valid"), "{stdout}");
+    assert!(
+        stdout.contains("https://eth-mainnet.g.alchemy.com/v2/***"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("failure_domain = \"aws-us-east-1\""),
+        "{stdout}"
+    );
+    for secret in [
+        "alchemy-secret-key-123456",
+        "abcdef0123456789abcdef0123456789",
+        "qn-secret-9",
+    ] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} leaked"
+        );
+    }
+}
+
+#[tokio::test]
+async fn check_config_names_file_key_and_reason() {
+    let dir = std::env::temp_dir().join(format!("manifold-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.toml");
+    std::fs::write(&file, "[[chains]]\nname = \"eth\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"a\"\nurl = \"http://x\"\ntier = \"gold\"\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "{}: chains[0].upstreams[0].tier: unknown tier `gold`",
+            file.display()
+        )),
+        "{stderr}"
+    );
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(dir.join("missing.toml"))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("cannot read"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn check_config_warns_on_a_single_failure_domain() {
+    let dir = std::env::temp_dir().join(format!("manifold-cli-w-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("one-domain.toml");
+    std::fs::write(
+        &file,
+        chain_config(&["http://10.0.0.1:8545", "http://10.0.0.1:8546"], ""),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("every upstream is in failure domain `10.0.0.1`"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn version_and_help() {
+    let out = Command::new(BIN).arg("--version").output().await.unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("manifold {}", env!("CARGO_PKG_VERSION"))
+    );
+    let out = Command::new(BIN).arg("--help").output().await.unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        help.contains("check-config") && help.contains("MANIFOLD_CONFIG"),
+        "{help}"
+    );
+}
+
+/// The binary serves from MANIFOLD_CONFIG, logs JSON when asked, and exits 0 on SIGTERM
+/// after answering the request in flight.
+#[tokio::test]
+async fn runs_from_env_config_and_drains_on_sigterm() {
+    let up = FakeUpstream::start(|_, _| {
+        Action::Delay(
+            Duration::from_millis(500),
+            Box::new(Action::Result("\"0x7\"".into())),
+        )
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("manifold-cli-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("run.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{}",
+            chain_config(&[&up.url], "")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .env("MANIFOLD_CONFIG", &file)
+        .env("MANIFOLD_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut logged = Vec::new();
+    let rpc_addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            logged.push(v.clone());
+            if let Some(addr) = v["rpc_addr"].as_str() {
+                return addr.to_string();
+            }
+        }
+        panic!("exited before listening: {logged:?}");
+    })
+    .await
+    .expect("listening within 20s");
+    let url = format!("http://{rpc_addr}/eth");
+    let arrived = up.next_request();
+    let inflight = tokio::spawn(async move {
+        HttpClient::new()
+            .rpc(&url, r#"{"jsonrpc":"2.0","id":1,"method":"m"}"#)
+            .await
+    });
+    arrived.await;
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(inflight.await.unwrap()["result"], "0x7");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn invalid_config_exits_1_with_the_reason() {
+    let out = Command::new(BIN)
+        .args(["--config", "/nonexistent/manifold.toml"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("/nonexistent/manifold.toml: cannot read"));
+}
