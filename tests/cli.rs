@@ -258,3 +258,22 @@ async fn invalid_config_exits_1_with_the_reason() {
         .unwrap()
         .contains("/nonexistent/manifold.toml: cannot read"));
 }
+
+#[test]
+fn kubernetes_example_config_is_valid() {
+    let yaml = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/sidecar.yaml"),
+    )
+    .unwrap();
+    let toml: String = yaml
+        .lines()
+        .skip_while(|l| !l.contains("manifold.toml: |"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("---"))
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    assert!(toml.contains("[[chains]]"), "{toml}");
+    let config = Config::from_toml(&toml, "sidecar.yaml", &|_| Some("key".into()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.server.admin_listen.to_string(), "0.0.0.0:8646");
+}

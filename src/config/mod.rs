@@ -50,10 +50,39 @@ pub struct ServerConfig {
     pub tls: Option<TlsConfig>,
 }
 
-#[derive(Debug, Clone)]
+/// TLS for the JSON-RPC listener, loaded and checked when the configuration is.
+#[derive(Clone)]
 pub struct TlsConfig {
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub cert_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub private_key: Arc<rustls::pki_types::PrivateKeyDer<'static>>,
+}
+
+impl TlsConfig {
+    /// The rustls server configuration: HTTP/2 and HTTP/1.1 offered by ALPN. Fails when
+    /// the key does not match the certificate.
+    pub fn server_config(&self) -> Result<rustls::ServerConfig, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(self.cert_chain.clone(), self.private_key.clone_key())
+            .map_err(|e| format!("certificate and key do not form a usable pair: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key material.
+        f.debug_struct("TlsConfig")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

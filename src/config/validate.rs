@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue};
 use url::Url;
 
 use super::error::{ConfigError, ConfigErrors, KeyPath};
-use super::file::{FileChain, FileConfig, FilePolicy, FileServer, FileUpstream};
+use super::file::{FileChain, FileConfig, FilePolicy, FileServer, FileTls, FileUpstream};
 use super::interpolate::{interpolate, Secrets};
 use super::redact::redact_url;
 use super::{
@@ -109,16 +109,7 @@ impl Validator {
             s.shutdown_timeout.as_deref(),
             defaults::SHUTDOWN_TIMEOUT,
         );
-        if s.tls.is_some() {
-            self.fail(
-                &at.key("tls"),
-                "not supported yet in this version (terminate TLS in front of Manifold)",
-            );
-        }
-        let tls = s.tls.as_ref().map(|t| TlsConfig {
-            cert: PathBuf::from(&t.cert),
-            key: PathBuf::from(&t.key),
-        });
+        let tls = s.tls.as_ref().and_then(|t| self.tls(&at.key("tls"), t));
         Some(ServerConfig {
             listen: listen?,
             admin_listen: admin_listen?,
@@ -127,6 +118,53 @@ impl Validator {
             shutdown_timeout,
             tls,
         })
+    }
+
+    /// Read the certificate chain and key now, so that `check-config` catches a bad file
+    /// and a running proxy never fails on it later.
+    fn tls(&mut self, at: &KeyPath, t: &FileTls) -> Option<TlsConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Result<Vec<CertificateDer<'static>>, _> =
+            CertificateDer::pem_file_iter(&t.cert).and_then(Iterator::collect);
+        let certs = match certs {
+            Ok(c) if !c.is_empty() => Some(c),
+            Ok(_) => {
+                self.fail(
+                    &at.key("cert"),
+                    format!("`{}` holds no PEM certificate", t.cert),
+                );
+                None
+            }
+            Err(e) => {
+                self.fail(
+                    &at.key("cert"),
+                    format!("cannot read PEM certificates from `{}`: {e}", t.cert),
+                );
+                None
+            }
+        };
+        let key = match PrivateKeyDer::from_pem_file(&t.key) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                self.fail(
+                    &at.key("key"),
+                    format!("cannot read a PEM private key from `{}`: {e}", t.key),
+                );
+                None
+            }
+        };
+        let tls = TlsConfig {
+            cert: PathBuf::from(&t.cert),
+            key: PathBuf::from(&t.key),
+            cert_chain: certs?,
+            private_key: Arc::new(key?),
+        };
+        if let Err(e) = tls.server_config() {
+            self.fail(at, e);
+            return None;
+        }
+        Some(tls)
     }
 
     fn chains(&mut self, root: &KeyPath, chains: &[FileChain]) -> Vec<ChainConfig> {

@@ -1,5 +1,5 @@
-//! Accepting connections and serving HTTP/1.1 (keep-alive) and h2c on them, with graceful
-//! shutdown: the hyper 1.x serving template (as axum's `serve`), without axum.
+//! Accepting connections and serving HTTP/1.1 (keep-alive) and HTTP/2 on them (h2c in the
+//! clear; ALPN under TLS), with graceful shutdown: the hyper 1.x serving template (as axum's `serve`), without axum.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,6 +14,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use crate::body::Body;
 
@@ -37,12 +38,14 @@ impl Handler for crate::admin::Admin {
 /// A client that opened a connection but sends no complete request head in this time is cut
 /// off (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve `handler` on `listener` until `shutdown` turns true, then stop accepting, let the
 /// in-flight requests finish for at most `grace`, and return.
 pub async fn serve<H: Handler>(
     name: &'static str,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
@@ -71,7 +74,7 @@ pub async fn serve<H: Handler>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                spawn_connection(name, &builder, &graceful, stream, peer, handler.clone());
+                spawn_connection(name, &builder, &graceful, tls.clone(), stream, peer, handler.clone());
             }
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
@@ -96,6 +99,7 @@ fn spawn_connection<H: Handler>(
     name: &'static str,
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
+    tls: Option<TlsAcceptor>,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     handler: Arc<H>,
@@ -107,8 +111,35 @@ fn spawn_connection<H: Handler>(
             let handler = handler.clone();
             async move { Ok::<_, Infallible>(handler.handle(req).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        if let Err(e) = watcher.watch(conn).await {
+        let result = match tls {
+            None => {
+                watcher
+                    .watch(builder.serve_connection(TokioIo::new(stream), service))
+                    .await
+            }
+            Some(acceptor) => {
+                let stream = match tokio::time::timeout(
+                    TLS_HANDSHAKE_TIMEOUT,
+                    acceptor.accept(stream),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(listener = name, %peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(listener = name, %peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                watcher
+                    .watch(builder.serve_connection(TokioIo::new(stream), service))
+                    .await
+            }
+        };
+        if let Err(e) = result {
             tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
         }
     });

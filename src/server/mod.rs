@@ -68,14 +68,29 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let rpc_addr = local(&rpc, "listen", rpc_addr)?;
     let admin_addr = local(&admin, "admin_listen", admin_addr)?;
 
+    let tls = match &snapshot.load().config.server.tls {
+        Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+            t.server_config()
+                .map_err(|e| StartError::Setup(format!("server.tls: {e}")))?,
+        ))),
+        None => None,
+    };
     let (stop, stopped) = watch::channel(false);
     let front = Arc::new(FrontDoor::new(snapshot.clone(), metrics.clone()));
     let admin_handler = Arc::new(Admin::new(snapshot.clone(), metrics.clone()));
     let tasks = vec![
-        tokio::spawn(listener::serve("rpc", rpc, front, stopped.clone(), grace)),
+        tokio::spawn(listener::serve(
+            "rpc",
+            rpc,
+            tls,
+            front,
+            stopped.clone(),
+            grace,
+        )),
         tokio::spawn(listener::serve(
             "admin",
             admin,
+            None,
             admin_handler,
             stopped,
             grace,

@@ -408,6 +408,18 @@ impl HttpClient {
         self.rpc(url, &body.to_string()).await
     }
 
+    /// Whether a plain POST to `url` fails or gets no HTTP answer.
+    pub async fn inner_request_fails(&self, url: &str) -> bool {
+        let req = Request::post(url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        match self.inner.request(req).await {
+            Err(_) => true,
+            Ok(resp) => resp.into_body().collect().await.is_err(),
+        }
+    }
+
     pub async fn get(&self, url: &str) -> (StatusCode, String) {
         let (s, _, b) = self.request("GET", url, &[], Bytes::new()).await;
         (s, String::from_utf8(b.to_vec()).expect("utf-8 body"))
