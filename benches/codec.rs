@@ -38,6 +38,7 @@ fn big_reply(bytes: usize) -> HttpReply {
     let result = format!("\"0x{}\"", "ab".repeat(bytes / 2));
     HttpReply {
         status: StatusCode::OK,
+        version: http::Version::HTTP_11,
         retry_after: None,
         body: Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":1,"result":{result}}}"#)),
     }

@@ -8,6 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use metrics::{Counter, Histogram, Label};
 use serde_json::json;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::{ChainConfig, Config};
 use crate::family::MethodLabels;
@@ -100,6 +101,11 @@ impl Chain {
 
     /// Answer one call. Never fails: proxy-level failures become JSON-RPC error objects.
     pub async fn call(&self, call: &Call) -> Payload {
+        let span = tracing::debug_span!("call", chain = %self.config.name, method = %call.method);
+        self.call_inner(call).instrument(span).await
+    }
+
+    async fn call_inner(&self, call: &Call) -> Payload {
         let started = Instant::now();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id_text = id.to_string();

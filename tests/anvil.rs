@@ -95,9 +95,17 @@ async fn signed_transfer_is_sent_and_mined() {
         .unwrap_or_else(|| panic!("{sent}"))
         .to_string();
     assert_eq!(hash.len(), 66);
-    let receipt = c
-        .call(&url, "eth_getTransactionReceipt", json!([hash]))
-        .await;
+    // anvil mines on arrival, but asynchronously: wait (bounded) for the receipt to appear.
+    let mut receipt = Value::Null;
+    for _ in 0..200 {
+        receipt = c
+            .call(&url, "eth_getTransactionReceipt", json!([hash]))
+            .await;
+        if !receipt["result"].is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(receipt["result"]["status"], "0x1", "{receipt}");
     assert_eq!(receipt["result"]["transactionHash"], hash);
     let after = c

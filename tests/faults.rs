@@ -317,3 +317,44 @@ async fn method_filters_route_around_upstreams() {
         .await;
     assert_eq!(v["error"]["code"], -32091, "{v}");
 }
+
+#[tokio::test]
+async fn per_upstream_headers_and_url_credentials_are_sent() {
+    let up = FakeUpstream::ok("1").await;
+    let url = up.url.replace("http://", "http://alice:p%40ss@");
+    let cfg = format!(
+        "[[chains]]\nname = \"eth\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"a\"\nurl = \"{url}\"\n\
+         headers = {{ x-api-key = \"k-123\" }}\n"
+    );
+    let proxy = start_proxy(&cfg).await;
+    HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+    let h = up.last_headers();
+    assert_eq!(h["x-api-key"], "k-123");
+    // base64("alice:p@ss")
+    assert_eq!(h["authorization"], "Basic YWxpY2U6cEBzcw==");
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(h["accept-encoding"], "gzip");
+    let (_, status) = HttpClient::new().get(&admin_url(&proxy, "/status")).await;
+    assert!(
+        !status.contains("p%40ss") && !status.contains("alice") && !status.contains("k-123"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_is_bounded_by_shutdown_timeout() {
+    let hung = FakeUpstream::start(|_, _| Action::Hang).await;
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nshutdown_timeout = \"300ms\"\n{}",
+        chain_config(&[&hung.url], "")
+    );
+    let proxy = start_proxy(&cfg).await;
+    let url = rpc_url(&proxy, "/eth");
+    let arrived = hung.next_request();
+    let inflight = tokio::spawn(async move { HttpClient::new().post(&url, CALL).await });
+    arrived.await;
+    tokio::time::timeout(Duration::from_secs(10), proxy.shutdown())
+        .await
+        .expect("shutdown gives up on the hung request after shutdown_timeout");
+    inflight.abort();
+}

@@ -151,3 +151,68 @@ fn bad_tls_files_are_config_errors() {
     let _ = std::fs::remove_dir_all(&certs.dir);
     let _ = std::fs::remove_dir_all(&other.dir);
 }
+
+/// The upstream client negotiates HTTP/2 by ALPN with an HTTPS upstream (here: Manifold's own
+/// TLS listener, trusted through a test root) and keeps using the connection.
+#[tokio::test]
+async fn upstream_client_speaks_http2_over_tls() {
+    use manifold::upstream::UpstreamClient;
+    use rustls::pki_types::pem::PemObject;
+    let certs = self_signed("upstream");
+    let up = FakeUpstream::ok(r#""0x6""#).await;
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}",
+        certs.dir.join("cert.pem").display(),
+        certs.dir.join("key.pem").display(),
+        chain_config(&[&up.url], "")
+    );
+    let tls_proxy = start_proxy(&cfg).await;
+    let upstream_cfg = Config::from_toml(
+        &chain_config(
+            &[&format!(
+                "https://localhost:{}/eth",
+                tls_proxy.rpc_addr.port()
+            )],
+            "",
+        ),
+        "t.toml",
+        &|_| None,
+    )
+    .unwrap()
+    .chains[0]
+        .upstreams[0]
+        .clone();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(certs.cert_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let client = UpstreamClient::with_tls(&upstream_cfg, 1 << 20, tls).unwrap();
+    for _ in 0..3 {
+        let reply = client
+            .post(Bytes::from_static(
+                br#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#,
+            ))
+            .await
+            .unwrap();
+        assert_eq!(reply.version, http::Version::HTTP_2);
+        assert_eq!(
+            &reply.body[..],
+            br#"{"jsonrpc":"2.0","id":1,"result":"0x6"}"#
+        );
+    }
+    // The default client does not trust a self-signed certificate: a clear TLS error.
+    let err = UpstreamClient::new(&upstream_cfg, 1 << 20)
+        .unwrap()
+        .post(Bytes::from_static(b"{}"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot connect"), "{err}");
+    let _ = std::fs::remove_dir_all(&certs.dir);
+}

@@ -25,6 +25,8 @@ use crate::config::UpstreamConfig;
 #[derive(Debug)]
 pub struct HttpReply {
     pub status: StatusCode,
+    /// HTTP/1.1, or HTTP/2 when negotiated by ALPN.
+    pub version: http::Version,
     pub retry_after: Option<Duration>,
     pub body: Bytes,
 }
@@ -54,16 +56,33 @@ pub struct UpstreamClient {
 }
 
 impl UpstreamClient {
+    /// A client that trusts the webpki roots (the Mozilla CA set), built in: no dependency on
+    /// the host's CA bundle, same behaviour in a distroless container as on a laptop.
     pub fn new(cfg: &UpstreamConfig, max_response_bytes: usize) -> Result<Self, String> {
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Self::with_tls(cfg, max_response_bytes, tls)
+    }
+
+    /// A client with the given TLS settings (ALPN is set here: h2, then http/1.1).
+    pub fn with_tls(
+        cfg: &UpstreamConfig,
+        max_response_bytes: usize,
+        tls: rustls::ClientConfig,
+    ) -> Result<Self, String> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(cfg.connect_timeout));
         http.set_keepalive(Some(Duration::from_secs(60)));
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(provider)
-            .map_err(|e| format!("TLS setup: {e}"))?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()
@@ -164,6 +183,7 @@ impl UpstreamClient {
         };
         Ok(HttpReply {
             status: parts.status,
+            version: parts.version,
             retry_after,
             body,
         })

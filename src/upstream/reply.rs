@@ -82,6 +82,7 @@ mod tests {
     fn reply(status: u16, body: &'static str) -> HttpReply {
         HttpReply {
             status: StatusCode::from_u16(status).unwrap(),
+            version: http::Version::HTTP_11,
             retry_after: None,
             body: Bytes::from_static(body.as_bytes()),
         }

@@ -136,6 +136,7 @@ pub struct FakeUpstream {
     pub addr: SocketAddr,
     pub url: String,
     hits: Arc<AtomicUsize>,
+    last_headers: Arc<std::sync::Mutex<http::HeaderMap>>,
     received: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -155,17 +156,20 @@ impl FakeUpstream {
         let script: Arc<Script> = Arc::new(script);
         let hits = Arc::new(AtomicUsize::new(0));
         let received = Arc::new(Notify::new());
-        let (h, r) = (hits.clone(), received.clone());
+        let last_headers = Arc::new(std::sync::Mutex::new(http::HeaderMap::new()));
+        let (h, r, lh) = (hits.clone(), received.clone(), last_headers.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let (script, hits, received) = (script.clone(), h.clone(), r.clone());
+                let lh = lh.clone();
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (script, hits, received) =
                             (script.clone(), hits.clone(), received.clone());
+                        *lh.lock().unwrap() = req.headers().clone();
                         async move {
                             let body = req
                                 .into_body()
@@ -191,9 +195,15 @@ impl FakeUpstream {
             addr,
             url: format!("http://{addr}"),
             hits,
+            last_headers,
             received,
             task,
         }
+    }
+
+    /// The headers of the last request received.
+    pub fn last_headers(&self) -> http::HeaderMap {
+        self.last_headers.lock().unwrap().clone()
     }
 
     /// A fake that answers every request with the same result.
