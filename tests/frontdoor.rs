@@ -299,3 +299,33 @@ async fn method_labels_are_bounded() {
         "{metrics}"
     );
 }
+
+/// Without a content-length (chunked), the limit is enforced while reading.
+#[tokio::test]
+async fn chunked_bodies_over_the_limit_get_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (up, proxy) = proxy_with("1", "max_request_bytes = 1000").await;
+    let mut s = tokio::net::TcpStream::connect(proxy.rpc_addr)
+        .await
+        .unwrap();
+    let chunk = "x".repeat(600);
+    let req = format!(
+        "POST /eth HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n\
+         258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut got = Vec::new();
+    while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "connection closed before a response: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert_eq!(up.hits(), 0);
+}

@@ -570,4 +570,76 @@ mod tests {
         let range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
         assert!(range.contains(&(params.as_ptr() as usize)));
     }
+
+    mod properties {
+        use super::*;
+        use crate::jsonrpc::encode_response;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn any_bytes_decode_without_panicking(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+                let _ = decode(&Bytes::from(body), LIMITS);
+            }
+
+            #[test]
+            fn any_json_value_as_body_decodes_without_panicking(v in json_value()) {
+                let _ = decode(&Bytes::from(v.to_string()), LIMITS);
+            }
+
+            #[test]
+            fn string_and_number_ids_round_trip_byte_for_byte(
+                s in ".*",
+                n in any::<i128>(),
+                frac in any::<u32>(),
+                pick in 0..4u8,
+            ) {
+                let id = match pick {
+                    0 => serde_json::to_string(&s).unwrap(),
+                    1 => n.to_string(),
+                    2 => format!("{n}.{frac}e-3"),
+                    _ => "null".to_string(),
+                };
+                let body = Bytes::from(format!(r#"{{"jsonrpc":"2.0","method":"m","params":[],"id":{id}}}"#));
+                let Ok(Incoming::Single(Item::Call(c))) = decode(&body, LIMITS) else {
+                    return Err(TestCaseError::fail(format!("not a call: {id}")));
+                };
+                let got = c.id.unwrap();
+                prop_assert_eq!(&got.as_bytes()[..], id.as_bytes());
+                let out: Vec<u8> = encode_response(&got, &crate::jsonrpc::Payload::Result(Bytes::from_static(b"1")))
+                    .iter()
+                    .flat_map(|b| b.to_vec())
+                    .collect();
+                let expected = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":1}}"#);
+                prop_assert_eq!(out, expected.into_bytes());
+            }
+        }
+
+        fn json_value() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                ".{0,8}".prop_map(serde_json::Value::from),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..6)
+                        .prop_map(serde_json::Value::from),
+                    proptest::collection::btree_map(
+                        prop_oneof![
+                            Just("jsonrpc".to_string()),
+                            Just("method".to_string()),
+                            Just("id".to_string()),
+                            Just("params".to_string()),
+                            ".{0,4}".prop_map(String::from)
+                        ],
+                        inner,
+                        0..5
+                    )
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+    }
 }
