@@ -19,6 +19,13 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_manifold");
 
+/// A fresh directory for one test's files.
+fn scratch_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("manifold-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn config_files() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -105,8 +112,7 @@ async fn check_config_prints_the_resolved_config_without_secrets() {
 
 #[tokio::test]
 async fn check_config_names_file_key_and_reason() {
-    let dir = std::env::temp_dir().join(format!("manifold-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("bad");
     let file = dir.join("bad.toml");
     std::fs::write(&file, "[[chains]]\nname = \"eth\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"a\"\nurl = \"http://x\"\ntier = \"gold\"\n").unwrap();
     let out = Command::new(BIN)
@@ -139,8 +145,7 @@ async fn check_config_names_file_key_and_reason() {
 
 #[tokio::test]
 async fn check_config_warns_on_a_single_failure_domain() {
-    let dir = std::env::temp_dir().join(format!("manifold-cli-w-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("warn");
     let file = dir.join("one-domain.toml");
     std::fs::write(
         &file,
@@ -189,8 +194,7 @@ async fn runs_from_env_config_and_drains_on_sigterm() {
         )
     })
     .await;
-    let dir = std::env::temp_dir().join(format!("manifold-cli-run-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch_dir("run");
     let file = dir.join("run.toml");
     std::fs::write(
         &file,

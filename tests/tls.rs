@@ -34,6 +34,20 @@ fn self_signed(tag: &str) -> Certs {
     Certs { dir, cert_pem }
 }
 
+/// A rustls client configuration that trusts exactly the given self-signed certificate.
+fn trusting(certs: &Certs) -> rustls::ClientConfig {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(certs.cert_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 fn client(
     certs: &Certs,
     http2: bool,
@@ -41,18 +55,7 @@ fn client(
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Full<Bytes>,
 > {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(certs.cert_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = trusting(certs);
     let b = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only();
@@ -157,7 +160,6 @@ fn bad_tls_files_are_config_errors() {
 #[tokio::test]
 async fn upstream_client_speaks_http2_over_tls() {
     use manifold::upstream::UpstreamClient;
-    use rustls::pki_types::pem::PemObject;
     let certs = self_signed("upstream");
     let up = FakeUpstream::ok(r#""0x6""#).await;
     let cfg = format!(
@@ -182,17 +184,7 @@ async fn upstream_client_speaks_http2_over_tls() {
     .chains[0]
         .upstreams[0]
         .clone();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(certs.cert_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let tls = trusting(&certs);
     let client = UpstreamClient::with_tls(&upstream_cfg, 1 << 20, tls).unwrap();
     for _ in 0..3 {
         let reply = client
