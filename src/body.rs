@@ -1,8 +1,9 @@
-//! The response body type: a short list of byte chunks with an exact length.
+//! The response body type: a short list of byte chunks with an exact length, or a stream.
 //!
 //! Responses are built from slices of other buffers (the client's ids, the upstreams' results)
 //! so that large answers pass through without being copied into a new buffer. Small responses
-//! are joined into one chunk, which hyper writes in one go.
+//! are joined into one chunk, which hyper writes in one go. Batch answers are streamed as
+//! their items complete, in order, so that a batch never holds all of its answers at once.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -10,15 +11,30 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
 use http_body::{Frame, SizeHint};
 
 /// Below this size, chunks are copied into one buffer: cheaper than many small writes.
 const JOIN_BELOW: usize = 16 * 1024;
 
-#[derive(Debug, Default)]
+type ChunkStream = Pin<Box<dyn Stream<Item = Bytes> + Send>>;
+
+#[derive(Default)]
 pub struct Body {
     chunks: VecDeque<Bytes>,
     remaining: u64,
+    /// When set, the body is this stream (and `chunks` is empty).
+    stream: Option<ChunkStream>,
+}
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Body")
+            .field("chunks", &self.chunks.len())
+            .field("remaining", &self.remaining)
+            .field("streaming", &self.stream.is_some())
+            .finish()
+    }
 }
 
 impl Body {
@@ -28,19 +44,34 @@ impl Body {
 
     pub fn from_chunks(chunks: Vec<Bytes>) -> Self {
         let len: usize = chunks.iter().map(Bytes::len).sum();
-        let chunks: VecDeque<Bytes> = if len <= JOIN_BELOW && chunks.len() > 1 {
-            let mut buf = BytesMut::with_capacity(len);
-            for c in &chunks {
-                buf.extend_from_slice(c);
-            }
-            VecDeque::from([buf.freeze()])
-        } else {
-            chunks.into_iter().filter(|c| !c.is_empty()).collect()
-        };
         Self {
-            chunks,
+            chunks: join_small(chunks).into(),
             remaining: len as u64,
+            stream: None,
         }
+    }
+
+    /// A body of unknown length, sent chunk by chunk as the stream yields.
+    pub fn from_stream(stream: impl Stream<Item = Bytes> + Send + 'static) -> Self {
+        Self {
+            chunks: VecDeque::new(),
+            remaining: 0,
+            stream: Some(Box::pin(stream)),
+        }
+    }
+}
+
+/// Small pieces joined into one buffer (one write); large ones left as they are (no copy).
+pub fn join_small(chunks: Vec<Bytes>) -> Vec<Bytes> {
+    let len: usize = chunks.iter().map(Bytes::len).sum();
+    if len <= JOIN_BELOW && chunks.len() > 1 {
+        let mut buf = BytesMut::with_capacity(len);
+        for c in &chunks {
+            buf.extend_from_slice(c);
+        }
+        vec![buf.freeze()]
+    } else {
+        chunks.into_iter().filter(|c| !c.is_empty()).collect()
     }
 }
 
@@ -68,8 +99,14 @@ impl http_body::Body for Body {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(stream) = self.stream.as_mut() {
+            return stream
+                .as_mut()
+                .poll_next(cx)
+                .map(|next| next.map(|b| Ok(Frame::data(b))));
+        }
         match self.chunks.pop_front() {
             Some(chunk) => {
                 self.remaining = self.remaining.saturating_sub(chunk.len() as u64);
@@ -80,11 +117,14 @@ impl http_body::Body for Body {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
+        self.stream.is_none() && self.chunks.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
-        SizeHint::with_exact(self.remaining)
+        match self.stream {
+            Some(_) => SizeHint::default(),
+            None => SizeHint::with_exact(self.remaining),
+        }
     }
 }
 
@@ -118,6 +158,18 @@ mod tests {
         let _ = body.frame().await;
         let second = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(second.as_ptr(), ptr);
+    }
+
+    #[tokio::test]
+    async fn streams_in_order_with_unknown_length() {
+        let body = Body::from_stream(futures_util::stream::iter(vec![
+            Bytes::from_static(b"["),
+            Bytes::from_static(b"1"),
+            Bytes::from_static(b"]"),
+        ]));
+        assert_eq!(http_body::Body::size_hint(&body).exact(), None);
+        assert!(!http_body::Body::is_end_stream(&body));
+        assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"[1]");
     }
 
     #[tokio::test]

@@ -11,10 +11,10 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::{ChainConfig, Config};
-use crate::family::MethodLabels;
+use crate::family::{self, MethodLabels};
 use crate::jsonrpc::{codes, Call, ErrorObject, Payload};
 use crate::metrics::{LabelTable, Metrics, REQUESTS, REQUEST_DURATION};
-use crate::upstream::{Outcome, SetFailure, Upstream, UpstreamSet};
+use crate::upstream::{AttemptFailure, Outcome, SetFailure, Upstream, UpstreamSet};
 
 /// How a client's call ended, for `manifold_requests_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,80 +111,117 @@ impl Chain {
         let id_text = id.to_string();
         let body = encode_upstream_request(&id_text, call);
         let timeout = self.config.policy.request_timeout;
-        let result = tokio::time::timeout(
-            timeout,
-            self.upstreams.call(&call.method, id_text.as_bytes(), &body),
+        let deadline = started + timeout;
+        let repeatable = family::is_repeatable(self.config.family, &call.method);
+        // Every attempt is bounded by the deadline itself; this outer bound is a safety net
+        // that should never fire first.
+        let result = tokio::time::timeout_at(
+            deadline + SAFETY_MARGIN,
+            self.upstreams.call(
+                &call.method,
+                id_text.as_bytes(),
+                &body,
+                deadline,
+                repeatable,
+            ),
         )
         .await;
         let (payload, outcome) = match result {
             Ok(Ok(p @ Payload::Result(_))) => (p, CallOutcome::Success),
             Ok(Ok(p @ Payload::Error(_))) => (p, CallOutcome::RpcError),
-            Ok(Err(failure)) => self.failure_payload(&call.method, failure),
-            Err(_) => (
-                self.error(
-                    codes::TIMEOUT,
-                    format!(
-                        "request timed out after {}",
-                        humantime::format_duration(timeout)
-                    ),
-                    json!({ "reason": "request_timeout" }),
-                ),
-                CallOutcome::Timeout,
-            ),
+            Ok(Err(failure)) => self.failure_payload(&call.method, failure, deadline, repeatable),
+            Err(_) => (self.timeout_error(timeout, &[]), CallOutcome::Timeout),
         };
         self.metrics
             .record(&self.config.name, &call.method, outcome, started.elapsed());
         if outcome != CallOutcome::Success && outcome != CallOutcome::RpcError {
-            tracing::debug!(chain = %self.config.name, method = %call.method, outcome = outcome.label(), "call failed");
+            tracing::debug!(outcome = outcome.label(), "call failed");
         }
         payload
     }
 
-    fn failure_payload(&self, method: &str, failure: SetFailure) -> (Payload, CallOutcome) {
-        match failure {
-            SetFailure::NoUpstream => (
-                self.error(
-                    codes::NO_UPSTREAM,
-                    format!("no upstream is configured to serve `{method}`"),
-                    json!({ "reason": "no_upstream" }),
-                ),
-                CallOutcome::NoUpstream,
-            ),
-            SetFailure::AllFailed(attempts) => {
-                let all_limited = attempts.iter().all(|a| a.outcome == Outcome::RateLimited);
-                let summary: Vec<String> = attempts
-                    .iter()
-                    .map(|a| format!("{}: {}", a.upstream, a.detail))
-                    .collect();
-                let list: Vec<_> = attempts
-                    .iter()
-                    .map(|a| json!({"upstream": &*a.upstream, "outcome": a.outcome.label(), "detail": a.detail}))
-                    .collect();
-                let (code, reason, outcome) = if all_limited {
-                    (
-                        codes::RATE_LIMITED,
-                        "rate_limited",
-                        CallOutcome::RateLimited,
-                    )
-                } else {
-                    (
-                        codes::UPSTREAM_FAILED,
-                        "all_attempts_failed",
-                        CallOutcome::UpstreamFailed,
-                    )
-                };
-                let message = format!(
-                    "no upstream answered ({} attempt{} failed: {})",
-                    attempts.len(),
-                    if attempts.len() == 1 { "" } else { "s" },
-                    summary.join("; ")
-                );
-                (
-                    self.error(code, message, json!({ "reason": reason, "attempts": list })),
-                    outcome,
+    fn failure_payload(
+        &self,
+        method: &str,
+        failure: SetFailure,
+        deadline: Instant,
+        repeatable: bool,
+    ) -> (Payload, CallOutcome) {
+        let attempts = match failure {
+            SetFailure::NoUpstream => {
+                return (
+                    self.error(
+                        codes::NO_UPSTREAM,
+                        format!("no upstream is configured to serve `{method}`"),
+                        json!({ "reason": "no_upstream" }),
+                    ),
+                    CallOutcome::NoUpstream,
                 )
             }
+            SetFailure::AllFailed(attempts) => attempts,
+        };
+        if Instant::now() >= deadline {
+            return (
+                self.timeout_error(self.config.policy.request_timeout, &attempts),
+                CallOutcome::Timeout,
+            );
         }
+        let all_limited =
+            !attempts.is_empty() && attempts.iter().all(|a| a.outcome == Outcome::RateLimited);
+        let unknown = !repeatable && attempts.last().is_some_and(|a| a.maybe_delivered);
+        let (code, reason, outcome) = if all_limited {
+            (
+                codes::RATE_LIMITED,
+                "rate_limited",
+                CallOutcome::RateLimited,
+            )
+        } else if unknown {
+            (
+                codes::UPSTREAM_FAILED,
+                "outcome_unknown",
+                CallOutcome::UpstreamFailed,
+            )
+        } else {
+            (
+                codes::UPSTREAM_FAILED,
+                "all_attempts_failed",
+                CallOutcome::UpstreamFailed,
+            )
+        };
+        let mut message = format!(
+            "no upstream answered ({} attempt{} failed: {})",
+            attempts.len(),
+            if attempts.len() == 1 { "" } else { "s" },
+            summary(&attempts)
+        );
+        if unknown {
+            message.push_str(
+                "; the request may have reached a node and was not repeated: check before sending again",
+            );
+        }
+        (
+            self.error(
+                code,
+                message,
+                json!({ "reason": reason, "attempts": attempt_list(&attempts) }),
+            ),
+            outcome,
+        )
+    }
+
+    fn timeout_error(&self, timeout: std::time::Duration, attempts: &[AttemptFailure]) -> Payload {
+        let mut message = format!(
+            "request timed out after {}",
+            humantime::format_duration(timeout)
+        );
+        if !attempts.is_empty() {
+            message.push_str(&format!(" ({})", summary(attempts)));
+        }
+        self.error(
+            codes::TIMEOUT,
+            message,
+            json!({ "reason": "request_timeout", "attempts": attempt_list(attempts) }),
+        )
     }
 
     /// A proxy error object; `data` always names the chain.
@@ -232,6 +269,26 @@ impl ChainMetrics {
             })
             .record(elapsed.as_secs_f64());
     }
+}
+
+/// How long past the deadline the outer bound waits before abandoning the attempts.
+const SAFETY_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
+
+fn summary(attempts: &[AttemptFailure]) -> String {
+    attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.upstream, a.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn attempt_list(attempts: &[AttemptFailure]) -> Vec<serde_json::Value> {
+    attempts
+        .iter()
+        .map(
+            |a| json!({"upstream": &*a.upstream, "outcome": a.outcome.label(), "detail": a.detail}),
+        )
+        .collect()
 }
 
 /// `{"jsonrpc":"2.0","id":<id>,"method":<as sent>,"params":<as sent>}`: our own id, so that

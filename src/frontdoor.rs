@@ -18,14 +18,17 @@ use serde_json::json;
 use crate::body::Body;
 use crate::chain::Chain;
 use crate::jsonrpc::{
-    self, codes, encode_batch, encode_response, ErrorObject, Id, Incoming, Item, Limits, Payload,
+    self, codes, encode_response, ErrorObject, Id, Incoming, Item, Limits, Payload,
 };
 use crate::metrics::{LabelTable, Metrics, REJECTED};
 use crate::snapshot::SharedSnapshot;
 
 /// Batch items in flight at once per batch: enough to hide upstream latency, bounded so one
-/// client's 1,000-item batch cannot open 1,000 upstream connections.
-const BATCH_CONCURRENCY: usize = 32;
+/// client's 1,000-item batch cannot open 1,000 upstream connections nor hold 1,000 answers.
+const BATCH_CONCURRENCY: usize = 16;
+
+/// A client that sends its headers but trickles its body is cut off after this long.
+const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy)]
 enum Rejection {
@@ -34,12 +37,13 @@ enum Rejection {
     UnsupportedMediaType,
     BodyTooLarge,
     BodyUnreadable,
+    BodyTimeout,
     ParseError,
     InvalidRequest,
 }
 
 impl Rejection {
-    const ALL: usize = 7;
+    const ALL: usize = 8;
 
     fn label(self) -> &'static str {
         match self {
@@ -48,6 +52,7 @@ impl Rejection {
             Rejection::UnsupportedMediaType => "unsupported_media_type",
             Rejection::BodyTooLarge => "body_too_large",
             Rejection::BodyUnreadable => "body_unreadable",
+            Rejection::BodyTimeout => "body_timeout",
             Rejection::ParseError => "parse_error",
             Rejection::InvalidRequest => "invalid_request",
         }
@@ -120,19 +125,33 @@ impl FrontDoor {
         if declared.is_some_and(|len| len > max as u64) {
             return too_large();
         }
-        let body = match Limited::new(req.into_body(), max).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e)
+        let read = tokio::time::timeout(
+            BODY_READ_TIMEOUT,
+            Limited::new(req.into_body(), max).collect(),
+        );
+        let body = match read.await {
+            Ok(Ok(b)) => b.to_bytes(),
+            Ok(Err(e))
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
                 return too_large()
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 return self.reject(
                     Rejection::BodyUnreadable,
                     StatusCode::BAD_REQUEST,
                     ErrorObject::invalid_request(format!("cannot read body: {e}")),
+                )
+            }
+            Err(_) => {
+                return self.reject(
+                    Rejection::BodyTimeout,
+                    StatusCode::REQUEST_TIMEOUT,
+                    ErrorObject::invalid_request(format!(
+                        "body not received within {}s",
+                        BODY_READ_TIMEOUT.as_secs()
+                    )),
                 )
             }
         };
@@ -144,20 +163,7 @@ impl FrontDoor {
                 Some(chunks) => json_response(StatusCode::OK, chunks),
                 None => json_response(StatusCode::OK, Vec::new()),
             },
-            Ok(Incoming::Batch(items)) => {
-                let answers: Vec<Vec<Bytes>> = stream::iter(items)
-                    .map(|item| answer(&chain, item))
-                    .buffered(BATCH_CONCURRENCY)
-                    .filter_map(|a| async move { a })
-                    .collect()
-                    .await;
-                if answers.is_empty() {
-                    // All notifications: nothing to answer (spec §6).
-                    json_response(StatusCode::OK, Vec::new())
-                } else {
-                    json_response(StatusCode::OK, encode_batch(answers))
-                }
-            }
+            Ok(Incoming::Batch(items)) => batch_response(chain, items).await,
             Err(e) => {
                 let reason = match e {
                     jsonrpc::DecodeError::Parse(_) => Rejection::ParseError,
@@ -180,6 +186,41 @@ impl FrontDoor {
             encode_response(&Id::NULL, &Payload::Error(error.to_json())),
         )
     }
+}
+
+/// A batch's answers, streamed in request order as they complete: at most
+/// `BATCH_CONCURRENCY` answers are held at once, and the first bytes go out before the last
+/// item is done. A batch of notifications only is answered with an empty body, once all are
+/// delivered.
+async fn batch_response(chain: Arc<Chain>, items: Vec<Item>) -> Response<Body> {
+    let any_answer = items
+        .iter()
+        .any(|i| !matches!(i, Item::Call(c) if c.id.is_none()));
+    let answers = stream::iter(items)
+        .map(move |item| {
+            let chain = chain.clone();
+            async move { answer(&chain, item).await }
+        })
+        .buffered(BATCH_CONCURRENCY)
+        .filter_map(|a| async move { a });
+    if !any_answer {
+        answers.for_each(|_| async {}).await;
+        return json_response(StatusCode::OK, Vec::new());
+    }
+    let mut first = true;
+    let body = answers
+        .flat_map(move |chunks| {
+            let sep = if std::mem::take(&mut first) { "[" } else { "," };
+            let mut out = Vec::with_capacity(chunks.len() + 1);
+            out.push(Bytes::from_static(sep.as_bytes()));
+            out.extend(chunks);
+            stream::iter(crate::body::join_small(out))
+        })
+        .chain(stream::once(async { Bytes::from_static(b"]") }));
+    let mut resp = Response::new(Body::from_stream(body));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
 }
 
 /// The response object for one item, or `None` for a notification.

@@ -103,11 +103,7 @@ async fn rate_limited() {
 
 #[tokio::test]
 async fn gzip_answers_are_decoded() {
-    let v = single(
-        || Action::Gzip(r#"{"jsonrpc":"2.0","id":1,"result":"0x99"}"#.into()),
-        "",
-    )
-    .await;
+    let v = single(|| Action::GzipResult(r#""0x99""#.into()), "").await;
     assert_eq!(v["result"], "0x99", "{v}");
 }
 
@@ -357,4 +353,108 @@ async fn shutdown_is_bounded_by_shutdown_timeout() {
         .await
         .expect("shutdown gives up on the hung request after shutdown_timeout");
     inflight.abort();
+}
+
+/// An upstream slower than the request's whole budget is cut off at the deadline, and those
+/// timeouts count against it, so that requests move to the healthy upstream.
+#[tokio::test]
+async fn attempts_end_at_the_request_deadline_and_count_against_the_upstream() {
+    let hung = FakeUpstream::start(|_, _| Action::Hang).await;
+    let good = FakeUpstream::ok(r#""0x1""#).await;
+    let cfg = format!(
+        "[[chains]]\nname = \"eth\"\nchain_id = 1\n\
+         [[chains.upstreams]]\nname = \"hung\"\nurl = \"{}\"\ntimeout = \"60s\"\n\
+         [[chains.upstreams]]\nname = \"good\"\nurl = \"{}\"\n\
+         [chains.policy]\nrequest_timeout = \"300ms\"\n",
+        hung.url, good.url
+    );
+    let proxy = start_proxy(&cfg).await;
+    let c = HttpClient::new();
+    for _ in 0..3 {
+        let v = c.rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+        assert_eq!(v["error"]["code"], -32093, "{v}");
+        assert_eq!(
+            v["error"]["data"]["attempts"][0]["outcome"], "timeout",
+            "{v}"
+        );
+    }
+    let v = c.rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+    assert_eq!(
+        v["result"], "0x1",
+        "the hung upstream is now tried last: {v}"
+    );
+    let (_, metrics) = c.get(&admin_url(&proxy, "/metrics")).await;
+    assert!(
+        metrics.contains(
+            r#"manifold_upstream_requests_total{chain="eth",upstream="hung",outcome="timeout"} 3"#
+        ),
+        "{metrics}"
+    );
+}
+
+/// A 4xx the request itself caused: the node's JSON-RPC answer passes through; without
+/// one, other upstreams may try, and nobody is marked as failing.
+#[tokio::test]
+async fn client_caused_http_errors_are_not_held_against_upstreams() {
+    let with_body = FakeUpstream::start(|req, _| {
+        let id = req["id"].clone();
+        Action::Status(400, format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":-32602,"message":"invalid argument 0"}}}}"#))
+    })
+    .await;
+    let second = FakeUpstream::ok("1").await;
+    let proxy = start_proxy(&chain_config(&[&with_body.url, &second.url], "")).await;
+    let (_, text) = HttpClient::new().post(&rpc_url(&proxy, "/eth"), CALL).await;
+    assert_eq!(
+        text,
+        r#"{"jsonrpc":"2.0","id":"req-1","error":{"code":-32602,"message":"invalid argument 0"}}"#
+    );
+    assert_eq!(second.hits(), 0);
+
+    let too_large_a = FakeUpstream::start(|_, _| Action::Status(413, "too large".into())).await;
+    let too_large_b = FakeUpstream::start(|_, _| Action::Status(413, "too large".into())).await;
+    let proxy = start_proxy(&chain_config(&[&too_large_a.url, &too_large_b.url], "")).await;
+    let c = HttpClient::new();
+    for _ in 0..5 {
+        let v = c.rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+        assert_eq!(v["error"]["code"], -32092, "{v}");
+        assert_eq!(
+            v["error"]["data"]["attempts"][1]["outcome"], "rejected",
+            "{v}"
+        );
+    }
+    let (status, body) = c.get(&admin_url(&proxy, "/readyz")).await;
+    assert_eq!(
+        status, 200,
+        "rejections do not make upstreams unusable: {body}"
+    );
+}
+
+/// A transaction is not sent to a second upstream when the first may have received it.
+#[tokio::test]
+async fn transactions_are_not_repeated_after_an_ambiguous_failure() {
+    const SEND: &str =
+        r#"{"jsonrpc":"2.0","id":9,"method":"eth_sendRawTransaction","params":["0x02"]}"#;
+    let failing = FakeUpstream::start(|_, _| Action::Status(503, String::new())).await;
+    let second = FakeUpstream::ok(r#""0xhash""#).await;
+    let proxy = start_proxy(&chain_config(&[&failing.url, &second.url], "")).await;
+    let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), SEND).await;
+    assert_eq!(v["error"]["code"], -32092, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "outcome_unknown", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("may have reached a node"),
+        "{v}"
+    );
+    assert_eq!(second.hits(), 0);
+    // When the first upstream certainly never got it (connection refused), the next one may.
+    let dead = closed_port_url().await;
+    let proxy = start_proxy(&chain_config(&[&dead, &second.url], "")).await;
+    let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), SEND).await;
+    assert_eq!(v["result"], "0xhash", "{v}");
+    // Reads are repeated as before.
+    let proxy = start_proxy(&chain_config(&[&failing.url, &second.url], "")).await;
+    let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+    assert_eq!(v["result"], "0xhash", "{v}");
 }

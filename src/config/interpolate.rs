@@ -9,8 +9,14 @@ use toml::Value;
 use super::error::{ConfigError, KeyPath};
 
 /// Values that came from the environment; never shown.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Secrets(Vec<String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} redacted)", self.0.len())
+    }
+}
 
 impl Secrets {
     /// Replace every occurrence of a secret in `text` with `***`.

@@ -125,7 +125,7 @@ impl Tier {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UpstreamConfig {
     pub name: Arc<str>,
     pub url: Url,
@@ -139,6 +139,27 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub methods: MethodFilter,
+}
+
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The redacted URL only, and header names only: a `{:?}` in a log line must not
+        // leak a key.
+        f.debug_struct("UpstreamConfig")
+            .field("name", &self.name)
+            .field("url", &self.display_url)
+            .field("tier", &self.tier)
+            .field("failure_domain", &self.failure_domain)
+            .field("weight", &self.weight)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("methods", &self.methods)
+            .finish()
+    }
 }
 
 /// Which methods an upstream may serve: `allow` (if given) then `deny`; a trailing `*`
@@ -305,6 +326,25 @@ mod tests {
         assert!(f.allows("eth_call"));
         assert!(!f.allows("eth_getLogs"));
         assert!(!f.allows("net_version"));
+    }
+
+    #[test]
+    fn debug_output_holds_no_secret() {
+        let text = r#"
+            [[chains]]
+            name = "eth"
+            chain_id = 1
+            [[chains.upstreams]]
+            name = "a"
+            url = "https://u:pw-secret@rpc.example.io/v2/${KEY}"
+            headers = { Authorization = "Bearer ${KEY}" }
+        "#;
+        let c = Config::from_toml(text, "t.toml", &|_| Some("key-secret-123".into())).unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("key-secret-123") && !shown.contains("pw-secret"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -24,7 +24,13 @@ pub fn redact_url(url: &Url, secrets: &Secrets) -> String {
     if path != "/" && !path.is_empty() {
         for seg in path.trim_start_matches('/').split('/') {
             out.push('/');
-            if looks_like_key(seg) || secrets.contains_any(seg) {
+            // The URL parser percent-encodes what a secret may contain (spaces, quotes,
+            // non-ASCII): compare the decoded text.
+            let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
+            if looks_like_key(&decoded)
+                || secrets.contains_any(&decoded)
+                || secrets.contains_any(seg)
+            {
                 out.push_str("***");
             } else {
                 out.push_str(seg);
@@ -81,6 +87,24 @@ mod tests {
             r("https://h.io/rpc?apikey=abc&x=1"),
             "https://h.io/rpc?apikey=***&x=***"
         );
+    }
+
+    #[test]
+    fn hides_interpolated_values_the_url_parser_encoded() {
+        let mut v: toml::Value = toml::Value::String("https://h.io/k/${K}".into());
+        let mut secrets = Secrets::default();
+        let env = |_: &str| Some("a b\"é".to_string());
+        let mut errors = vec![];
+        super::super::interpolate::interpolate(
+            &mut v,
+            &super::super::error::KeyPath::root("f"),
+            &env,
+            &mut secrets,
+            &mut errors,
+        );
+        let url = Url::parse(v.as_str().unwrap()).unwrap();
+        assert_ne!(url.path(), "/k/a b\"é", "the parser encoded it");
+        assert_eq!(redact_url(&url, &secrets), "https://h.io/k/***");
     }
 
     #[test]

@@ -70,3 +70,20 @@ pub const KNOWN_METHODS: &[&str] = &[
     "web3_clientVersion",
     "web3_sha3",
 ];
+
+/// Whether a call may be sent again after an attempt that may have reached a node. Sending a
+/// transaction twice is harmless on chain but turns a success into "already known", and
+/// creating a filter twice leaks one; reads are always safe to repeat.
+pub fn is_repeatable(method: &str) -> bool {
+    !matches!(
+        method,
+        "eth_sendRawTransaction"
+            | "eth_sendTransaction"
+            | "eth_newFilter"
+            | "eth_newBlockFilter"
+            | "eth_newPendingTransactionFilter"
+            | "eth_uninstallFilter"
+            | "eth_subscribe"
+            | "eth_unsubscribe"
+    )
+}

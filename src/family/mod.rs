@@ -1,12 +1,20 @@
 //! Chain families: what differs between EVM, Solana and Bitcoin JSON-RPC.
 //!
 //! The core (routing, failover, metrics) knows nothing of any chain's methods. What a family
-//! knows lives here: for now, the set of method names worth a metric label of their own.
+//! knows lives here: for now, the set of method names worth a metric label of their own, and
+//! which calls are unsafe to repeat.
 //! Health probes, method classes and error classification join it with the routing work.
 
 pub mod evm;
 
 use crate::config::Family;
+
+/// Whether a call may be sent again after an attempt that may have reached a node.
+pub fn is_repeatable(family: Family, method: &str) -> bool {
+    match family {
+        Family::Evm => evm::is_repeatable(method),
+    }
+}
 
 /// The bounded set of method labels for metrics: known methods, then `other`.
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +59,14 @@ mod tests {
     #[test]
     fn known_methods_are_sorted_and_unique() {
         assert!(evm::KNOWN_METHODS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn transactions_and_filters_are_not_repeatable() {
+        assert!(!is_repeatable(Family::Evm, "eth_sendRawTransaction"));
+        assert!(!is_repeatable(Family::Evm, "eth_newFilter"));
+        assert!(is_repeatable(Family::Evm, "eth_getBalance"));
+        assert!(is_repeatable(Family::Evm, "eth_call"));
     }
 
     #[test]

@@ -29,8 +29,6 @@ pub mod codes {
     pub const TIMEOUT: i64 = -32093;
     /// Every upstream tried answered "rate limited" (HTTP 429).
     pub const RATE_LIMITED: i64 = -32094;
-    /// The proxy is shutting down and takes no new work.
-    pub const SHUTTING_DOWN: i64 = -32095;
 }
 
 /// A JSON-RPC error object built by the proxy.

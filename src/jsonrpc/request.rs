@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -107,16 +108,18 @@ pub fn decode(body: &Bytes, limits: Limits) -> Result<Incoming, DecodeError> {
         serde_json::from_slice(body).map_err(|e| DecodeError::Parse(e.to_string()))?;
     match top.get().as_bytes().first() {
         Some(b'[') => {
-            let items: Vec<&RawValue> =
-                serde_json::from_str(top.get()).map_err(|e| DecodeError::Parse(e.to_string()))?;
+            let mut de = serde_json::Deserializer::from_str(top.get());
+            let items = BoundedItems {
+                max: limits.max_batch_len,
+            }
+            .deserialize(&mut de)
+            .map_err(|e| DecodeError::Parse(e.to_string()))?
+            .map_err(|len| DecodeError::BatchTooLong {
+                len,
+                max: limits.max_batch_len,
+            })?;
             if items.is_empty() {
                 return Err(DecodeError::EmptyBatch);
-            }
-            if items.len() > limits.max_batch_len {
-                return Err(DecodeError::BatchTooLong {
-                    len: items.len(),
-                    max: limits.max_batch_len,
-                });
             }
             Ok(Incoming::Batch(
                 items
@@ -129,6 +132,43 @@ pub fn decode(body: &Bytes, limits: Limits) -> Result<Incoming, DecodeError> {
         _ => Err(DecodeError::NotRequest(
             "expected a request object or a batch array",
         )),
+    }
+}
+
+/// A batch's items, kept only up to `max`: a 10 MB `[1,1,1,...]` is counted, not stored.
+/// `Err(len)` when there are more than `max`.
+struct BoundedItems {
+    max: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for BoundedItems {
+    type Value = Result<Vec<&'de RawValue>, usize>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BoundedItems {
+    type Value = Result<Vec<&'de RawValue>, usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a batch array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<&'de RawValue>()? {
+            if items.len() == self.max {
+                let mut len = self.max + 1;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    len += 1;
+                }
+                return Ok(Err(len));
+            }
+            items.push(item);
+        }
+        Ok(Ok(items))
     }
 }
 

@@ -46,13 +46,22 @@ pub enum TransportError {
     Decode(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UpstreamClient {
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     uri: Uri,
     headers: HeaderMap,
     timeout: Duration,
     max_response_bytes: usize,
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the URI nor the headers: both may hold credentials.
+        f.debug_struct("UpstreamClient")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl UpstreamClient {
@@ -92,6 +101,11 @@ impl UpstreamClient {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
+            // A silently dead HTTP/2 connection would otherwise hold every request sent on it
+            // until TCP gives up, minutes later.
+            .http2_keep_alive_interval(Duration::from_secs(15))
+            .http2_keep_alive_timeout(Duration::from_secs(10))
+            .http2_keep_alive_while_idle(true)
             .build(https);
 
         // Credentials in the URL (`https://user:key@host`) become a Basic header: they must
@@ -127,11 +141,22 @@ impl UpstreamClient {
         })
     }
 
-    /// POST a JSON body and read the whole answer.
+    /// POST a JSON body and read the whole answer, within the upstream's `timeout`.
     pub async fn post(&self, body: Bytes) -> Result<HttpReply, TransportError> {
-        match tokio::time::timeout(self.timeout, self.exchange(body)).await {
+        self.post_within(body, self.timeout).await
+    }
+
+    /// As `post`, within `limit` or the upstream's `timeout`, whichever is shorter: an
+    /// attempt never outlives the request it serves.
+    pub async fn post_within(
+        &self,
+        body: Bytes,
+        limit: Duration,
+    ) -> Result<HttpReply, TransportError> {
+        let limit = limit.min(self.timeout);
+        match tokio::time::timeout(limit, self.exchange(body)).await {
             Ok(r) => r,
-            Err(_) => Err(TransportError::Timeout(self.timeout)),
+            Err(_) => Err(TransportError::Timeout(limit)),
         }
     }
 

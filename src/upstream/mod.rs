@@ -78,21 +78,36 @@ impl Upstream {
         &self.config.name
     }
 
-    /// Send one encoded request (sent with id `request_id`) and classify what comes back.
-    pub async fn attempt(&self, request_id: &[u8], body: Bytes) -> Result<Payload, AttemptFailure> {
+    /// Send one encoded request (sent with id `request_id`) and classify what comes back,
+    /// giving up at `deadline` at the latest.
+    pub async fn attempt(
+        &self,
+        request_id: &[u8],
+        body: Bytes,
+        deadline: Instant,
+    ) -> Result<Payload, AttemptFailure> {
         let _in_flight = self.health.start();
         let _gauge = GaugeGuard::new(&self.metrics.in_flight);
         let started = Instant::now();
-        let (result, retry_after) = match self.client.post(body).await {
-            Ok(reply) => (read_reply(request_id, &reply), reply.retry_after),
-            Err(e) => {
-                let outcome = match e {
-                    TransportError::Timeout(_) => Outcome::Timeout,
-                    _ => Outcome::Transport,
-                };
-                (Err((outcome, e.to_string())), None)
-            }
-        };
+        let limit = deadline.saturating_duration_since(started);
+        let (result, retry_after, maybe_delivered) =
+            match self.client.post_within(body, limit).await {
+                Ok(reply) => {
+                    let result = read_reply(request_id, &reply);
+                    // A 5xx or an unreadable answer may come after the node acted on it.
+                    let delivered = reply.status.is_server_error()
+                        || matches!(result, Err((Outcome::BadReply, _)));
+                    (result, reply.retry_after, delivered)
+                }
+                Err(e) => {
+                    let (outcome, delivered) = match e {
+                        TransportError::Timeout(_) => (Outcome::Timeout, true),
+                        TransportError::Connect(_) => (Outcome::Transport, false),
+                        _ => (Outcome::Transport, true),
+                    };
+                    (Err((outcome, e.to_string())), None, delivered)
+                }
+            };
         let elapsed = started.elapsed();
         let outcome = match &result {
             Ok(Payload::Result(_)) => Outcome::Success,
@@ -113,6 +128,7 @@ impl Upstream {
                     outcome,
                     detail,
                     retry_after,
+                    maybe_delivered,
                 })
             }
         }

@@ -12,6 +12,9 @@ pub enum Outcome {
     RpcError,
     /// HTTP 429: the upstream asks us to slow down.
     RateLimited,
+    /// An HTTP 4xx caused by the request itself (400, 413, ...) with no JSON-RPC answer:
+    /// not held against the upstream, though another one may accept the request.
+    Rejected,
     /// Another HTTP error status (5xx, 401, 403, ...).
     HttpStatus,
     /// A 2xx answer that is not a JSON-RPC response to our request (garbage, truncated,
@@ -24,10 +27,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Success,
         Outcome::RpcError,
         Outcome::RateLimited,
+        Outcome::Rejected,
         Outcome::HttpStatus,
         Outcome::BadReply,
         Outcome::Transport,
@@ -39,10 +43,12 @@ impl Outcome {
         matches!(self, Outcome::Success | Outcome::RpcError)
     }
 
-    /// The upstream, not the request, is at fault: counts against it, and another upstream
-    /// may do better.
+    /// The upstream, not the request, is at fault: counts against its health.
     pub fn is_upstream_fault(self) -> bool {
-        !self.is_answer()
+        !matches!(
+            self,
+            Outcome::Success | Outcome::RpcError | Outcome::Rejected
+        )
     }
 
     /// Metric label; a fixed, small set.
@@ -51,6 +57,7 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::RpcError => "rpc_error",
             Outcome::RateLimited => "rate_limited",
+            Outcome::Rejected => "rejected",
             Outcome::HttpStatus => "http_error",
             Outcome::BadReply => "bad_reply",
             Outcome::Transport => "transport_error",
@@ -63,14 +70,17 @@ impl Outcome {
     }
 }
 
-/// A failed attempt: how, in words (for the client's error `data` and the log), and how long
-/// the upstream asked us to stay away.
+/// A failed attempt: how, in words (for the client's error `data` and the log), how long
+/// the upstream asked us to stay away, and whether the request may have reached a node.
 #[derive(Debug, Clone)]
 pub struct AttemptFailure {
     pub upstream: std::sync::Arc<str>,
     pub outcome: Outcome,
     pub detail: String,
     pub retry_after: Option<Duration>,
+    /// `false` only when the request certainly did not take effect (no connection, or a
+    /// refusal before processing). A call that is not safe to repeat stops at a `true`.
+    pub maybe_delivered: bool,
 }
 
 #[cfg(test)]
@@ -87,11 +97,11 @@ mod tests {
     }
 
     #[test]
-    fn only_answers_are_not_upstream_faults() {
+    fn answers_and_rejections_are_not_upstream_faults() {
         for o in Outcome::ALL {
             assert_eq!(
                 o.is_upstream_fault(),
-                !matches!(o, Outcome::Success | Outcome::RpcError)
+                !matches!(o, Outcome::Success | Outcome::RpcError | Outcome::Rejected)
             );
         }
     }

@@ -6,6 +6,8 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use bytes::Bytes;
+
 use super::client::HttpReply;
 use super::outcome::Outcome;
 use crate::jsonrpc::raw::{present, slice_of};
@@ -22,15 +24,42 @@ struct RawReply<'a> {
 }
 
 /// Classify an HTTP reply to a request sent with id `expected_id` (JSON text).
+///
+/// Statuses: 2xx carries the answer. 429 is a rate limit. A 4xx that the request itself
+/// caused (400, 413, ...) is the node's answer when it carries a JSON-RPC error for our id,
+/// else a rejection that is not held against the upstream. Other statuses (401/403/404:
+/// the upstream is misconfigured or refuses us; 5xx: it is failing) are the upstream's fault.
 pub fn read_reply(expected_id: &[u8], reply: &HttpReply) -> Result<Payload, (Outcome, String)> {
     let status = reply.status;
     if status == http::StatusCode::TOO_MANY_REQUESTS {
         return Err((Outcome::RateLimited, format!("HTTP {status}")));
     }
-    if !status.is_success() {
-        return Err((Outcome::HttpStatus, format!("HTTP {status}")));
+    if status.is_success() {
+        return parse(expected_id, &reply.body);
     }
-    let body = &reply.body;
+    let rpc_error = match parse(expected_id, &reply.body) {
+        Ok(Payload::Error(e)) => Some(e),
+        _ => None,
+    };
+    let caused_by_request = matches!(status.as_u16(), 400 | 411 | 413 | 414 | 415 | 422 | 431);
+    match (caused_by_request, rpc_error) {
+        (true, Some(e)) => Ok(Payload::Error(e)),
+        (true, None) => Err((Outcome::Rejected, format!("HTTP {status}"))),
+        (false, Some(e)) => Err((
+            Outcome::HttpStatus,
+            format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&e)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ),
+        )),
+        (false, None) => Err((Outcome::HttpStatus, format!("HTTP {status}"))),
+    }
+}
+
+fn parse(expected_id: &[u8], body: &Bytes) -> Result<Payload, (Outcome, String)> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err((Outcome::BadReply, "empty body".into()));
     }
@@ -76,7 +105,6 @@ fn short(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use http::StatusCode;
 
     fn reply(status: u16, body: &'static str) -> HttpReply {
@@ -148,6 +176,39 @@ mod tests {
         assert_eq!(
             outcome(200, r#"{"jsonrpc":"2.0","id":7,"error":"boom"}"#),
             Outcome::BadReply
+        );
+    }
+
+    #[test]
+    fn client_caused_4xx_passes_the_nodes_answer_or_is_a_rejection() {
+        let answer =
+            r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"invalid params"}}"#;
+        assert_eq!(
+            read_reply(b"7", &reply(400, answer)).unwrap(),
+            Payload::Error(Bytes::from_static(
+                br#"{"code":-32602,"message":"invalid params"}"#
+            ))
+        );
+        assert_eq!(outcome(413, "too large"), Outcome::Rejected);
+        assert_eq!(
+            outcome(
+                400,
+                r#"{"jsonrpc":"2.0","id":8,"error":{"code":1,"message":"x"}}"#
+            ),
+            Outcome::Rejected
+        );
+    }
+
+    #[test]
+    fn upstream_caused_statuses_are_faults_even_with_a_json_rpc_body() {
+        let body = r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32002,"message":"project ID not allowed"}}"#;
+        for status in [401, 403, 404, 405, 408, 500, 502, 503] {
+            assert_eq!(outcome(status, body), Outcome::HttpStatus, "{status}");
+        }
+        let (_, why) = read_reply(b"7", &reply(403, body)).unwrap_err();
+        assert!(
+            why.contains("HTTP 403") && why.contains("project ID not allowed"),
+            "{why}"
         );
     }
 

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio::time::Instant;
 
 use super::outcome::AttemptFailure;
 use super::Upstream;
@@ -54,22 +55,36 @@ impl UpstreamSet {
         c
     }
 
-    /// Send the request to the first candidate, and on to the next while attempts fail.
+    /// Send the request to the first candidate, and on to the next while attempts fail, until
+    /// `deadline`. A call that is not `repeatable` (a transaction, a filter) moves on only
+    /// when the failed attempt certainly did not reach a node: sending it twice could do
+    /// twice what the client asked once, or report "already known" for a success.
     pub async fn call(
         &self,
         method: &str,
         request_id: &[u8],
         body: &Bytes,
+        deadline: Instant,
+        repeatable: bool,
     ) -> Result<Payload, SetFailure> {
         let candidates = self.candidates(method);
         if candidates.is_empty() {
             return Err(SetFailure::NoUpstream);
         }
-        let mut failures = Vec::new();
+        let mut failures: Vec<AttemptFailure> = Vec::new();
         for upstream in candidates.into_iter().take(self.max_attempts) {
-            match upstream.attempt(request_id, body.clone()).await {
+            if Instant::now() >= deadline {
+                break;
+            }
+            match upstream.attempt(request_id, body.clone(), deadline).await {
                 Ok(payload) => return Ok(payload),
-                Err(f) => failures.push(f),
+                Err(f) => {
+                    let stop = !repeatable && f.maybe_delivered;
+                    failures.push(f);
+                    if stop {
+                        break;
+                    }
+                }
             }
         }
         Err(SetFailure::AllFailed(failures))

@@ -115,8 +115,8 @@ pub enum Action {
     Status(u16, String),
     /// 429 with `Retry-After: secs`.
     TooMany(u64),
-    /// 200, gzip-compressed body.
-    Gzip(String),
+    /// 200, a gzip-compressed JSON-RPC result for the request's id.
+    GzipResult(String),
     /// Headers at once, body after a delay.
     SlowBody(Duration, String),
     /// Wait, then answer.
@@ -267,11 +267,12 @@ fn respond(
                 .header("retry-after", secs.to_string())
                 .body(full("rate limited"))
                 .unwrap(),
-            Action::Gzip(b) => {
+            Action::GzipResult(r) => {
                 use std::io::Write;
                 let mut enc =
                     flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                enc.write_all(b.as_bytes()).unwrap();
+                enc.write_all(with_id(req, "result", &r).as_bytes())
+                    .unwrap();
                 Response::builder()
                     .status(200)
                     .header("content-encoding", "gzip")
