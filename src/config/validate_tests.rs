@@ -1,0 +1,184 @@
+//! Tests of `validate`, kept apart so that the module itself stays short.
+use super::*;
+
+fn load_str(text: &str) -> Result<Config, ConfigErrors> {
+    let env = |k: &str| match k {
+        "TOKEN" => Some("tok-very-secret-value".to_string()),
+        "KEY" => Some("k3y".to_string()),
+        _ => None,
+    };
+    load(text, "test.toml", &env)
+}
+
+fn errors(text: &str) -> Vec<String> {
+    load_str(text)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+const MINIMAL: &str = r#"
+    [[chains]]
+    name = "ethereum"
+    chain_id = 1
+    [[chains.upstreams]]
+    name = "a"
+    url = "http://127.0.0.1:8545"
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = load_str(MINIMAL).unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8645");
+    assert_eq!(c.server.max_batch_len, 1000);
+    let u = &c.chains[0].upstreams[0];
+    assert_eq!(u.tier, Tier::Primary);
+    assert_eq!(u.failure_domain, "127.0.0.1");
+    assert_eq!(c.chains[0].policy.max_attempts, 3);
+    assert_eq!(c.warnings.len(), 1, "single failure domain warns");
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_path() {
+    let e = errors(&MINIMAL.replace("chain_id = 1", "chain_id = 1\nchian = 2"));
+    assert_eq!(e.len(), 1);
+    assert!(e[0].starts_with("test.toml: chains[0]"), "{e:?}");
+    assert!(e[0].contains("unknown field `chian`"), "{e:?}");
+    let e = errors(&format!("[server]\nadmin_lisen = \"x\"\n{MINIMAL}"));
+    assert!(e[0].contains("unknown field `admin_lisen`"), "{e:?}");
+}
+
+#[test]
+fn wrong_types_name_the_key() {
+    let e = errors(&MINIMAL.replace("chain_id = 1", "chain_id = \"one\""));
+    assert!(e[0].starts_with("test.toml: chains[0].chain_id: "), "{e:?}");
+}
+
+#[test]
+fn toml_syntax_errors_name_the_file() {
+    let e = errors("[[chains]\nname=");
+    assert!(e[0].starts_with("test.toml: invalid TOML"), "{e:?}");
+}
+
+#[test]
+fn every_value_error_is_reported_with_its_key() {
+    let e = errors(
+        r#"
+        [server]
+        listen = "nope"
+        max_batch_len = 0
+        shutdown_timeout = "soon"
+        [[chains]]
+        name = "eth/main"
+        [[chains.upstreams]]
+        name = "a"
+        url = "ftp://x"
+        tier = "best"
+        weight = 0
+        timeout = "0s"
+        [[chains.upstreams]]
+        name = "a"
+        url = "not a url"
+        headers = { "bad header" = "x" }
+        "#,
+    );
+    let joined = e.join("\n");
+    for needle in [
+        "test.toml: server.listen: `nope` is not an address",
+        "test.toml: server.max_batch_len: must be at least 1",
+        "test.toml: server.shutdown_timeout: `soon` is not a duration",
+        "test.toml: chains[0].name: `eth/main` cannot be a URL path segment",
+        "test.toml: chains[0].chain_id: required for an evm chain",
+        "test.toml: chains[0].upstreams[0].url: scheme `ftp` is not supported",
+        "test.toml: chains[0].upstreams[0].tier: unknown tier `best`",
+        "test.toml: chains[0].upstreams[0].weight: 0 is out of range",
+        "test.toml: chains[0].upstreams[0].timeout: must be greater than zero",
+        "test.toml: chains[0].upstreams[1].name: duplicate upstream name `a`",
+        "test.toml: chains[0].upstreams[1].url: not a valid URL",
+        "test.toml: chains[0].upstreams[1].headers.bad header: not a valid HTTP header name",
+    ] {
+        assert!(joined.contains(needle), "missing {needle:?} in\n{joined}");
+    }
+}
+
+#[test]
+fn no_chains_is_an_error() {
+    let e = errors("[server]\n");
+    assert_eq!(
+        e,
+        vec!["test.toml: chains: at least one [[chains]] entry is required"]
+    );
+}
+
+#[test]
+fn later_features_say_not_supported_yet() {
+    let e = errors(&format!(
+        "{MINIMAL}\n[chains.policy]\nhedge = {{ delay = \"auto\" }}\n"
+    ));
+    assert_eq!(
+        e,
+        vec!["test.toml: chains[0].policy.hedge: not supported yet in this version"]
+    );
+    let e = errors(&MINIMAL.replace("chain_id = 1", "chain_id = 1\nfamily = \"solana\""));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("chains[0].family: `solana` is not supported yet")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn secrets_are_interpolated_and_never_shown() {
+    let c = load_str(&MINIMAL.replace(
+        r#"url = "http://127.0.0.1:8545""#,
+        r#"url = "https://rpc.example.io/v2/${KEY}"
+           headers = { Authorization = "Bearer ${TOKEN}" }"#,
+    ))
+    .unwrap();
+    let u = &c.chains[0].upstreams[0];
+    assert_eq!(u.url.as_str(), "https://rpc.example.io/v2/k3y");
+    assert_eq!(u.display_url, "https://rpc.example.io/v2/***");
+    assert_eq!(u.failure_domain, "rpc.example.io");
+    let shown = c.redacted().to_string();
+    assert!(
+        !shown.contains("k3y") && !shown.contains("tok-very-secret-value"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("\"Authorization\":\"***\"") || shown.contains("\"authorization\":\"***\""),
+        "{shown}"
+    );
+}
+
+#[test]
+fn secrets_do_not_leak_through_type_errors() {
+    let e = errors(&MINIMAL.replace(
+        r#"name = "a""#,
+        r#"name = "a"
+           weight = "${TOKEN}""#,
+    ));
+    let joined = e.join("\n");
+    assert!(!joined.contains("tok-very-secret-value"), "{joined}");
+    assert!(joined.contains("chains[0].upstreams[0].weight"), "{joined}");
+    assert!(joined.contains("***"), "{joined}");
+}
+
+#[test]
+fn missing_env_var_names_key_and_variable() {
+    let e = errors(&MINIMAL.replace("http://127.0.0.1:8545", "https://x.io/${NOPE}"));
+    assert_eq!(
+        e,
+        vec!["test.toml: chains[0].upstreams[0].url: environment variable `NOPE` is not set"]
+    );
+}
+
+#[test]
+fn no_warning_with_two_failure_domains() {
+    let c = load_str(&format!(
+        "{MINIMAL}\n[[chains.upstreams]]\nname = \"b\"\nurl = \"https://other.example\"\n"
+    ))
+    .unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
