@@ -66,11 +66,21 @@ impl Admin {
                     .upstreams()
                     .iter()
                     .map(|u| {
-                        format!(
-                            "{}: {} consecutive failures",
-                            u.name(),
-                            u.health().consecutive_failures()
-                        )
+                        let status = u.active().status();
+                        if status.is_serving() {
+                            format!(
+                                "{}: {} consecutive failed requests",
+                                u.name(),
+                                u.health().consecutive_failures()
+                            )
+                        } else {
+                            format!(
+                                "{}: {} ({})",
+                                u.name(),
+                                status.label(),
+                                u.active().reasons().0
+                            )
+                        }
                     })
                     .collect();
                 format!(
@@ -101,8 +111,9 @@ impl Admin {
                     "name": &**c.name(),
                     "family": c.config.family.as_str(),
                     "chain_id": c.config.chain_id,
+                    "head": c.head(),
                     "ready": c.upstreams().has_usable(),
-                    "upstreams": c.upstreams().iter().map(|u| u.status()).collect::<Vec<_>>(),
+                    "upstreams": c.upstreams().iter().map(|u| u.status(c.head())).collect::<Vec<_>>(),
                 })
             })
             .collect();

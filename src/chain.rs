@@ -7,14 +7,18 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use metrics::{Counter, Histogram, Label};
 use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::{ChainConfig, Config};
-use crate::family::{self, MethodLabels};
+use crate::family::{self, ChainFamily, MethodLabels};
+use crate::health::checker::{self, ChainHealth};
+use crate::health::ChainHead;
 use crate::jsonrpc::{codes, Call, ErrorObject, Payload};
-use crate::metrics::{LabelTable, Metrics, REQUESTS, REQUEST_DURATION};
-use crate::upstream::{AttemptFailure, Outcome, SetFailure, Upstream, UpstreamSet};
+use crate::metrics::{LabelTable, Metrics, CHAIN_HEAD, REQUESTS, REQUEST_DURATION};
+use crate::upstream::{AttemptFailure, Outcome, Route, SetFailure, Upstream, UpstreamSet};
 
 /// How a client's call ended, for `manifold_requests_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +49,9 @@ impl CallOutcome {
 #[derive(Debug)]
 pub struct Chain {
     pub config: ChainConfig,
+    family: Arc<dyn ChainFamily>,
     upstreams: UpstreamSet,
+    health: Arc<ChainHealth>,
     next_id: AtomicU64,
     metrics: ChainMetrics,
 }
@@ -72,14 +78,37 @@ impl Chain {
             .upstreams
             .iter()
             .map(|u| {
-                Upstream::new(&config.name, u.clone(), metrics, max_response_bytes)
-                    .map(Arc::new)
-                    .map_err(|e| format!("chain `{}`, upstream `{}`: {e}", config.name, u.name))
+                Upstream::new(
+                    &config.name,
+                    u.clone(),
+                    metrics,
+                    max_response_bytes,
+                    &config.policy.health,
+                )
+                .map(Arc::new)
+                .map_err(|e| format!("chain `{}`, upstream `{}`: {e}", config.name, u.name))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let labels = MethodLabels::for_family(config.family);
+        let family = family::for_chain(&config);
+        let labels = family.method_labels();
+        let upstreams = UpstreamSet::new(upstreams, config.policy.max_attempts);
+        let health = Arc::new(ChainHealth {
+            probed: upstreams.probe_signal(),
+            chain: config.name.clone(),
+            family: family.clone(),
+            upstreams: upstreams.shared(),
+            head: Arc::new(ChainHead::default()),
+            policy: config.policy.health.clone(),
+            max_lag_blocks: config.policy.max_lag_blocks,
+            head_gauge: metrics.gauge(
+                CHAIN_HEAD,
+                vec![Label::new("chain", config.name.to_string())],
+            ),
+        });
         Ok(Self {
-            upstreams: UpstreamSet::new(upstreams, config.policy.max_attempts),
+            family,
+            upstreams,
+            health,
             next_id: AtomicU64::new(1),
             metrics: ChainMetrics {
                 registry: metrics.clone(),
@@ -99,6 +128,19 @@ impl Chain {
         &self.upstreams
     }
 
+    /// The chain head, once some upstream's head is known.
+    pub fn head(&self) -> Option<u64> {
+        self.health.head.get()
+    }
+
+    /// Start one health checker per upstream; they stop when `stop` turns true.
+    pub fn spawn_health_checks(&self, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        self.upstreams
+            .iter()
+            .map(|u| tokio::spawn(checker::run(self.health.clone(), u.clone(), stop.clone())))
+            .collect()
+    }
+
     /// Answer one call. Never fails: proxy-level failures become JSON-RPC error objects.
     pub async fn call(&self, call: &Call) -> Payload {
         let span = tracing::debug_span!("call", chain = %self.config.name, method = %call.method);
@@ -112,13 +154,21 @@ impl Chain {
         let body = encode_upstream_request(&id_text, call);
         let timeout = self.config.policy.request_timeout;
         let deadline = started + timeout;
-        let repeatable = family::is_repeatable(self.config.family, &call.method);
+        let repeatable = self.family.is_repeatable(&call.method);
+        let class = self.family.classify(&call.method, call.params.as_deref());
+        let route = Route {
+            need: class.need,
+            block_lookup: class.block_lookup,
+            chain_head: self.head(),
+            max_lag_blocks: self.config.policy.max_lag_blocks,
+        };
         // Every attempt is bounded by the deadline itself; this outer bound is a safety net
         // that should never fire first.
         let result = tokio::time::timeout_at(
             deadline + SAFETY_MARGIN,
             self.upstreams.call(
                 &call.method,
+                &route,
                 id_text.as_bytes(),
                 &body,
                 deadline,
@@ -129,7 +179,7 @@ impl Chain {
         let (payload, outcome) = match result {
             Ok(Ok(p @ Payload::Result(_))) => (p, CallOutcome::Success),
             Ok(Ok(p @ Payload::Error(_))) => (p, CallOutcome::RpcError),
-            Ok(Err(failure)) => self.failure_payload(&call.method, failure, deadline, repeatable),
+            Ok(Err(failure)) => self.failure_payload(failure, deadline, repeatable),
             Err(_) => (self.timeout_error(timeout, &[]), CallOutcome::Timeout),
         };
         self.metrics
@@ -142,19 +192,14 @@ impl Chain {
 
     fn failure_payload(
         &self,
-        method: &str,
         failure: SetFailure,
         deadline: Instant,
         repeatable: bool,
     ) -> (Payload, CallOutcome) {
         let attempts = match failure {
-            SetFailure::NoUpstream => {
+            SetFailure::NoUpstream(why) => {
                 return (
-                    self.error(
-                        codes::NO_UPSTREAM,
-                        format!("no upstream is configured to serve `{method}`"),
-                        json!({ "reason": "no_upstream" }),
-                    ),
+                    self.error(codes::NO_UPSTREAM, why, json!({ "reason": "no_upstream" })),
                     CallOutcome::NoUpstream,
                 )
             }

@@ -25,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod family;
 pub mod frontdoor;
+pub mod health;
 pub mod jsonrpc;
 pub mod logging;
 pub mod metrics;

@@ -22,6 +22,10 @@ pub const REJECTED: &str = "manifold_rejected_requests_total";
 pub const UPSTREAM_REQUESTS: &str = "manifold_upstream_requests_total";
 pub const UPSTREAM_DURATION: &str = "manifold_upstream_request_duration_seconds";
 pub const UPSTREAM_IN_FLIGHT: &str = "manifold_upstream_in_flight";
+pub const UPSTREAM_HEALTHY: &str = "manifold_upstream_healthy";
+pub const UPSTREAM_HEAD: &str = "manifold_upstream_head_block";
+pub const UPSTREAM_LAG: &str = "manifold_upstream_lag_blocks";
+pub const CHAIN_HEAD: &str = "manifold_chain_head_block";
 pub const BUILD_INFO: &str = "manifold_build_info";
 
 const DESCRIPTIONS: &[(&str, &str)] = &[

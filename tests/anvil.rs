@@ -158,10 +158,75 @@ async fn dead_primary_fails_over_to_anvil() {
             .await;
         assert_eq!(r["result"], "0x7a69", "{r}");
     }
-    let (_, status) = c.get(&admin_url(&proxy, "/status")).await;
-    let status: Value = serde_json::from_str(&status).unwrap();
-    let u0 = &status["chains"][0]["upstreams"][0];
-    assert_eq!(u0["name"], "u0");
-    assert_eq!(u0["usable"], false, "{u0}");
-    assert!(u0["failures"].as_u64().unwrap() >= 3, "{u0}");
+    let status = wait_for_status(&proxy, "u0 unhealthy", |s| {
+        upstream_status(s, "u0")["status"] == "unhealthy"
+    })
+    .await;
+    let u1 = upstream_status(&status, "u1");
+    assert_eq!(u1["status"], "healthy", "{u1}");
+    assert_eq!(u1["head"], 0, "anvil's head: {u1}");
+}
+
+/// Two anvil nodes as two upstreams in two failure domains; one is killed mid-stream. No
+/// request fails, and within a health interval or two the dead one is out of rotation.
+#[tokio::test]
+async fn stopping_one_of_two_nodes_loses_no_request() {
+    let mut a = Anvil::start().await;
+    let b = Anvil::start().await;
+    let cfg = format!(
+        "[[chains]]\nname = \"eth\"\nchain_id = 31337\n\
+         [[chains.upstreams]]\nname = \"a\"\nurl = \"{}\"\nfailure_domain = \"dc-a\"\n\
+         [[chains.upstreams]]\nname = \"b\"\nurl = \"{}\"\nfailure_domain = \"dc-b\"\n\
+         [chains.policy.health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\nrise = 2\nfall = 2\n",
+        a.url, b.url
+    );
+    let proxy = start_proxy(&cfg).await;
+    wait_for_status(&proxy, "both healthy", |s| {
+        upstream_status(s, "a")["status"] == "healthy"
+            && upstream_status(s, "b")["status"] == "healthy"
+    })
+    .await;
+    let c = HttpClient::new();
+    let url = rpc_url(&proxy, "/eth");
+    let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"eth_chainId"},{"jsonrpc":"2.0","id":2,"method":"eth_blockNumber"}]"#;
+    let mut killed_at = None;
+    for i in 0..300 {
+        if i == 100 {
+            a.stop().await;
+            killed_at = Some(tokio::time::Instant::now());
+        }
+        if i % 10 == 0 {
+            let v = c.rpc(&url, batch).await;
+            assert_eq!(v[0]["result"], "0x7a69", "request {i}: {v}");
+            assert!(v[1]["result"].is_string(), "request {i}: {v}");
+        } else {
+            let v = c.call(&url, "eth_getBalance", json!([DEV, "latest"])).await;
+            assert_eq!(v["result"], "0x21e19e0c9bab2400000", "request {i}: {v}");
+        }
+    }
+    let status = wait_for_status(&proxy, "a unhealthy", |s| {
+        upstream_status(s, "a")["status"] == "unhealthy"
+    })
+    .await;
+    let out_after = killed_at.unwrap().elapsed();
+    assert!(
+        out_after < std::time::Duration::from_secs(5),
+        "took {out_after:?}"
+    );
+    let a_requests = upstream_status(&status, "a")["requests"].as_u64().unwrap();
+    let a_failures = upstream_status(&status, "a")["failures"].as_u64().unwrap();
+    assert!(a_requests > 10, "a served before it died: {status}");
+    assert!(
+        a_failures <= 5,
+        "only a few attempts met the dead node: {status}"
+    );
+    for _ in 0..20 {
+        c.call(&url, "eth_chainId", json!([])).await;
+    }
+    let status = wait_for_status(&proxy, "status", |_| true).await;
+    assert_eq!(
+        upstream_status(&status, "a")["requests"].as_u64().unwrap(),
+        a_requests,
+        "no more traffic to a"
+    );
 }

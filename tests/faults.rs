@@ -42,10 +42,44 @@ fn assert_proxy_error(v: &Value, code: i64, outcome: &str, detail: &str) {
 
 #[tokio::test]
 async fn closed_port() {
+    // Dead from the start: the first probe takes it out, and requests are refused at once.
     let dead = closed_port_url().await;
     let proxy = start_proxy(&chain_config(&[&dead], "")).await;
+    wait_for_status(&proxy, "u0 unhealthy", |s| {
+        upstream_status(s, "u0")["status"] == "unhealthy"
+    })
+    .await;
     let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), CALL).await;
-    assert_proxy_error(&v, -32092, "transport_error", "cannot connect");
+    assert_eq!(v["error"]["code"], -32091, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no upstream is passing health checks"),
+        "{v}"
+    );
+    assert_eq!(v["error"]["data"]["chain"], "eth");
+}
+
+#[tokio::test]
+async fn upstream_dies_between_probes() {
+    // Healthy at its probe, gone by the request: the request meets the closed port.
+    let up = FakeUpstream::ok("1").await;
+    let proxy = start_proxy(&chain_config(&[&up.url], "")).await;
+    wait_for_status(&proxy, "u0 healthy", |s| {
+        upstream_status(s, "u0")["status"] == "healthy"
+    })
+    .await;
+    drop(up);
+    let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+    assert_eq!(v["error"]["code"], -32092, "{v}");
+    let attempt = &v["error"]["data"]["attempts"][0];
+    assert_eq!(attempt["outcome"], "transport_error", "{v}");
+    let detail = attempt["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("cannot connect") || detail.contains("connection failed"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
@@ -166,8 +200,8 @@ async fn a_hung_upstream_does_not_delay_other_requests() {
     let hung = FakeUpstream::start(|_, _| Action::Hang).await;
     let fast = FakeUpstream::ok(r#""0x1""#).await;
     let cfg = format!(
-        "[[chains]]\nname = \"slow\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"h\"\nurl = \"{}\"\ntimeout = \"30s\"\n\
-         [[chains]]\nname = \"fast\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"f\"\nurl = \"{}\"\n",
+        "[[chains]]\nname = \"slow\"\nchain_id = 31337\n[[chains.upstreams]]\nname = \"h\"\nurl = \"{}\"\ntimeout = \"30s\"\n\
+         [[chains]]\nname = \"fast\"\nchain_id = 31337\n[[chains.upstreams]]\nname = \"f\"\nurl = \"{}\"\n",
         hung.url, fast.url
     );
     let proxy = start_proxy(&cfg).await;
@@ -242,28 +276,27 @@ async fn readyz_reports_a_chain_without_usable_upstreams() {
     let dead = closed_port_url().await;
     let proxy = start_proxy(&chain_config(&[&dead], "")).await;
     let c = HttpClient::new();
-    assert_eq!(
-        c.get(&admin_url(&proxy, "/readyz")).await.0,
-        200,
-        "untried upstreams are usable"
-    );
-    for _ in 0..3 {
-        c.rpc(&rpc_url(&proxy, "/eth"), CALL).await;
-    }
+    wait_for_status(&proxy, "u0 unhealthy", |s| {
+        upstream_status(s, "u0")["status"] == "unhealthy"
+    })
+    .await;
     let (status, body) = c.get(&admin_url(&proxy, "/readyz")).await;
     assert_eq!(status, 503, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ready"], false);
+    let reason = v["reason"].as_str().unwrap();
+    assert!(reason.contains("chain `eth` has no usable upstream"), "{v}");
     assert!(
-        v["reason"]
-            .as_str()
-            .unwrap()
-            .contains("chain `eth` has no usable upstream"),
+        reason.contains("u0: unhealthy") && reason.contains("cannot connect"),
         "{v}"
     );
+    c.rpc(&rpc_url(&proxy, "/eth"), CALL).await;
     let (_, metrics) = c.get(&admin_url(&proxy, "/metrics")).await;
-    assert!(metrics.contains(r#"manifold_upstream_requests_total{chain="eth",upstream="u0",outcome="transport_error"} 3"#), "{metrics}");
-    assert!(metrics.contains(r#"manifold_requests_total{chain="eth",method="eth_blockNumber",outcome="upstream_failed"} 3"#), "{metrics}");
+    assert!(metrics.contains(r#"manifold_requests_total{chain="eth",method="eth_blockNumber",outcome="no_upstream"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"manifold_upstream_healthy{chain="eth",upstream="u0"} 0"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -290,7 +323,7 @@ async fn method_filters_route_around_upstreams() {
     let a = FakeUpstream::ok("\"a\"").await;
     let b = FakeUpstream::ok("\"b\"").await;
     let cfg = format!(
-        "[[chains]]\nname = \"eth\"\nchain_id = 1\n\
+        "[[chains]]\nname = \"eth\"\nchain_id = 31337\n\
          [[chains.upstreams]]\nname = \"a\"\nurl = \"{}\"\nmethods = {{ deny = [\"debug_*\"] }}\n\
          [[chains.upstreams]]\nname = \"b\"\nurl = \"{}\"\nmethods = {{ allow = [\"debug_*\"] }}\n",
         a.url, b.url
@@ -304,7 +337,7 @@ async fn method_filters_route_around_upstreams() {
     );
     assert_eq!(c.call(&url, "eth_call", json!([])).await["result"], "a");
     let cfg = format!(
-        "[[chains]]\nname = \"eth\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"a\"\nurl = \"{}\"\nmethods = {{ deny = [\"trace_*\"] }}\n",
+        "[[chains]]\nname = \"eth\"\nchain_id = 31337\n[[chains.upstreams]]\nname = \"a\"\nurl = \"{}\"\nmethods = {{ deny = [\"trace_*\"] }}\n",
         a.url
     );
     let proxy = start_proxy(&cfg).await;
@@ -319,7 +352,7 @@ async fn per_upstream_headers_and_url_credentials_are_sent() {
     let up = FakeUpstream::ok("1").await;
     let url = up.url.replace("http://", "http://alice:p%40ss@");
     let cfg = format!(
-        "[[chains]]\nname = \"eth\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"a\"\nurl = \"{url}\"\n\
+        "[[chains]]\nname = \"eth\"\nchain_id = 31337\n[[chains.upstreams]]\nname = \"a\"\nurl = \"{url}\"\n\
          headers = {{ x-api-key = \"k-123\" }}\n"
     );
     let proxy = start_proxy(&cfg).await;
@@ -362,9 +395,9 @@ async fn attempts_end_at_the_request_deadline_and_count_against_the_upstream() {
     let hung = FakeUpstream::start(|_, _| Action::Hang).await;
     let good = FakeUpstream::ok(r#""0x1""#).await;
     let cfg = format!(
-        "[[chains]]\nname = \"eth\"\nchain_id = 1\n\
+        "[[chains]]\nname = \"eth\"\nchain_id = 31337\n\
          [[chains.upstreams]]\nname = \"hung\"\nurl = \"{}\"\ntimeout = \"60s\"\n\
-         [[chains.upstreams]]\nname = \"good\"\nurl = \"{}\"\n\
+         [[chains.upstreams]]\nname = \"good\"\nurl = \"{}\"\ntier = \"secondary\"\n\
          [chains.policy]\nrequest_timeout = \"300ms\"\n",
         hung.url, good.url
     );

@@ -214,8 +214,8 @@ async fn limits_and_http_errors() {
 async fn root_path_needs_a_single_chain() {
     let up = FakeUpstream::ok("1").await;
     let cfg = format!(
-        "[[chains]]\nname = \"a\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"x\"\nurl = \"{0}\"\n\
-         [[chains]]\nname = \"b\"\nchain_id = 2\n[[chains.upstreams]]\nname = \"x\"\nurl = \"{0}\"\n",
+        "[[chains]]\nname = \"a\"\nchain_id = 31337\n[[chains.upstreams]]\nname = \"x\"\nurl = \"{0}\"\n\
+         [[chains]]\nname = \"b\"\nchain_id = 31337\n[[chains.upstreams]]\nname = \"x\"\nurl = \"{0}\"\n",
         up.url
     );
     let proxy = start_proxy(&cfg).await;

@@ -76,9 +76,10 @@ pub struct FileMethods {
 pub struct FilePolicy {
     pub request_timeout: Option<String>,
     pub retry: Option<FileRetry>,
+    pub max_lag_blocks: Option<u64>,
+    pub health: Option<FileHealth>,
     /// Keys of later features: accepted by the parser so that the error can say "not
     /// supported yet" rather than "unknown key".
-    pub max_lag_blocks: Option<toml::Value>,
     pub hedge: Option<toml::Value>,
     pub breaker: Option<toml::Value>,
     pub cache: Option<toml::Value>,
@@ -90,4 +91,13 @@ pub struct FilePolicy {
 pub struct FileRetry {
     pub max_attempts: Option<u32>,
     pub budget: Option<toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHealth {
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
 }

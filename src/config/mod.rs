@@ -187,6 +187,23 @@ pub struct Policy {
     pub request_timeout: Duration,
     /// Upstreams tried for one request before giving up (1 = no failover).
     pub max_attempts: u32,
+    /// An upstream further behind the chain head than this does not serve calls that need
+    /// the newest state.
+    pub max_lag_blocks: u64,
+    pub health: HealthPolicy,
+}
+
+/// Active health checks of a chain's upstreams.
+#[derive(Debug, Clone)]
+pub struct HealthPolicy {
+    /// Time between probes of one upstream (each wait jittered by up to ±10%).
+    pub interval: Duration,
+    /// A probe not answered within this is a failed probe.
+    pub timeout: Duration,
+    /// Consecutive good probes that bring an upstream back.
+    pub rise: u32,
+    /// Consecutive failed probes that take it out.
+    pub fall: u32,
 }
 
 pub mod defaults {
@@ -201,6 +218,11 @@ pub mod defaults {
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
     pub const MAX_ATTEMPTS: u32 = 3;
+    pub const MAX_LAG_BLOCKS: u64 = 3;
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+    pub const HEALTH_RISE: u32 = 2;
+    pub const HEALTH_FALL: u32 = 2;
 }
 
 impl Config {
@@ -261,6 +283,13 @@ impl ChainConfig {
             "policy": {
                 "request_timeout": humantime::format_duration(self.policy.request_timeout).to_string(),
                 "retry": { "max_attempts": self.policy.max_attempts },
+                "max_lag_blocks": self.policy.max_lag_blocks,
+                "health": {
+                    "interval": humantime::format_duration(self.policy.health.interval).to_string(),
+                    "timeout": humantime::format_duration(self.policy.health.timeout).to_string(),
+                    "rise": self.policy.health.rise,
+                    "fall": self.policy.health.fall,
+                },
             },
             "upstreams": self.upstreams.iter().map(UpstreamConfig::redacted).collect::<Vec<_>>(),
         });

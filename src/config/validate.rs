@@ -10,12 +10,14 @@ use http::{HeaderName, HeaderValue};
 use url::Url;
 
 use super::error::{ConfigError, ConfigErrors, KeyPath};
-use super::file::{FileChain, FileConfig, FilePolicy, FileServer, FileTls, FileUpstream};
+use super::file::{
+    FileChain, FileConfig, FileHealth, FilePolicy, FileServer, FileTls, FileUpstream,
+};
 use super::interpolate::{interpolate, Secrets};
 use super::redact::redact_url;
 use super::{
-    defaults, ChainConfig, Config, Family, MethodFilter, Policy, ServerConfig, Tier, TlsConfig,
-    UpstreamConfig,
+    defaults, ChainConfig, Config, Family, HealthPolicy, MethodFilter, Policy, ServerConfig, Tier,
+    TlsConfig, UpstreamConfig,
 };
 
 pub(super) fn load(
@@ -272,7 +274,6 @@ impl Validator {
 
     fn policy(&mut self, at: &KeyPath, p: &FilePolicy) -> Policy {
         let later = [
-            ("max_lag_blocks", p.max_lag_blocks.is_some()),
             ("hedge", p.hedge.is_some()),
             ("breaker", p.breaker.is_some()),
             ("cache", p.cache.is_some()),
@@ -300,9 +301,55 @@ impl Validator {
             }
             Some(n) => n,
         };
+        let health = self.health(&at.key("health"), p.health.as_ref());
         Policy {
             request_timeout,
             max_attempts,
+            max_lag_blocks: p.max_lag_blocks.unwrap_or(defaults::MAX_LAG_BLOCKS),
+            health,
+        }
+    }
+
+    fn health(&mut self, at: &KeyPath, h: Option<&FileHealth>) -> HealthPolicy {
+        let h = h.unwrap_or(&FileHealth {
+            interval: None,
+            timeout: None,
+            rise: None,
+            fall: None,
+        });
+        let interval = self.duration(
+            &at.key("interval"),
+            h.interval.as_deref(),
+            defaults::HEALTH_INTERVAL,
+        );
+        let timeout = self.duration(
+            &at.key("timeout"),
+            h.timeout.as_deref(),
+            defaults::HEALTH_TIMEOUT,
+        );
+        if timeout > interval {
+            self.fail(
+                &at.key("timeout"),
+                format!(
+                    "{} is longer than the interval ({}): probes would overlap",
+                    humantime::format_duration(timeout),
+                    humantime::format_duration(interval)
+                ),
+            );
+        }
+        let mut count = |key: &str, value: Option<u32>, default: u32| match value {
+            None => default,
+            Some(n @ 1..=100) => n,
+            Some(n) => {
+                self.fail(&at.key(key), format!("{n} is out of range 1..=100"));
+                default
+            }
+        };
+        HealthPolicy {
+            interval,
+            timeout,
+            rise: count("rise", h.rise, defaults::HEALTH_RISE),
+            fall: count("fall", h.fall, defaults::HEALTH_FALL),
         }
     }
 

@@ -1,6 +1,131 @@
 //! Ethereum-style JSON-RPC (geth, reth, erigon, nethermind, besu, anvil and the providers
 //! in front of them).
 
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::evm_methods::{self, parse_quantity};
+use super::{ChainFamily, MethodClass, MethodLabels, ProbeFuture, ProbeVerdict};
+use crate::jsonrpc::Payload;
+use crate::upstream::{read_reply, UpstreamClient};
+
+/// The EVM family, for a chain with this chain id.
+#[derive(Debug, Clone)]
+pub struct Evm {
+    chain_id: u64,
+}
+
+impl Evm {
+    pub fn new(chain_id: u64) -> Self {
+        Self { chain_id }
+    }
+}
+
+impl ChainFamily for Evm {
+    fn probe<'a>(
+        &'a self,
+        client: &'a UpstreamClient,
+        timeout: Duration,
+        check_identity: bool,
+    ) -> ProbeFuture<'a> {
+        Box::pin(async move {
+            let identity = async {
+                if check_identity {
+                    Some(call(client, timeout, "eth_chainId").await)
+                } else {
+                    None
+                }
+            };
+            let (identity, head, syncing) = tokio::join!(
+                identity,
+                call(client, timeout, "eth_blockNumber"),
+                call(client, timeout, "eth_syncing"),
+            );
+            judge(self.chain_id, identity, head, syncing)
+        })
+    }
+
+    fn classify(&self, method: &str, params: Option<&[u8]>) -> MethodClass {
+        evm_methods::classify(method, params)
+    }
+
+    fn is_repeatable(&self, method: &str) -> bool {
+        is_repeatable(method)
+    }
+
+    fn method_labels(&self) -> MethodLabels {
+        MethodLabels::new(KNOWN_METHODS)
+    }
+}
+
+/// One probe request; the raw `result` text, or why there is none. A JSON-RPC error answer
+/// is `Ok(Err(..))`: the upstream answers, but not this method.
+async fn call(
+    client: &UpstreamClient,
+    timeout: Duration,
+    method: &str,
+) -> Result<Result<String, String>, String> {
+    // A string id, never used by requests (their ids are numbers), so that probes stand out
+    // in an upstream's logs.
+    let body = Bytes::from(format!(
+        r#"{{"jsonrpc":"2.0","id":"health","method":"{method}","params":[]}}"#
+    ));
+    let reply = client
+        .post_within(body, timeout)
+        .await
+        .map_err(|e| format!("{method}: {e}"))?;
+    match read_reply(br#""health""#, &reply) {
+        Ok(Payload::Result(r)) => Ok(Ok(String::from_utf8_lossy(&r).into_owned())),
+        Ok(Payload::Error(e)) => Ok(Err(String::from_utf8_lossy(&e).into_owned())),
+        Err((_, why)) => Err(format!("{method}: {why}")),
+    }
+}
+
+type ProbeAnswer = Result<Result<String, String>, String>;
+
+/// The verdict from the three answers.
+fn judge(
+    chain_id: u64,
+    identity: Option<ProbeAnswer>,
+    head: ProbeAnswer,
+    syncing: ProbeAnswer,
+) -> ProbeVerdict {
+    if let Some(identity) = identity {
+        match identity {
+            Ok(Ok(id)) => match parse_quantity(id.trim_matches('"')) {
+                Some(id) if id == chain_id => {}
+                Some(id) => {
+                    return ProbeVerdict::WrongChain(format!(
+                        "reports chain id {id}, expected {chain_id}"
+                    ))
+                }
+                None => {
+                    return ProbeVerdict::Failed(format!("eth_chainId: unreadable answer {id}"))
+                }
+            },
+            Ok(Err(e)) => return ProbeVerdict::Failed(format!("eth_chainId: error {e}")),
+            Err(e) => return ProbeVerdict::Failed(e),
+        }
+    }
+    let head = match head {
+        Ok(Ok(h)) => match parse_quantity(h.trim_matches('"')) {
+            Some(h) => h,
+            None => return ProbeVerdict::Failed(format!("eth_blockNumber: unreadable answer {h}")),
+        },
+        Ok(Err(e)) => return ProbeVerdict::Failed(format!("eth_blockNumber: error {e}")),
+        Err(e) => return ProbeVerdict::Failed(e),
+    };
+    match syncing {
+        // `false` when in sync; a sync-status object while syncing.
+        Ok(Ok(s)) if s.trim() == "false" => ProbeVerdict::Healthy { head },
+        Ok(Ok(_)) => ProbeVerdict::Syncing { head: Some(head) },
+        // Some providers do not offer eth_syncing: they answer, so they are up.
+        Ok(Err(_)) => ProbeVerdict::Healthy { head },
+        Err(e) => ProbeVerdict::Failed(e),
+    }
+}
+
 /// Methods that get their own metric label, sorted for binary search. Anything else is
 /// counted as `other`, which keeps label cardinality bounded whatever clients send.
 pub const KNOWN_METHODS: &[&str] = &[
@@ -86,4 +211,48 @@ pub fn is_repeatable(method: &str) -> bool {
             | "eth_subscribe"
             | "eth_unsubscribe"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> ProbeAnswer {
+        Ok(Ok(s.to_string()))
+    }
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(
+            judge(1, Some(ok("\"0x1\"")), ok("\"0x10\""), ok("false")),
+            ProbeVerdict::Healthy { head: 16 }
+        );
+        assert_eq!(
+            judge(1, None, ok("\"0x10\""), ok("false")),
+            ProbeVerdict::Healthy { head: 16 }
+        );
+        assert!(
+            matches!(judge(1, Some(ok("\"0x5\"")), ok("\"0x10\""), ok("false")), ProbeVerdict::WrongChain(w) if w.contains("chain id 5, expected 1"))
+        );
+        assert_eq!(
+            judge(
+                1,
+                None,
+                ok("\"0x10\""),
+                ok(r#"{"startingBlock":"0x0","currentBlock":"0x10","highestBlock":"0x99"}"#)
+            ),
+            ProbeVerdict::Syncing { head: Some(16) }
+        );
+        assert!(
+            matches!(judge(1, None, Err("eth_blockNumber: no answer within 2s".into()), ok("false")), ProbeVerdict::Failed(w) if w.contains("no answer"))
+        );
+        assert!(matches!(
+            judge(1, None, ok("\"zz\""), ok("false")),
+            ProbeVerdict::Failed(_)
+        ));
+        assert_eq!(
+            judge(1, None, ok("\"0x10\""), Ok(Err("method not found".into()))),
+            ProbeVerdict::Healthy { head: 16 }
+        );
+    }
 }

@@ -1,18 +1,83 @@
 //! Chain families: what differs between EVM, Solana and Bitcoin JSON-RPC.
 //!
-//! The core (routing, failover, metrics) knows nothing of any chain's methods. What a family
-//! knows lives here: for now, the set of method names worth a metric label of their own, and
-//! which calls are unsafe to repeat.
-//! Health probes, method classes and error classification join it with the routing work.
+//! The core (routing, failover, health, metrics) knows nothing of any chain's methods. What a
+//! family knows sits behind [`ChainFamily`]: how to probe an upstream (identity, head,
+//! syncing), which block a call needs, which calls are unsafe to repeat, and which method
+//! names deserve a metric label. A new family implements the trait; the core is untouched.
 
 pub mod evm;
+mod evm_methods;
 
-use crate::config::Family;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Whether a call may be sent again after an attempt that may have reached a node.
-pub fn is_repeatable(family: Family, method: &str) -> bool {
-    match family {
-        Family::Evm => evm::is_repeatable(method),
+use crate::config::{ChainConfig, Family};
+use crate::upstream::UpstreamClient;
+
+/// What state of the chain a call needs from the upstream that serves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockNeed {
+    /// The newest state (`latest`, `pending`, nonces, balances): in-sync upstreams only.
+    Head,
+    /// A specific height: any upstream whose head has reached it.
+    AtLeast(u64),
+    /// No particular block (lookups by hash, chain constants).
+    Any,
+}
+
+/// How a call is routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodClass {
+    pub need: BlockNeed,
+    /// A block lookup (`eth_getBlockByNumber`, ...), answered `null` when the block is beyond
+    /// every upstream's head.
+    pub block_lookup: bool,
+}
+
+/// What one health probe of an upstream found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeVerdict {
+    Healthy {
+        head: u64,
+    },
+    /// Still syncing: not fit to serve, whatever its head.
+    Syncing {
+        head: Option<u64>,
+    },
+    /// Serves another chain than the one configured: never used.
+    WrongChain(String),
+    /// Did not answer the probe properly (timeout, error, garbage).
+    Failed(String),
+}
+
+pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = ProbeVerdict> + Send + 'a>>;
+
+pub trait ChainFamily: Send + Sync + std::fmt::Debug {
+    /// Probe an upstream: its head and whether it is syncing, and, when `check_identity`, that
+    /// it serves the configured chain. A few cheap requests: paid providers bill for them.
+    fn probe<'a>(
+        &'a self,
+        client: &'a UpstreamClient,
+        timeout: Duration,
+        check_identity: bool,
+    ) -> ProbeFuture<'a>;
+
+    /// Which block a call needs.
+    fn classify(&self, method: &str, params: Option<&[u8]>) -> MethodClass;
+
+    /// Whether a call may be sent again after an attempt that may have reached a node.
+    fn is_repeatable(&self, method: &str) -> bool;
+
+    /// The metric labels for method names.
+    fn method_labels(&self) -> MethodLabels;
+}
+
+/// The family of a configured chain.
+pub fn for_chain(chain: &ChainConfig) -> Arc<dyn ChainFamily> {
+    match chain.family {
+        Family::Evm => Arc::new(evm::Evm::new(chain.chain_id.unwrap_or_default())),
     }
 }
 
@@ -23,12 +88,8 @@ pub struct MethodLabels {
 }
 
 impl MethodLabels {
-    pub fn for_family(family: Family) -> Self {
-        match family {
-            Family::Evm => Self {
-                known: evm::KNOWN_METHODS,
-            },
-        }
+    pub fn new(known: &'static [&'static str]) -> Self {
+        Self { known }
     }
 
     /// Number of distinct labels, `other` included.
@@ -63,15 +124,16 @@ mod tests {
 
     #[test]
     fn transactions_and_filters_are_not_repeatable() {
-        assert!(!is_repeatable(Family::Evm, "eth_sendRawTransaction"));
-        assert!(!is_repeatable(Family::Evm, "eth_newFilter"));
-        assert!(is_repeatable(Family::Evm, "eth_getBalance"));
-        assert!(is_repeatable(Family::Evm, "eth_call"));
+        let evm = evm::Evm::new(1);
+        assert!(!evm.is_repeatable("eth_sendRawTransaction"));
+        assert!(!evm.is_repeatable("eth_newFilter"));
+        assert!(evm.is_repeatable("eth_getBalance"));
+        assert!(evm.is_repeatable("eth_call"));
     }
 
     #[test]
     fn unknown_methods_share_the_other_label() {
-        let labels = MethodLabels::for_family(Family::Evm);
+        let labels = evm::Evm::new(1).method_labels();
         let i = labels.index("eth_call");
         assert_eq!(labels.label(i), "eth_call");
         let o = labels.index("made_up_method");

@@ -78,7 +78,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let (stop, stopped) = watch::channel(false);
     let front = Arc::new(FrontDoor::new(snapshot.clone(), metrics.clone()));
     let admin_handler = Arc::new(Admin::new(snapshot.clone(), metrics.clone()));
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(listener::serve(
             "rpc",
             rpc,
@@ -99,6 +99,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     {
         let snap = snapshot.load();
         for chain in snap.router.chains() {
+            tasks.extend(chain.spawn_health_checks(&stop.subscribe()));
             let names: Vec<String> = chain
                 .upstreams()
                 .iter()

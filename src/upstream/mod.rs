@@ -4,6 +4,7 @@
 //! One `attempt` sends one request and classifies the result once into an `Outcome`, which
 //! feeds health, metrics and the failover decision in `UpstreamSet`.
 
+mod active;
 mod client;
 mod outcome;
 mod passive;
@@ -16,16 +17,18 @@ use bytes::Bytes;
 use metrics::{Counter, Gauge, Histogram, Label};
 use tokio::time::Instant;
 
+pub use active::{ActiveHealth, HealthStatus, Transition};
 pub use client::{HttpReply, TransportError, UpstreamClient};
 pub use outcome::{AttemptFailure, Outcome};
 pub use passive::PassiveHealth;
 pub use reply::read_reply;
-pub use set::{SetFailure, UpstreamSet};
+pub use set::{Route, SetFailure, UpstreamSet};
 
 use crate::config::UpstreamConfig;
 use crate::jsonrpc::Payload;
 use crate::metrics::{
-    LabelTable, Metrics, UPSTREAM_DURATION, UPSTREAM_IN_FLIGHT, UPSTREAM_REQUESTS,
+    LabelTable, Metrics, UPSTREAM_DURATION, UPSTREAM_HEAD, UPSTREAM_HEALTHY, UPSTREAM_IN_FLIGHT,
+    UPSTREAM_LAG, UPSTREAM_REQUESTS,
 };
 
 #[derive(Debug)]
@@ -33,6 +36,7 @@ pub struct Upstream {
     pub config: UpstreamConfig,
     client: UpstreamClient,
     health: PassiveHealth,
+    active: ActiveHealth,
     metrics: UpstreamMetrics,
 }
 
@@ -43,6 +47,9 @@ struct UpstreamMetrics {
     by_outcome: LabelTable<Counter>,
     duration: Histogram,
     in_flight: Gauge,
+    healthy: Gauge,
+    head: Gauge,
+    lag: Gauge,
 }
 
 impl Upstream {
@@ -51,6 +58,7 @@ impl Upstream {
         config: UpstreamConfig,
         metrics: &Arc<Metrics>,
         max_response_bytes: usize,
+        health: &crate::config::HealthPolicy,
     ) -> Result<Self, String> {
         let client = UpstreamClient::new(&config, max_response_bytes)?;
         let labels = || {
@@ -65,11 +73,15 @@ impl Upstream {
             by_outcome: LabelTable::new(Outcome::ALL.len()),
             duration: metrics.histogram(UPSTREAM_DURATION, labels()),
             in_flight: metrics.gauge(UPSTREAM_IN_FLIGHT, labels()),
+            healthy: metrics.gauge(UPSTREAM_HEALTHY, labels()),
+            head: metrics.gauge(UPSTREAM_HEAD, labels()),
+            lag: metrics.gauge(UPSTREAM_LAG, labels()),
         };
         Ok(Self {
             config,
             client,
             health: PassiveHealth::default(),
+            active: ActiveHealth::new(health.rise, health.fall),
             metrics,
         })
     }
@@ -134,6 +146,7 @@ impl Upstream {
         }
     }
 
+    /// Not being skipped for recent request failures or a rate limit.
     pub fn is_usable(&self) -> bool {
         self.health.is_usable()
     }
@@ -142,13 +155,55 @@ impl Upstream {
         &self.health
     }
 
+    pub fn active(&self) -> &ActiveHealth {
+        &self.active
+    }
+
+    pub fn client(&self) -> &UpstreamClient {
+        &self.client
+    }
+
+    /// Lower is better: recent latency times the requests waiting on it (as tower's
+    /// PeakEwma balancer costs an endpoint), inflated by the error rate, divided by the weight.
+    pub fn score(&self) -> f64 {
+        let latency = self.health.latency_ewma_ms() + 1.0;
+        let load = 1.0 + self.health.in_flight() as f64;
+        latency * load * (1.0 + 10.0 * self.health.error_rate())
+            / f64::from(self.config.weight.max(1))
+    }
+
+    /// Blocks behind the chain head (0 when either is unknown).
+    pub fn lag(&self, chain_head: Option<u64>) -> u64 {
+        match (chain_head, self.active.head()) {
+            (Some(c), Some(h)) => c.saturating_sub(h),
+            _ => 0,
+        }
+    }
+
+    /// Update the health gauges after a probe.
+    pub fn publish_health(&self, chain_head: Option<u64>) {
+        let serving = self.active.status() == HealthStatus::Healthy;
+        self.metrics.healthy.set(if serving { 1.0 } else { 0.0 });
+        if let Some(h) = self.active.head() {
+            self.metrics.head.set(h as f64);
+        }
+        self.metrics.lag.set(self.lag(chain_head) as f64);
+    }
+
     /// Configuration (redacted) and health, for `/status`.
-    pub fn status(&self) -> serde_json::Value {
+    pub fn status(&self, chain_head: Option<u64>) -> serde_json::Value {
         let mut v = self.config.redacted();
-        if let (Some(obj), serde_json::Value::Object(h)) =
-            (v.as_object_mut(), self.health.snapshot())
-        {
-            obj.extend(h);
+        let (reason, last_failure) = self.active.reasons();
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("status".into(), self.active.status().label().into());
+            obj.insert("reason".into(), reason.into());
+            obj.insert("last_probe_failure".into(), last_failure.into());
+            obj.insert("head".into(), self.active.head().into());
+            obj.insert("lag".into(), self.lag(chain_head).into());
+            obj.insert("probes".into(), self.active.probes().into());
+            if let serde_json::Value::Object(h) = self.health.snapshot() {
+                obj.extend(h);
+            }
         }
         v
     }

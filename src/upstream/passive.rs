@@ -1,11 +1,13 @@
 //! Passive health: what real requests tell us about an upstream.
 //!
-//! A deliberately small stand-in until active health checks and circuit breakers arrive:
-//! after `SKIP_AFTER` consecutive failures an upstream is tried only after everyone else,
-//! until `COOL_DOWN` has passed since its last failure, when one request may try it again.
-//! A 429's `Retry-After` parks it for that long. The request path only reads atomics.
+//! Every attempt's outcome feeds: the latency average and a window of recent latencies
+//! (for p50/p99), the error rate, and a skip rule — after `SKIP_AFTER` consecutive failures
+//! an upstream is tried only after the others, until `COOL_DOWN` has passed since its last
+//! failure. A 429's `Retry-After` parks it for that long. Answers, errors from the node
+//! included, are successes here: a revert is the request's fault, not the upstream's. The
+//! request path only touches atomics.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -18,6 +20,10 @@ pub const COOL_DOWN: Duration = Duration::from_secs(5);
 pub const MAX_PARK: Duration = Duration::from_secs(60);
 /// Weight of the newest sample in the latency average.
 const EWMA_ALPHA: f64 = 0.2;
+/// Weight of the newest attempt in the error rate.
+const ERROR_ALPHA: f64 = 0.05;
+/// Recent latencies kept for quantiles.
+const WINDOW: usize = 128;
 
 #[derive(Debug)]
 pub struct PassiveHealth {
@@ -29,6 +35,13 @@ pub struct PassiveHealth {
     failures: AtomicU64,
     in_flight: AtomicU64,
     latency_ewma_us: AtomicU64,
+    /// f64 bits.
+    error_rate: AtomicU64,
+    /// A ring of the last `WINDOW` successful latencies in µs (0: empty slot). A
+    /// hand-written ring rather than a histogram crate: fixed memory, no lock, and a window
+    /// of recent behaviour, which is what routing wants to know.
+    window: Vec<AtomicU32>,
+    next_slot: AtomicUsize,
 }
 
 impl Default for PassiveHealth {
@@ -42,6 +55,9 @@ impl Default for PassiveHealth {
             failures: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             latency_ewma_us: AtomicU64::new(0),
+            error_rate: AtomicU64::new(0f64.to_bits()),
+            window: (0..WINDOW).map(|_| AtomicU32::new(0)).collect(),
+            next_slot: AtomicUsize::new(0),
         }
     }
 }
@@ -68,6 +84,16 @@ impl PassiveHealth {
 
     pub fn record(&self, outcome: Outcome, latency: Duration, retry_after: Option<Duration>) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let fault = if outcome.is_upstream_fault() {
+            1.0
+        } else {
+            0.0
+        };
+        let rate = f64::from_bits(self.error_rate.load(Ordering::Relaxed));
+        self.error_rate.store(
+            (rate + ERROR_ALPHA * (fault - rate)).to_bits(),
+            Ordering::Relaxed,
+        );
         if outcome.is_upstream_fault() {
             self.failures.fetch_add(1, Ordering::Relaxed);
             self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
@@ -88,7 +114,40 @@ impl PassiveHealth {
                 old + EWMA_ALPHA * (sample - old)
             };
             self.latency_ewma_us.store(new as u64, Ordering::Relaxed);
+            let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) % WINDOW;
+            if let Some(cell) = self.window.get(slot) {
+                let us = u32::try_from(latency.as_micros())
+                    .unwrap_or(u32::MAX)
+                    .max(1);
+                cell.store(us, Ordering::Relaxed);
+            }
         }
+    }
+
+    /// Average latency of recent answers, in milliseconds (0 before the first).
+    pub fn latency_ewma_ms(&self) -> f64 {
+        self.latency_ewma_us.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    /// Share of recent attempts that failed through the upstream's fault, 0..=1.
+    pub fn error_rate(&self) -> f64 {
+        f64::from_bits(self.error_rate.load(Ordering::Relaxed))
+    }
+
+    /// The `q` quantile (0..=1) of the recent latencies window.
+    pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
+        let mut v: Vec<u32> = self
+            .window
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .filter(|us| *us > 0)
+            .collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let rank = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        v.get(rank).map(|us| Duration::from_micros(u64::from(*us)))
     }
 
     /// Whether a request should try this upstream before the others.
@@ -100,6 +159,10 @@ impl PassiveHealth {
         self.consecutive_failures.load(Ordering::Relaxed) < SKIP_AFTER
             || now.saturating_sub(self.last_failure_ms.load(Ordering::Relaxed))
                 >= u64::try_from(COOL_DOWN.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     pub fn consecutive_failures(&self) -> u32 {
@@ -119,7 +182,10 @@ impl PassiveHealth {
             "failures": self.failures.load(Ordering::Relaxed),
             "consecutive_failures": self.consecutive_failures(),
             "parked_ms": parked_ms,
-            "latency_ewma_ms": self.latency_ewma_us.load(Ordering::Relaxed) as f64 / 1000.0,
+            "latency_ewma_ms": self.latency_ewma_ms(),
+            "latency_p50_ms": self.latency_quantile(0.5).map(|d| d.as_secs_f64() * 1000.0),
+            "latency_p99_ms": self.latency_quantile(0.99).map(|d| d.as_secs_f64() * 1000.0),
+            "error_rate": (self.error_rate() * 10_000.0).round() / 10_000.0,
         })
     }
 }
@@ -167,6 +233,35 @@ mod tests {
         h.record(Outcome::RateLimited, MS, Some(Duration::from_secs(3600)));
         tokio::time::advance(MAX_PARK).await;
         assert!(h.is_usable());
+    }
+
+    #[tokio::test]
+    async fn quantiles_over_the_recent_window() {
+        let h = PassiveHealth::default();
+        assert_eq!(h.latency_quantile(0.5), None);
+        for ms in 1..=100 {
+            h.record(Outcome::Success, Duration::from_millis(ms), None);
+        }
+        assert_eq!(h.latency_quantile(0.5), Some(Duration::from_millis(51)));
+        assert_eq!(h.latency_quantile(0.99), Some(Duration::from_millis(99)));
+        // Old samples leave the window.
+        for _ in 0..WINDOW {
+            h.record(Outcome::Success, Duration::from_millis(5), None);
+        }
+        assert_eq!(h.latency_quantile(0.99), Some(Duration::from_millis(5)));
+    }
+
+    #[tokio::test]
+    async fn error_rate_follows_faults_only() {
+        let h = PassiveHealth::default();
+        for _ in 0..50 {
+            h.record(Outcome::RpcError, MS, None);
+        }
+        assert_eq!(h.error_rate(), 0.0);
+        for _ in 0..50 {
+            h.record(Outcome::Transport, MS, None);
+        }
+        assert!(h.error_rate() > 0.9, "{}", h.error_rate());
     }
 
     #[tokio::test]

@@ -1,32 +1,60 @@
-//! A chain's upstreams and the order in which a request tries them.
+//! A chain's upstreams, and which of them serves each attempt.
 //!
-//! For now the order is simple and predictable: upstreams allowed for the method, usable ones
-//! first, best tier first, then configuration order; upstreams that are skipped for recent
-//! failures come last, as a last resort. A request moves to the next upstream only when the
-//! attempt failed in a way another upstream can fix (`Outcome::is_upstream_fault`): an
-//! answer, error objects included, is final. Scored selection, breakers and budgets replace
-//! the ordering in later work without changing this type's interface.
+//! Eligible: allowed for the method, passing health checks (or not probed yet), and far
+//! enough along the chain for the block the call needs. Among the eligible, the next attempt
+//! goes to an upstream not being skipped for recent failures, of the best tier (`fallback`
+//! only when no better tier is left), preferring, after a failure, upstreams outside the
+//! failure domains already tried. Within that group, two are drawn at random and the one with
+//! the better score serves ("power of two choices", Mitzenmacher; as in Finagle and tower's
+//! p2c balancer): load spreads over the good upstreams instead of piling on the single best,
+//! and a slow one gets little traffic without any coordination.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::outcome::AttemptFailure;
-use super::Upstream;
+use super::{HealthStatus, Upstream};
+use crate::family::BlockNeed;
 use crate::jsonrpc::Payload;
+
+/// What a call needs, with the chain's state when it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub need: BlockNeed,
+    /// A block lookup answered `null` when the block is beyond every upstream's head.
+    pub block_lookup: bool,
+    pub chain_head: Option<u64>,
+    pub max_lag_blocks: u64,
+}
+
+impl Route {
+    /// Any upstream will do (tests, probes of the set).
+    pub fn any() -> Self {
+        Self {
+            need: BlockNeed::Any,
+            block_lookup: false,
+            chain_head: None,
+            max_lag_blocks: u64::MAX,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct UpstreamSet {
-    upstreams: Vec<Arc<Upstream>>,
+    upstreams: Arc<[Arc<Upstream>]>,
     max_attempts: usize,
+    /// Signalled after every probe: requests waiting for a first verdict wake up.
+    probed: Arc<Notify>,
 }
 
 /// Why no upstream answered.
 #[derive(Debug, Clone)]
 pub enum SetFailure {
-    /// No upstream may serve this method.
-    NoUpstream,
+    /// No upstream may serve this call, and why.
+    NoUpstream(String),
     /// Every attempt failed; in the order they were made.
     AllFailed(Vec<AttemptFailure>),
 }
@@ -34,8 +62,38 @@ pub enum SetFailure {
 impl UpstreamSet {
     pub fn new(upstreams: Vec<Arc<Upstream>>, max_attempts: u32) -> Self {
         Self {
-            upstreams,
+            upstreams: upstreams.into(),
             max_attempts: usize::try_from(max_attempts).unwrap_or(usize::MAX).max(1),
+            probed: Arc::new(Notify::new()),
+        }
+    }
+
+    /// What health checkers signal after each probe.
+    pub fn probe_signal(&self) -> Arc<Notify> {
+        self.probed.clone()
+    }
+
+    /// The first upstream to try. While no upstream is eligible but some have not been
+    /// probed yet (start-up), wait for their verdicts, until `deadline`.
+    async fn first(
+        &self,
+        method: &str,
+        route: &Route,
+        deadline: Instant,
+    ) -> Option<&Arc<Upstream>> {
+        loop {
+            let probed = self.probed.notified();
+            tokio::pin!(probed);
+            probed.as_mut().enable();
+            if let Some(u) = self.next_best(method, route, &[]) {
+                return Some(u);
+            }
+            let pending = self.upstreams.iter().any(|u| {
+                u.config.methods.allows(method) && u.active().status() == HealthStatus::Unknown
+            });
+            if !pending || tokio::time::timeout_at(deadline, probed).await.is_err() {
+                return None;
+            }
         }
     }
 
@@ -43,39 +101,77 @@ impl UpstreamSet {
         self.upstreams.iter()
     }
 
-    /// Upstreams to try for `method`, in order.
-    pub fn candidates(&self, method: &str) -> Vec<&Arc<Upstream>> {
-        let mut c: Vec<&Arc<Upstream>> = self
-            .upstreams
-            .iter()
-            .filter(|u| u.config.methods.allows(method))
-            .collect();
-        // Stable: configuration order is kept within each (usable, tier) group.
-        c.sort_by_key(|u| (!u.is_usable(), u.config.tier));
-        c
+    pub fn shared(&self) -> Arc<[Arc<Upstream>]> {
+        self.upstreams.clone()
     }
 
-    /// Send the request to the first candidate, and on to the next while attempts fail, until
-    /// `deadline`. A call that is not `repeatable` (a transaction, a filter) moves on only
-    /// when the failed attempt certainly did not reach a node: sending it twice could do
-    /// twice what the client asked once, or report "already known" for a success.
+    /// Whether `u` may serve this call.
+    pub fn eligible(u: &Upstream, method: &str, route: &Route) -> bool {
+        u.config.methods.allows(method) && u.active().status().is_serving() && reaches(u, route)
+    }
+
+    /// The best upstream for the next attempt: not among `tried`, and outside their failure
+    /// domains when an eligible one is.
+    pub fn next_best(
+        &self,
+        method: &str,
+        route: &Route,
+        tried: &[&Arc<Upstream>],
+    ) -> Option<&Arc<Upstream>> {
+        let tried_domains: Vec<&str> = tried
+            .iter()
+            .map(|t| t.config.failure_domain.as_str())
+            .collect();
+        // Upstreams being skipped for failing requests come after working ones of any tier:
+        // a primary that fails every request is not "better" than a working fallback.
+        let rank = |u: &Upstream| {
+            (
+                !u.is_usable(),
+                u.config.tier,
+                tried_domains.contains(&u.config.failure_domain.as_str()),
+            )
+        };
+        let candidates: Vec<&Arc<Upstream>> = self
+            .upstreams
+            .iter()
+            .filter(|u| !tried.iter().any(|t| Arc::ptr_eq(t, u)))
+            .filter(|u| Self::eligible(u, method, route))
+            .collect();
+        let best = candidates.iter().map(|u| rank(u)).min()?;
+        let group: Vec<&Arc<Upstream>> =
+            candidates.into_iter().filter(|u| rank(u) == best).collect();
+        power_of_two_choices(&group)
+    }
+
+    /// Send the call to the best upstream, and on to the next best while attempts fail,
+    /// until `deadline`. A call that is not `repeatable` (a transaction, a filter) moves on
+    /// only when the failed attempt certainly did not reach a node: sending it twice could
+    /// do twice what the client asked once, or report "already known" for a success.
     pub async fn call(
         &self,
         method: &str,
+        route: &Route,
         request_id: &[u8],
         body: &Bytes,
         deadline: Instant,
         repeatable: bool,
     ) -> Result<Payload, SetFailure> {
-        let candidates = self.candidates(method);
-        if candidates.is_empty() {
-            return Err(SetFailure::NoUpstream);
-        }
+        let first = match self.first(method, route, deadline).await {
+            Some(u) => u,
+            None => {
+                return self
+                    .when_none_eligible(method, route, request_id, body, deadline)
+                    .await
+            }
+        };
+        let mut tried: Vec<&Arc<Upstream>> = Vec::new();
         let mut failures: Vec<AttemptFailure> = Vec::new();
-        for upstream in candidates.into_iter().take(self.max_attempts) {
-            if Instant::now() >= deadline {
+        let mut next = Some(first);
+        while let Some(upstream) = next {
+            if tried.len() >= self.max_attempts || Instant::now() >= deadline {
                 break;
             }
+            tried.push(upstream);
             match upstream.attempt(request_id, body.clone(), deadline).await {
                 Ok(payload) => return Ok(payload),
                 Err(f) => {
@@ -86,12 +182,96 @@ impl UpstreamSet {
                     }
                 }
             }
+            next = self.next_best(method, route, &tried);
         }
         Err(SetFailure::AllFailed(failures))
     }
 
-    /// At least one upstream is not being skipped.
+    /// No upstream is eligible. For a block no upstream has reached (by its last probe): a
+    /// block lookup far beyond every head is `null` at once, as a node would answer;
+    /// otherwise the most advanced upstream gets one attempt, since it may have the block by
+    /// now. Anything else has no upstream to go to.
+    async fn when_none_eligible(
+        &self,
+        method: &str,
+        route: &Route,
+        request_id: &[u8],
+        body: &Bytes,
+        deadline: Instant,
+    ) -> Result<Payload, SetFailure> {
+        let serving: Vec<&Arc<Upstream>> = self
+            .upstreams
+            .iter()
+            .filter(|u| u.config.methods.allows(method) && u.active().status().is_serving())
+            .collect();
+        if let BlockNeed::AtLeast(block) = route.need {
+            let highest = serving
+                .iter()
+                .max_by_key(|u| u.active().head().unwrap_or(0));
+            if let Some(u) = highest {
+                let head = u.active().head().unwrap_or(0);
+                if route.block_lookup && block > head.saturating_add(route.max_lag_blocks) {
+                    return Ok(Payload::Result(Bytes::from_static(b"null")));
+                }
+                return u
+                    .attempt(request_id, body.clone(), deadline)
+                    .await
+                    .map_err(|f| SetFailure::AllFailed(vec![f]));
+            }
+        }
+        let allowed = self
+            .upstreams
+            .iter()
+            .any(|u| u.config.methods.allows(method));
+        let why = if !allowed {
+            format!("no upstream is configured to serve `{method}`")
+        } else if serving.is_empty() {
+            let pending = self
+                .upstreams
+                .iter()
+                .any(|u| u.active().status() == HealthStatus::Unknown);
+            if pending {
+                "no upstream has answered its first health check yet".to_string()
+            } else {
+                "no upstream is passing health checks".to_string()
+            }
+        } else {
+            format!(
+                "no healthy upstream is within max_lag_blocks ({}) of the chain head",
+                route.max_lag_blocks
+            )
+        };
+        Err(SetFailure::NoUpstream(why))
+    }
+
+    /// At least one upstream may serve: passing health checks and not being skipped.
     pub fn has_usable(&self) -> bool {
-        self.upstreams.iter().any(|u| u.is_usable())
+        self.upstreams
+            .iter()
+            .any(|u| u.active().status().is_serving() && u.is_usable())
     }
 }
+
+/// Whether the upstream has got far enough along the chain for the call.
+fn reaches(u: &Upstream, route: &Route) -> bool {
+    match route.need {
+        BlockNeed::Any => true,
+        BlockNeed::Head => u.lag(route.chain_head) <= route.max_lag_blocks,
+        // An upstream whose head is not known yet may try.
+        BlockNeed::AtLeast(n) => u.active().head().is_none_or(|h| h >= n),
+    }
+}
+
+/// Two upstreams drawn at random, independently (with replacement, as in the classic
+/// power-of-d-choices scheme); the better scored one. With replacement, the worse of two
+/// still gets a quarter of the traffic, so that its latency keeps being measured and it
+/// takes over when it becomes the better one.
+fn power_of_two_choices<'a>(group: &[&'a Arc<Upstream>]) -> Option<&'a Arc<Upstream>> {
+    let a = group.get(fastrand::usize(..group.len().max(1)))?;
+    let b = group.get(fastrand::usize(..group.len()))?;
+    Some(if b.score() < a.score() { b } else { a })
+}
+
+#[cfg(test)]
+#[path = "set_tests.rs"]
+mod tests;

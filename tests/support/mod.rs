@@ -131,10 +131,61 @@ pub enum Action {
 
 type Script = dyn Fn(&serde_json::Value, &Bytes) -> Action + Send + Sync;
 
+/// How a fake upstream answers Manifold's health probes (requests with id "health"), which
+/// are answered apart from the script and not counted in `hits`.
+pub struct ProbeAnswers {
+    pub chain_id: std::sync::atomic::AtomicU64,
+    pub head: std::sync::atomic::AtomicU64,
+    pub syncing: std::sync::atomic::AtomicBool,
+    /// Probes answered 503.
+    pub failing: std::sync::atomic::AtomicBool,
+    pub count: AtomicUsize,
+}
+
+impl Default for ProbeAnswers {
+    fn default() -> Self {
+        Self {
+            chain_id: 31337.into(),
+            head: 0x100.into(),
+            syncing: false.into(),
+            failing: false.into(),
+            count: 0.into(),
+        }
+    }
+}
+
+impl ProbeAnswers {
+    fn answer(&self, req: &serde_json::Value) -> Action {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Action::Status(503, "probe failed".into());
+        }
+        match req["method"].as_str() {
+            Some("eth_chainId") => {
+                Action::Result(format!("\"0x{:x}\"", self.chain_id.load(Ordering::SeqCst)))
+            }
+            Some("eth_blockNumber") => {
+                Action::Result(format!("\"0x{:x}\"", self.head.load(Ordering::SeqCst)))
+            }
+            Some("eth_syncing") if self.syncing.load(Ordering::SeqCst) => Action::Result(
+                r#"{"startingBlock":"0x0","currentBlock":"0x1","highestBlock":"0x100"}"#.into(),
+            ),
+            Some("eth_syncing") => Action::Result("false".into()),
+            _ => Action::Error(r#"{"code":-32601,"message":"not a probe"}"#.into()),
+        }
+    }
+
+    pub fn set_head(&self, head: u64) {
+        self.head.store(head, Ordering::SeqCst);
+    }
+}
+
 /// An in-process HTTP upstream whose answers are decided by a closure.
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     pub url: String,
+    /// What it says to health probes.
+    pub probes: Arc<ProbeAnswers>,
     hits: Arc<AtomicUsize>,
     last_headers: Arc<std::sync::Mutex<http::HeaderMap>>,
     received: Arc<Notify>,
@@ -157,19 +208,32 @@ impl FakeUpstream {
         let hits = Arc::new(AtomicUsize::new(0));
         let received = Arc::new(Notify::new());
         let last_headers = Arc::new(std::sync::Mutex::new(http::HeaderMap::new()));
-        let (h, r, lh) = (hits.clone(), received.clone(), last_headers.clone());
+        let probes = Arc::new(ProbeAnswers::default());
+        let (h, r, lh, pa) = (
+            hits.clone(),
+            received.clone(),
+            last_headers.clone(),
+            probes.clone(),
+        );
         let task = tokio::spawn(async move {
+            // Connections live in this set: aborting the accept task closes them all, as
+            // a process that dies would.
+            let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                while connections.try_join_next().is_some() {}
                 let (script, hits, received) = (script.clone(), h.clone(), r.clone());
                 let lh = lh.clone();
-                tokio::spawn(async move {
+                let pa = pa.clone();
+                connections.spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (script, hits, received) =
                             (script.clone(), hits.clone(), received.clone());
-                        *lh.lock().unwrap() = req.headers().clone();
+                        let pa = pa.clone();
+                        let lh = lh.clone();
+                        let headers = req.headers().clone();
                         async move {
                             let body = req
                                 .into_body()
@@ -177,10 +241,15 @@ impl FakeUpstream {
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
-                            hits.fetch_add(1, Ordering::SeqCst);
-                            received.notify_waiters();
                             let json: serde_json::Value =
                                 serde_json::from_slice(&body).unwrap_or_default();
+                            if json["id"] == "health" {
+                                let action = pa.answer(&json);
+                                return respond(action, &json).await;
+                            }
+                            *lh.lock().unwrap() = headers;
+                            hits.fetch_add(1, Ordering::SeqCst);
+                            received.notify_waiters();
                             let action = script(&json, &body);
                             respond(action, &json).await
                         }
@@ -194,6 +263,7 @@ impl FakeUpstream {
         FakeUpstream {
             addr,
             url: format!("http://{addr}"),
+            probes,
             hits,
             last_headers,
             received,
@@ -327,18 +397,62 @@ pub async fn start_proxy(toml: &str) -> Running {
         .expect("start manifold")
 }
 
-/// A one-chain config named `eth` with the given upstream URLs (all primary, named u0, u1...).
+/// A one-chain config named `eth` with the given upstream URLs, named u0, u1, ... and tried in
+/// that order: u0 is `primary`, u1 `secondary`, the rest `fallback`. Health probes run once
+/// at start and then only every minute, so that a test's requests meet the upstreams'
+/// request-path behaviour; `chain_config_with_health` sets them.
 pub fn chain_config(urls: &[&str], policy: &str) -> String {
+    chain_config_with_health(urls, policy, "interval = \"60s\"\ntimeout = \"2s\"")
+}
+
+pub fn chain_config_with_health(urls: &[&str], policy: &str, health: &str) -> String {
     let mut s = String::from("[[chains]]\nname = \"eth\"\nchain_id = 31337\n");
     for (i, u) in urls.iter().enumerate() {
+        let tier = match i {
+            0 => "primary",
+            1 => "secondary",
+            _ => "fallback",
+        };
         s.push_str(&format!(
-            "[[chains.upstreams]]\nname = \"u{i}\"\nurl = \"{u}\"\ntimeout = \"2s\"\n"
+            "[[chains.upstreams]]\nname = \"u{i}\"\nurl = \"{u}\"\ntier = \"{tier}\"\ntimeout = \"2s\"\n"
         ));
     }
-    if !policy.is_empty() {
-        s.push_str(&format!("[chains.policy]\n{policy}\n"));
-    }
+    s.push_str(&format!(
+        "[chains.policy]\n{policy}\n[chains.policy.health]\n{health}\n"
+    ));
     s
+}
+
+/// Poll `/status` until `pred` holds for it (every 20 ms, at most 15 s).
+pub async fn wait_for_status(
+    p: &Running,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let c = HttpClient::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = c.get(&admin_url(p, "/status")).await;
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {v:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The status of upstream `name` of the first chain.
+pub fn upstream_status<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["chains"][0]["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == name)
+        .unwrap_or_else(|| panic!("no upstream {name} in {status}"))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,0 +1,223 @@
+//! Tests of selection: properties over random upstream states, and load spreading.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::config::{Config, Tier};
+use crate::family::ProbeVerdict;
+use crate::metrics::Metrics;
+use crate::upstream::Outcome;
+
+#[derive(Debug, Clone)]
+struct Spec {
+    tier: u8,
+    /// 0 healthy, 1 unhealthy, 2 wrong chain, 3 not probed
+    status: u8,
+    head: u64,
+    skipped: bool,
+    domain: u8,
+    denies_method: bool,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        0u8..3,
+        0u8..4,
+        0u64..20,
+        any::<bool>(),
+        0u8..3,
+        proptest::bool::weighted(0.2),
+    )
+        .prop_map(
+            |(tier, status, head, skipped, domain, denies_method)| Spec {
+                tier,
+                status,
+                head,
+                skipped,
+                domain,
+                denies_method,
+            },
+        )
+}
+
+fn build(specs: &[Spec]) -> UpstreamSet {
+    let mut toml = String::from("[[chains]]\nname = \"c\"\nchain_id = 1\n");
+    for (i, s) in specs.iter().enumerate() {
+        let tier = ["primary", "secondary", "fallback"][s.tier as usize];
+        toml.push_str(&format!(
+            "[[chains.upstreams]]\nname = \"u{i}\"\nurl = \"http://127.0.0.1:{}\"\ntier = \"{tier}\"\nfailure_domain = \"d{}\"\n",
+            10_000 + i,
+            s.domain
+        ));
+        if s.denies_method {
+            toml.push_str("methods = { deny = [\"m\"] }\n");
+        }
+    }
+    let config = Config::from_toml(&toml, "t", &|_| None).unwrap();
+    let chain = &config.chains[0];
+    let metrics = Metrics::new();
+    let upstreams = chain
+        .upstreams
+        .iter()
+        .zip(specs)
+        .map(|(u, s)| {
+            let up = Upstream::new(
+                &chain.name,
+                u.clone(),
+                &metrics,
+                1 << 20,
+                &chain.policy.health,
+            )
+            .unwrap();
+            match s.status {
+                0 => {
+                    up.active().apply(&ProbeVerdict::Healthy { head: s.head });
+                }
+                1 => {
+                    up.active().apply(&ProbeVerdict::Failed("down".into()));
+                }
+                2 => {
+                    up.active()
+                        .apply(&ProbeVerdict::WrongChain("chain id 5".into()));
+                }
+                _ => {}
+            }
+            if s.skipped {
+                for _ in 0..5 {
+                    up.health()
+                        .record(Outcome::Transport, Duration::from_millis(1), None);
+                }
+            }
+            Arc::new(up)
+        })
+        .collect();
+    UpstreamSet::new(upstreams, 3)
+}
+
+fn route_strategy() -> impl Strategy<Value = Route> {
+    (0u8..3, 0u64..25, 0u64..20, 0u64..5).prop_map(|(kind, block, head, lag)| Route {
+        need: match kind {
+            0 => BlockNeed::Head,
+            1 => BlockNeed::AtLeast(block),
+            _ => BlockNeed::Any,
+        },
+        block_lookup: false,
+        chain_head: Some(head),
+        max_lag_blocks: lag,
+    })
+}
+
+proptest! {
+    #[test]
+    fn next_best_is_eligible_and_nothing_eligible_is_better(
+        specs in proptest::collection::vec(spec(), 1..8),
+        route in route_strategy(),
+        tried_mask in any::<u8>(),
+    ) {
+        let set = build(&specs);
+        let all: Vec<&Arc<Upstream>> = set.iter().collect();
+        let tried: Vec<&Arc<Upstream>> = all.iter().enumerate()
+            .filter(|(i, _)| tried_mask & (1 << i) != 0)
+            .map(|(_, u)| *u)
+            .collect();
+        let open: Vec<&Arc<Upstream>> = all.iter()
+            .filter(|u| !tried.iter().any(|t| Arc::ptr_eq(t, u)))
+            .filter(|u| UpstreamSet::eligible(u, "m", &route))
+            .copied()
+            .collect();
+        let picked = set.next_best("m", &route, &tried);
+        prop_assert_eq!(picked.is_some(), !open.is_empty());
+        if let Some(p) = picked {
+            prop_assert!(UpstreamSet::eligible(p, "m", &route));
+            prop_assert!(p.active().status() == HealthStatus::Healthy);
+            prop_assert!(!tried.iter().any(|t| Arc::ptr_eq(t, p)));
+            let tried_domains: Vec<&str> = tried.iter().map(|t| t.config.failure_domain.as_str()).collect();
+            let rank = |u: &Upstream| (!u.is_usable(), u.config.tier, tried_domains.contains(&u.config.failure_domain.as_str()));
+            for o in &open {
+                prop_assert!(rank(o) >= rank(p), "{} ranks better than the pick {}", o.name(), p.name());
+            }
+            if let BlockNeed::AtLeast(n) = route.need {
+                prop_assert!(p.active().head().is_none_or(|h| h >= n));
+            }
+            if route.need == BlockNeed::Head {
+                prop_assert!(p.lag(route.chain_head) <= route.max_lag_blocks);
+            }
+        }
+    }
+}
+
+#[test]
+fn fallback_only_when_nothing_better_is_left() {
+    let healthy = |tier| Spec {
+        tier,
+        status: 0,
+        head: 10,
+        skipped: false,
+        domain: tier,
+        denies_method: false,
+    };
+    let set = build(&[healthy(2), healthy(0)]);
+    let route = Route::any();
+    for _ in 0..50 {
+        assert_eq!(
+            set.next_best("m", &route, &[]).unwrap().config.tier,
+            Tier::Primary
+        );
+    }
+    let primary = set.iter().find(|u| u.config.tier == Tier::Primary).unwrap();
+    assert_eq!(
+        set.next_best("m", &route, &[primary]).unwrap().config.tier,
+        Tier::Fallback
+    );
+}
+
+#[test]
+fn load_spreads_over_equal_upstreams() {
+    let healthy = Spec {
+        tier: 0,
+        status: 0,
+        head: 10,
+        skipped: false,
+        domain: 0,
+        denies_method: false,
+    };
+    let set = build(&[healthy.clone(), healthy.clone(), healthy]);
+    let mut counts = std::collections::HashMap::new();
+    for _ in 0..3000 {
+        let u = set.next_best("m", &Route::any(), &[]).unwrap();
+        *counts.entry(u.name().to_string()).or_insert(0) += 1;
+    }
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    assert!(counts.values().all(|c| *c > 600), "{counts:?}");
+}
+
+#[test]
+fn a_slow_upstream_gets_less_traffic() {
+    let healthy = Spec {
+        tier: 0,
+        status: 0,
+        head: 10,
+        skipped: false,
+        domain: 0,
+        denies_method: false,
+    };
+    let set = build(&[healthy.clone(), healthy]);
+    let slow = set.iter().next().unwrap();
+    for _ in 0..20 {
+        slow.health()
+            .record(Outcome::Success, Duration::from_millis(200), None);
+    }
+    let fast = set.iter().nth(1).unwrap();
+    for _ in 0..20 {
+        fast.health()
+            .record(Outcome::Success, Duration::from_millis(5), None);
+    }
+    let slow_picks = (0..2000)
+        .filter(|_| Arc::ptr_eq(set.next_best("m", &Route::any(), &[]).unwrap(), slow))
+        .count();
+    // With replacement, the worse of two is picked only when drawn twice: about a quarter.
+    assert!((300..700).contains(&slow_picks), "{slow_picks}");
+}

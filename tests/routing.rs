@@ -1,0 +1,404 @@
+//! Health and routing: only healthy, in-sync, right-chain upstreams serve, best first.
+//! Fake upstreams answer health probes as told (`FakeUpstream::probes`); requests are counted
+//! apart from probes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+const ADDR: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+
+/// Upstreams named after their tier letter, with explicit tiers and failure domains.
+fn config(upstreams: &[(&str, &FakeUpstream, &str)], policy: &str, health: &str) -> String {
+    let mut s = String::from("[[chains]]\nname = \"eth\"\nchain_id = 31337\n");
+    for (name, up, tier) in upstreams {
+        s.push_str(&format!(
+            "[[chains.upstreams]]\nname = \"{name}\"\nurl = \"{}\"\ntier = \"{tier}\"\nfailure_domain = \"{name}-domain\"\ntimeout = \"2s\"\n",
+            up.url
+        ));
+    }
+    s.push_str(&format!(
+        "[chains.policy]\n{policy}\n[chains.policy.health]\n{health}\n"
+    ));
+    s
+}
+
+const SLOW_PROBES: &str = "interval = \"60s\"\ntimeout = \"2s\"";
+const FAST_PROBES: &str = "interval = \"100ms\"\ntimeout = \"90ms\"\nrise = 2\nfall = 2";
+
+async fn all_probed(proxy: &manifold::server::Running) -> Value {
+    wait_for_status(proxy, "every upstream probed", |s| {
+        s["chains"][0]["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["status"] != "unknown")
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_upstream_on_the_wrong_chain_is_never_used() {
+    let wrong = FakeUpstream::ok("\"wrong\"").await;
+    wrong.probes.chain_id.store(5, Ordering::SeqCst);
+    let right = FakeUpstream::ok("\"right\"").await;
+    let proxy = start_proxy(&config(
+        &[("a", &wrong, "primary"), ("b", &right, "secondary")],
+        "",
+        SLOW_PROBES,
+    ))
+    .await;
+    // No waiting for the probes: the first requests must not reach the wrong chain either.
+    let c = HttpClient::new();
+    for _ in 0..20 {
+        let v = c
+            .call(
+                &rpc_url(&proxy, "/eth"),
+                "eth_getBalance",
+                json!([ADDR, "latest"]),
+            )
+            .await;
+        assert_eq!(v["result"], "right", "{v}");
+    }
+    assert_eq!(wrong.hits(), 0);
+    let status = all_probed(&proxy).await;
+    let a = upstream_status(&status, "a");
+    assert_eq!(a["status"], "wrong_chain", "{a}");
+    assert!(
+        a["reason"]
+            .as_str()
+            .unwrap()
+            .contains("reports chain id 5, expected 31337"),
+        "{a}"
+    );
+    let (_, metrics) = c.get(&admin_url(&proxy, "/metrics")).await;
+    assert!(
+        metrics.contains(r#"manifold_upstream_healthy{chain="eth",upstream="a"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"manifold_upstream_healthy{chain="eth",upstream="b"} 1"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_lagging_upstream_serves_old_blocks_but_not_the_head() {
+    let lagging = FakeUpstream::ok("\"lagging\"").await;
+    lagging.probes.set_head(990);
+    let fresh = FakeUpstream::ok("\"fresh\"").await;
+    fresh.probes.set_head(1000);
+    // The lagging one is primary: preferred whenever it may serve.
+    let proxy = start_proxy(&config(
+        &[("lag", &lagging, "primary"), ("fresh", &fresh, "secondary")],
+        "max_lag_blocks = 3",
+        SLOW_PROBES,
+    ))
+    .await;
+    let status = all_probed(&proxy).await;
+    assert_eq!(status["chains"][0]["head"], 1000);
+    assert_eq!(upstream_status(&status, "lag")["lag"], 10);
+    let c = HttpClient::new();
+    let url = rpc_url(&proxy, "/eth");
+    for (method, params, expected) in [
+        ("eth_blockNumber", json!([]), "fresh"),
+        ("eth_getBalance", json!([ADDR, "latest"]), "fresh"),
+        ("eth_getTransactionCount", json!([ADDR, "pending"]), "fresh"),
+        ("eth_getBalance", json!([ADDR]), "fresh"),
+        // Old, specific blocks and lookups by hash: the lagging upstream may serve.
+        ("eth_getBlockByNumber", json!(["0x3d0", false]), "lagging"),
+        ("eth_getBalance", json!([ADDR, "0x3de"]), "lagging"),
+        (
+            "eth_getTransactionReceipt",
+            json!([format!("0x{}", "ab".repeat(32))]),
+            "lagging",
+        ),
+        // A block it has not reached: only the fresh one.
+        ("eth_getBlockByNumber", json!(["0x3e3", false]), "fresh"),
+    ] {
+        let v = c.call(&url, method, params.clone()).await;
+        assert_eq!(v["result"], expected, "{method} {params}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn a_block_beyond_every_head_is_null_without_asking() {
+    let up = FakeUpstream::ok("\"a block\"").await;
+    up.probes.set_head(1000);
+    let proxy = start_proxy(&config(
+        &[("a", &up, "primary")],
+        "max_lag_blocks = 3",
+        SLOW_PROBES,
+    ))
+    .await;
+    all_probed(&proxy).await;
+    let c = HttpClient::new();
+    let url = rpc_url(&proxy, "/eth");
+    for method in ["eth_getBlockByNumber", "eth_getBlockReceipts"] {
+        let params = if method == "eth_getBlockByNumber" {
+            json!(["0x7d0", false])
+        } else {
+            json!(["0x7d0"])
+        };
+        let v = c.call(&url, method, params).await;
+        assert_eq!(v["result"], Value::Null, "{v}");
+    }
+    assert_eq!(up.hits(), 0, "no upstream was asked");
+    // Just past the last probed head: the block may exist by now, so one upstream is asked.
+    let v = c
+        .call(&url, "eth_getBlockByNumber", json!(["0x3e9", false]))
+        .await;
+    assert_eq!(v["result"], "a block");
+    // Not a block lookup: the most advanced upstream answers, once.
+    let v = c.call(&url, "eth_getBalance", json!([ADDR, "0x7d0"])).await;
+    assert_eq!(v["result"], "a block");
+    assert_eq!(up.hits(), 2);
+}
+
+#[tokio::test]
+async fn an_outlier_far_ahead_does_not_make_everyone_lag() {
+    let a = FakeUpstream::ok("\"a\"").await;
+    a.probes.set_head(1000);
+    let b = FakeUpstream::ok("\"b\"").await;
+    b.probes.set_head(1001);
+    let outlier = FakeUpstream::ok("\"outlier\"").await;
+    outlier.probes.set_head(999_999);
+    let proxy = start_proxy(&config(
+        &[
+            ("a", &a, "primary"),
+            ("b", &b, "primary"),
+            ("outlier", &outlier, "fallback"),
+        ],
+        "max_lag_blocks = 3",
+        SLOW_PROBES,
+    ))
+    .await;
+    let status = all_probed(&proxy).await;
+    assert_eq!(status["chains"][0]["head"], 1001, "{status:#}");
+    assert_eq!(upstream_status(&status, "a")["lag"], 1);
+    let c = HttpClient::new();
+    for _ in 0..20 {
+        let v = c
+            .call(&rpc_url(&proxy, "/eth"), "eth_blockNumber", json!([]))
+            .await;
+        assert!(v["result"] == "a" || v["result"] == "b", "{v}");
+    }
+    let (_, metrics) = c.get(&admin_url(&proxy, "/metrics")).await;
+    assert!(
+        metrics.contains(r#"manifold_chain_head_block{chain="eth"} 1001"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"manifold_upstream_lag_blocks{chain="eth",upstream="a"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"manifold_upstream_head_block{chain="eth",upstream="outlier"} 999999"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn tiers_in_order_and_load_spread_within_a_tier() {
+    let p1 = FakeUpstream::ok("\"p1\"").await;
+    let p2 = FakeUpstream::ok("\"p2\"").await;
+    let fallback = FakeUpstream::ok("\"fallback\"").await;
+    let proxy = start_proxy(&config(
+        &[
+            ("p1", &p1, "primary"),
+            ("p2", &p2, "primary"),
+            ("fb", &fallback, "fallback"),
+        ],
+        "",
+        FAST_PROBES,
+    ))
+    .await;
+    all_probed(&proxy).await;
+    let c = HttpClient::new();
+    let url = rpc_url(&proxy, "/eth");
+    for _ in 0..200 {
+        c.call(&url, "eth_chainId", json!([])).await;
+    }
+    assert_eq!(
+        fallback.hits(),
+        0,
+        "fallback only when nothing better is eligible"
+    );
+    assert!(
+        p1.hits() > 20 && p2.hits() > 20,
+        "both primaries serve: {} / {}",
+        p1.hits(),
+        p2.hits()
+    );
+    // Both primaries fail their probes: after `fall` probes they are out, and the fallback serves.
+    p1.probes.failing.store(true, Ordering::SeqCst);
+    p2.probes.failing.store(true, Ordering::SeqCst);
+    wait_for_status(&proxy, "primaries unhealthy", |s| {
+        upstream_status(s, "p1")["status"] == "unhealthy"
+            && upstream_status(s, "p2")["status"] == "unhealthy"
+    })
+    .await;
+    let v = c.call(&url, "eth_chainId", json!([])).await;
+    assert_eq!(v["result"], "fallback", "{v}");
+    // They recover after `rise` good probes.
+    p1.probes.failing.store(false, Ordering::SeqCst);
+    wait_for_status(&proxy, "p1 healthy", |s| {
+        upstream_status(s, "p1")["status"] == "healthy"
+    })
+    .await;
+    let v = c.call(&url, "eth_chainId", json!([])).await;
+    assert_eq!(v["result"], "p1", "{v}");
+}
+
+#[tokio::test]
+async fn one_failed_probe_is_a_blip() {
+    let up = FakeUpstream::ok("1").await;
+    let proxy = start_proxy(&config(
+        &[("a", &up, "primary")],
+        "",
+        "interval = \"50ms\"\ntimeout = \"40ms\"\nrise = 2\nfall = 3",
+    ))
+    .await;
+    all_probed(&proxy).await;
+    // Fail exactly two probes (fall = 3): still healthy throughout.
+    let before = up.probes.count.load(Ordering::SeqCst);
+    up.probes.failing.store(true, Ordering::SeqCst);
+    let mut seen_down = false;
+    while up.probes.count.load(Ordering::SeqCst) < before + 2 {
+        let (_, body) = HttpClient::new().get(&admin_url(&proxy, "/status")).await;
+        seen_down |= body.contains("\"status\":\"unhealthy\"");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    up.probes.failing.store(false, Ordering::SeqCst);
+    let probes = up.probes.count.load(Ordering::SeqCst);
+    let status = wait_for_status(&proxy, "more probes", |s| {
+        upstream_status(s, "a")["probes"].as_u64().unwrap() > (probes as u64) + 2
+    })
+    .await;
+    assert!(
+        !seen_down,
+        "two failed probes must not take it out (fall = 3)"
+    );
+    assert_eq!(upstream_status(&status, "a")["status"], "healthy");
+    assert!(
+        upstream_status(&status, "a")["last_probe_failure"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn a_syncing_upstream_is_not_used() {
+    let syncing = FakeUpstream::ok("\"syncing\"").await;
+    syncing.probes.syncing.store(true, Ordering::SeqCst);
+    let ok = FakeUpstream::ok("\"ok\"").await;
+    let proxy = start_proxy(&config(
+        &[("s", &syncing, "primary"), ("o", &ok, "secondary")],
+        "",
+        SLOW_PROBES,
+    ))
+    .await;
+    let status = all_probed(&proxy).await;
+    assert_eq!(
+        upstream_status(&status, "s")["status"],
+        "syncing",
+        "{status}"
+    );
+    let v = HttpClient::new()
+        .call(&rpc_url(&proxy, "/eth"), "eth_chainId", json!([]))
+        .await;
+    assert_eq!(v["result"], "ok");
+    assert_eq!(syncing.hits(), 0);
+}
+
+#[tokio::test]
+async fn a_rate_limited_upstream_is_parked() {
+    let limited = FakeUpstream::start(|_, _| Action::TooMany(30)).await;
+    let ok = FakeUpstream::ok("\"ok\"").await;
+    let proxy = start_proxy(&config(
+        &[("l", &limited, "primary"), ("o", &ok, "secondary")],
+        "",
+        SLOW_PROBES,
+    ))
+    .await;
+    let c = HttpClient::new();
+    for _ in 0..10 {
+        let v = c
+            .call(&rpc_url(&proxy, "/eth"), "eth_chainId", json!([]))
+            .await;
+        assert_eq!(v["result"], "ok", "{v}");
+    }
+    assert_eq!(
+        limited.hits(),
+        1,
+        "parked for its Retry-After after the first 429"
+    );
+    let (_, body) = c.get(&admin_url(&proxy, "/status")).await;
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        upstream_status(&status, "l")["parked_ms"].as_u64().unwrap() > 20_000,
+        "{status}"
+    );
+}
+
+#[tokio::test]
+async fn retries_prefer_another_failure_domain() {
+    let a1 = FakeUpstream::start(|_, _| Action::Status(502, String::new())).await;
+    let a2 = FakeUpstream::ok("\"same-domain\"").await;
+    let b = FakeUpstream::ok("\"other-domain\"").await;
+    let cfg = format!(
+        "[[chains]]\nname = \"eth\"\nchain_id = 31337\n\
+         [[chains.upstreams]]\nname = \"a1\"\nurl = \"{}\"\nfailure_domain = \"cloud-a\"\n\
+         [[chains.upstreams]]\nname = \"a2\"\nurl = \"{}\"\nfailure_domain = \"cloud-a\"\ntier = \"secondary\"\n\
+         [[chains.upstreams]]\nname = \"b\"\nurl = \"{}\"\nfailure_domain = \"cloud-b\"\ntier = \"secondary\"\n\
+         [chains.policy.health]\n{SLOW_PROBES}\n",
+        a1.url, a2.url, b.url
+    );
+    let proxy = start_proxy(&cfg).await;
+    let v = HttpClient::new()
+        .call(&rpc_url(&proxy, "/eth"), "eth_chainId", json!([]))
+        .await;
+    assert_eq!(
+        v["result"], "other-domain",
+        "after cloud-a failed, cloud-b first: {v}"
+    );
+    assert_eq!(a2.hits(), 0);
+}
+
+#[tokio::test]
+async fn readyz_waits_for_the_first_probes_and_reports_unhealthy_chains() {
+    let up = FakeUpstream::ok("1").await;
+    up.probes.failing.store(true, Ordering::SeqCst);
+    let proxy = start_proxy(&config(&[("a", &up, "primary")], "", FAST_PROBES)).await;
+    let c = HttpClient::new();
+    let (status, body) = c.get(&admin_url(&proxy, "/readyz")).await;
+    assert_eq!(status, 503, "{body}");
+    wait_for_status(&proxy, "a unhealthy", |s| {
+        upstream_status(s, "a")["status"] == "unhealthy"
+    })
+    .await;
+    let (status, body) = c.get(&admin_url(&proxy, "/readyz")).await;
+    assert_eq!(status, 503);
+    assert!(
+        body.contains("a: unhealthy") && body.contains("503"),
+        "{body}"
+    );
+    up.probes.failing.store(false, Ordering::SeqCst);
+    wait_for_status(&proxy, "a healthy", |s| {
+        upstream_status(s, "a")["status"] == "healthy"
+    })
+    .await;
+    assert_eq!(c.get(&admin_url(&proxy, "/readyz")).await.0, 200);
+}
