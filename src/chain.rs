@@ -71,6 +71,7 @@ impl Chain {
         server: &Config,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, String> {
+        let family = family::for_chain(&config);
         // An upstream answer is bounded like a client request, but with room for the largest
         // real answers (blocks with traces, wide eth_getLogs ranges).
         let max_response_bytes = server.server.max_request_bytes.max(256 * 1024 * 1024);
@@ -84,12 +85,12 @@ impl Chain {
                     metrics,
                     max_response_bytes,
                     &config.policy.health,
+                    family.clone(),
                 )
                 .map(Arc::new)
                 .map_err(|e| format!("chain `{}`, upstream `{}`: {e}", config.name, u.name))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let family = family::for_chain(&config);
         let labels = family.method_labels();
         let upstreams = UpstreamSet::new(upstreams, config.policy.max_attempts);
         let health = Arc::new(ChainHealth {
@@ -205,6 +206,13 @@ impl Chain {
             }
             SetFailure::AllFailed(attempts) => attempts,
         };
+        // A node's own error ("header not found" everywhere) is the truest answer there is.
+        if let Some(answer) = attempts.iter().rev().find_map(|a| a.node_answer.clone()) {
+            if attempts.iter().all(|a| a.outcome == Outcome::NodeError) || Instant::now() < deadline
+            {
+                return (Payload::Error(answer), CallOutcome::RpcError);
+            }
+        }
         if Instant::now() >= deadline {
             return (
                 self.timeout_error(self.config.policy.request_timeout, &attempts),

@@ -491,3 +491,48 @@ async fn transactions_are_not_repeated_after_an_ambiguous_failure() {
     let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), CALL).await;
     assert_eq!(v["result"], "0xhash", "{v}");
 }
+
+/// "This node cannot answer now" errors move the call on and count against the node; if
+/// every upstream says so, the client gets the node's own error, unchanged.
+#[tokio::test]
+async fn node_cannot_answer_errors_fail_over() {
+    const BEHIND: &str = r#"{"code":-32000,"message":"header not found"}"#;
+    let behind = FakeUpstream::start(|_, _| Action::Error(BEHIND.into())).await;
+    let good = FakeUpstream::ok(r#""0x5""#).await;
+    let proxy = start_proxy(&chain_config(&[&behind.url, &good.url], "")).await;
+    let c = HttpClient::new();
+    let v = c.rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+    assert_eq!(v["result"], "0x5", "{v}");
+    let (_, metrics) = c.get(&admin_url(&proxy, "/metrics")).await;
+    assert!(
+        metrics.contains(
+            r#"manifold_upstream_requests_total{chain="eth",upstream="u0",outcome="node_error"} 1"#
+        ),
+        "{metrics}"
+    );
+
+    let behind2 = FakeUpstream::start(|_, _| Action::Error(BEHIND.into())).await;
+    let proxy = start_proxy(&chain_config(&[&behind.url, &behind2.url], "")).await;
+    let (_, text) = c.post(&rpc_url(&proxy, "/eth"), CALL).await;
+    assert_eq!(
+        text,
+        format!(r#"{{"jsonrpc":"2.0","id":"req-1","error":{BEHIND}}}"#)
+    );
+}
+
+/// A rate limit sent as a JSON-RPC error parks the upstream like an HTTP 429.
+#[tokio::test]
+async fn rate_limit_errors_in_json_rpc_park_the_upstream() {
+    let limited = FakeUpstream::start(|_, _| {
+        Action::Error(r#"{"code":-32005,"message":"limit exceeded"}"#.into())
+    })
+    .await;
+    let good = FakeUpstream::ok(r#""0x5""#).await;
+    let proxy = start_proxy(&chain_config(&[&limited.url, &good.url], "")).await;
+    let c = HttpClient::new();
+    for _ in 0..5 {
+        let v = c.rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+        assert_eq!(v["result"], "0x5", "{v}");
+    }
+    assert_eq!(limited.hits(), 1, "parked after the first");
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::evm_methods::{self, parse_quantity};
-use super::{ChainFamily, MethodClass, MethodLabels, ProbeFuture, ProbeVerdict};
+use super::{ChainFamily, ErrorClass, MethodClass, MethodLabels, ProbeFuture, ProbeVerdict};
 use crate::jsonrpc::Payload;
 use crate::upstream::{read_reply, UpstreamClient};
 
@@ -54,9 +54,81 @@ impl ChainFamily for Evm {
         is_repeatable(method)
     }
 
+    fn classify_error(&self, error: &[u8]) -> ErrorClass {
+        classify_error(error)
+    }
+
     fn method_labels(&self) -> MethodLabels {
         MethodLabels::new(KNOWN_METHODS)
     }
+}
+
+/// Error messages (lower case, matched as substrings) by which nodes and providers say "I
+/// cannot answer this now" rather than "this is the answer": geth, erigon, nethermind,
+/// besu, reth, and the provider gateways in front of them. Data, not logic: extend it as
+/// new wordings are seen.
+const NODE_CANNOT_ANSWER: &[&str] = &[
+    "header not found",
+    "missing trie node",
+    "unknown block",
+    "block not found",
+    "header for hash not found",
+    "is behind",
+    "not synced",
+    "still syncing",
+    "node is syncing",
+    "state is not available",
+    "state unavailable",
+    "historical state",
+    "pruned",
+    "request timed out",
+    "timeout",
+    "try again later",
+    "temporarily unavailable",
+    "service unavailable",
+    "no available nodes",
+    "upstream error",
+    "bad gateway",
+];
+
+/// Error messages meaning a rate limit.
+const RATE_LIMITED: &[&str] = &[
+    "rate limit",
+    "ratelimit",
+    "too many requests",
+    "exceeded",
+    "throttl",
+    "capacity limit",
+    "compute units",
+];
+
+/// JSON-RPC error codes meaning a rate limit (EIP-1474's "limit exceeded"; a 429 as a code).
+const RATE_LIMITED_CODES: &[i64] = &[-32005, 429];
+
+fn classify_error(error: &[u8]) -> ErrorClass {
+    #[derive(serde::Deserialize)]
+    struct ErrorObject<'a> {
+        code: Option<i64>,
+        #[serde(borrow)]
+        message: Option<std::borrow::Cow<'a, str>>,
+    }
+    let Ok(e) = serde_json::from_slice::<ErrorObject<'_>>(error) else {
+        return ErrorClass::Answer;
+    };
+    let message = e.message.unwrap_or_default().to_lowercase();
+    // Reverts first: their messages carry user text that may contain any of the words below.
+    if message.contains("revert") || e.code == Some(3) {
+        return ErrorClass::Answer;
+    }
+    if e.code.is_some_and(|c| RATE_LIMITED_CODES.contains(&c))
+        || RATE_LIMITED.iter().any(|m| message.contains(m))
+    {
+        return ErrorClass::RateLimited;
+    }
+    if NODE_CANNOT_ANSWER.iter().any(|m| message.contains(m)) {
+        return ErrorClass::NodeCannotAnswer;
+    }
+    ErrorClass::Answer
 }
 
 /// One probe request; the raw `result` text, or why there is none. A JSON-RPC error answer
@@ -219,6 +291,37 @@ mod tests {
 
     fn ok(s: &str) -> ProbeAnswer {
         Ok(Ok(s.to_string()))
+    }
+
+    #[test]
+    fn node_errors_are_classified() {
+        let class = |s: &str| classify_error(s.as_bytes());
+        for answer in [
+            r#"{"code":3,"message":"execution reverted: rate limit exceeded","data":"0x08c3"}"#,
+            r#"{"code":-32000,"message":"execution reverted"}"#,
+            r#"{"code":-32602,"message":"invalid argument 0: hex string has length 3"}"#,
+            r#"{"code":-32000,"message":"insufficient funds for gas * price + value"}"#,
+            r#"{"code":-32000,"message":"nonce too low"}"#,
+            r#"{"code":-32601,"message":"the method foo does not exist/is not available"}"#,
+            "not json",
+        ] {
+            assert_eq!(class(answer), ErrorClass::Answer, "{answer}");
+        }
+        for behind in [
+            r#"{"code":-32000,"message":"header not found"}"#,
+            r#"{"code":-32000,"message":"missing trie node 1234abcd (path )"}"#,
+            r#"{"code":-32000,"message":"Unknown block"}"#,
+            r#"{"code":-32603,"message":"request timed out"}"#,
+        ] {
+            assert_eq!(class(behind), ErrorClass::NodeCannotAnswer, "{behind}");
+        }
+        for limited in [
+            r#"{"code":-32005,"message":"limit exceeded"}"#,
+            r#"{"code":429,"message":"Too Many Requests"}"#,
+            r#"{"code":-32000,"message":"Your app has exceeded its compute units per second capacity"}"#,
+        ] {
+            assert_eq!(class(limited), ErrorClass::RateLimited, "{limited}");
+        }
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //!
 //! The core (routing, failover, health, metrics) knows nothing of any chain's methods. What a
 //! family knows sits behind [`ChainFamily`]: how to probe an upstream (identity, head,
-//! syncing), which block a call needs, which calls are unsafe to repeat, and which method
-//! names deserve a metric label. A new family implements the trait; the core is untouched.
+//! syncing), which block a call needs, which calls are unsafe to repeat, what a node's error
+//! object means, and which method names deserve a metric label. A new family implements the trait; the core is untouched.
 
 pub mod evm;
 mod evm_methods;
@@ -52,6 +52,18 @@ pub enum ProbeVerdict {
     Failed(String),
 }
 
+/// What a JSON-RPC error object from a node means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The answer to the request (a revert, invalid params): the same anywhere; returned as
+    /// it is and never held against the node.
+    Answer,
+    /// This node cannot answer now (behind, pruned, overloaded): another node may.
+    NodeCannotAnswer,
+    /// A rate limit expressed as a JSON-RPC error rather than an HTTP 429.
+    RateLimited,
+}
+
 pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = ProbeVerdict> + Send + 'a>>;
 
 pub trait ChainFamily: Send + Sync + std::fmt::Debug {
@@ -69,6 +81,9 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
 
     /// Whether a call may be sent again after an attempt that may have reached a node.
     fn is_repeatable(&self, method: &str) -> bool;
+
+    /// What a node's error object means.
+    fn classify_error(&self, error: &[u8]) -> ErrorClass;
 
     /// The metric labels for method names.
     fn method_labels(&self) -> MethodLabels;

@@ -95,7 +95,17 @@ fn jittered(interval: Duration) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
     use super::*;
+    use crate::config::Config;
+    use crate::family::{
+        BlockNeed, ErrorClass, MethodClass, MethodLabels, ProbeFuture, ProbeVerdict,
+    };
+    use crate::metrics::Metrics;
+    use crate::upstream::UpstreamClient;
 
     #[test]
     fn jitter_stays_within_ten_percent() {
@@ -107,5 +117,130 @@ mod tests {
                 "{j:?}"
             );
         }
+    }
+
+    /// A family whose probes return scripted verdicts, without any network: the trait seam a
+    /// new chain family plugs into.
+    #[derive(Debug, Default)]
+    struct Scripted {
+        verdicts: Mutex<VecDeque<ProbeVerdict>>,
+        probes: AtomicUsize,
+        identity_checks: AtomicUsize,
+    }
+
+    impl ChainFamily for Scripted {
+        fn probe<'a>(
+            &'a self,
+            _: &'a UpstreamClient,
+            _: Duration,
+            check_identity: bool,
+        ) -> ProbeFuture<'a> {
+            self.probes.fetch_add(1, Ordering::SeqCst);
+            if check_identity {
+                self.identity_checks.fetch_add(1, Ordering::SeqCst);
+            }
+            let v = self
+                .verdicts
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or(ProbeVerdict::Healthy { head: 100 });
+            Box::pin(async move { v })
+        }
+        fn classify(&self, _: &str, _: Option<&[u8]>) -> MethodClass {
+            MethodClass {
+                need: BlockNeed::Any,
+                block_lookup: false,
+            }
+        }
+        fn is_repeatable(&self, _: &str) -> bool {
+            true
+        }
+        fn classify_error(&self, _: &[u8]) -> ErrorClass {
+            ErrorClass::Answer
+        }
+        fn method_labels(&self) -> MethodLabels {
+            MethodLabels::new(&[])
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_each_interval_and_flips_only_after_a_run() {
+        let config = Config::from_toml(
+            "[[chains]]\nname = \"c\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:9\"\n\
+             [chains.policy.health]\ninterval = \"10s\"\ntimeout = \"1s\"\nrise = 2\nfall = 2\n",
+            "t",
+            &|_| None,
+        )
+        .unwrap();
+        let chain = &config.chains[0];
+        let family = Arc::new(Scripted::default());
+        let failed = || ProbeVerdict::Failed("no answer".into());
+        family.verdicts.lock().unwrap().extend([
+            ProbeVerdict::Healthy { head: 10 },
+            failed(),
+            failed(),
+            ProbeVerdict::Healthy { head: 12 },
+            ProbeVerdict::Healthy { head: 13 },
+        ]);
+        let metrics = Metrics::new();
+        let upstream = Arc::new(
+            Upstream::new(
+                &chain.name,
+                chain.upstreams[0].clone(),
+                &metrics,
+                1 << 20,
+                &chain.policy.health,
+                family.clone(),
+            )
+            .unwrap(),
+        );
+        let ctx = Arc::new(ChainHealth {
+            chain: chain.name.clone(),
+            family: family.clone(),
+            upstreams: vec![upstream.clone()].into(),
+            head: Arc::new(ChainHead::default()),
+            policy: chain.policy.health.clone(),
+            max_lag_blocks: 3,
+            head_gauge: metrics.gauge("manifold_chain_head_block", vec![]),
+            probed: Arc::new(Notify::new()),
+        });
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(run(ctx.clone(), upstream.clone(), stopped));
+        let probes = || family.probes.load(Ordering::SeqCst);
+        let settle = || async {
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+        };
+        settle().await;
+        assert_eq!(probes(), 1, "the first probe runs at once");
+        assert_eq!(upstream.active().status(), HealthStatus::Healthy);
+        assert_eq!(ctx.head.get(), Some(10));
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            // The longest jittered wait is 11 s, the shortest 9 s: one probe per 11 s step.
+            tokio::time::advance(Duration::from_secs(11)).await;
+            settle().await;
+            seen.push(upstream.active().status());
+        }
+        assert_eq!(probes(), 5);
+        assert_eq!(
+            seen,
+            vec![
+                HealthStatus::Healthy,
+                HealthStatus::Unhealthy,
+                HealthStatus::Unhealthy,
+                HealthStatus::Healthy
+            ]
+        );
+        assert_eq!(ctx.head.get(), Some(13));
+        assert_eq!(
+            family.identity_checks.load(Ordering::SeqCst),
+            1,
+            "chain id checked on the first probe only (of ten)"
+        );
+        stop.send(true).unwrap();
+        task.await.unwrap();
     }
 }

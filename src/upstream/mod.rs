@@ -25,6 +25,7 @@ pub use reply::read_reply;
 pub use set::{Route, SetFailure, UpstreamSet};
 
 use crate::config::UpstreamConfig;
+use crate::family::{ChainFamily, ErrorClass};
 use crate::jsonrpc::Payload;
 use crate::metrics::{
     LabelTable, Metrics, UPSTREAM_DURATION, UPSTREAM_HEAD, UPSTREAM_HEALTHY, UPSTREAM_IN_FLIGHT,
@@ -34,6 +35,7 @@ use crate::metrics::{
 #[derive(Debug)]
 pub struct Upstream {
     pub config: UpstreamConfig,
+    family: Arc<dyn ChainFamily>,
     client: UpstreamClient,
     health: PassiveHealth,
     active: ActiveHealth,
@@ -59,6 +61,7 @@ impl Upstream {
         metrics: &Arc<Metrics>,
         max_response_bytes: usize,
         health: &crate::config::HealthPolicy,
+        family: Arc<dyn ChainFamily>,
     ) -> Result<Self, String> {
         let client = UpstreamClient::new(&config, max_response_bytes)?;
         let labels = || {
@@ -79,6 +82,7 @@ impl Upstream {
         };
         Ok(Self {
             config,
+            family,
             client,
             health: PassiveHealth::default(),
             active: ActiveHealth::new(health.rise, health.fall),
@@ -121,11 +125,25 @@ impl Upstream {
                 }
             };
         let elapsed = started.elapsed();
-        let outcome = match &result {
-            Ok(Payload::Result(_)) => Outcome::Success,
-            Ok(Payload::Error(_)) => Outcome::RpcError,
-            Err((o, _)) => *o,
+        // The one classification of this attempt (STYLE.md 4): health, metrics and failover
+        // all read `outcome`.
+        let (outcome, result) = match result {
+            Ok(Payload::Result(r)) => (Outcome::Success, Ok(Payload::Result(r))),
+            Ok(Payload::Error(e)) => match self.family.classify_error(&e) {
+                ErrorClass::Answer => (Outcome::RpcError, Ok(Payload::Error(e))),
+                ErrorClass::NodeCannotAnswer => {
+                    let detail = format!("node error: {}", excerpt(&e));
+                    (Outcome::NodeError, Err((detail, Some(e))))
+                }
+                ErrorClass::RateLimited => {
+                    let detail = format!("rate limited: {}", excerpt(&e));
+                    (Outcome::RateLimited, Err((detail, Some(e))))
+                }
+            },
+            Err((o, detail)) => (o, Err((detail, None))),
         };
+        // A rate limit means the request was turned away, not processed.
+        let maybe_delivered = maybe_delivered && outcome != Outcome::RateLimited;
         self.health.record(outcome, elapsed, retry_after);
         self.metrics.record(&self.config.name, outcome, elapsed);
         match result {
@@ -133,14 +151,15 @@ impl Upstream {
                 tracing::debug!(upstream = %self.config.name, outcome = outcome.label(), ?elapsed, "attempt");
                 Ok(p)
             }
-            Err((outcome, detail)) => {
+            Err((detail, node_answer)) => {
                 tracing::debug!(upstream = %self.config.name, outcome = outcome.label(), %detail, ?elapsed, "attempt failed");
                 Err(AttemptFailure {
                     upstream: self.config.name.clone(),
                     outcome,
                     detail,
                     retry_after,
-                    maybe_delivered,
+                    maybe_delivered: maybe_delivered || outcome == Outcome::NodeError,
+                    node_answer,
                 })
             }
         }
@@ -225,6 +244,11 @@ impl UpstreamMetrics {
             .increment(1);
         self.duration.record(elapsed.as_secs_f64());
     }
+}
+
+/// The start of a node's error object, for messages and logs.
+fn excerpt(error: &[u8]) -> String {
+    String::from_utf8_lossy(error).chars().take(200).collect()
 }
 
 /// Holds a gauge up by one for as long as it lives.

@@ -8,8 +8,12 @@ use std::time::Duration;
 pub enum Outcome {
     /// A JSON-RPC `result`.
     Success,
-    /// A JSON-RPC `error` object: the upstream answered. Passed to the client as it is.
+    /// A JSON-RPC `error` object that is the answer (a revert, invalid params). Passed to the
+    /// client as it is; never held against the upstream.
     RpcError,
+    /// A JSON-RPC `error` object saying this node cannot answer now (header not found,
+    /// missing trie node, ...): another upstream may.
+    NodeError,
     /// HTTP 429: the upstream asks us to slow down.
     RateLimited,
     /// An HTTP 4xx caused by the request itself (400, 413, ...) with no JSON-RPC answer:
@@ -27,9 +31,10 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 8] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Success,
         Outcome::RpcError,
+        Outcome::NodeError,
         Outcome::RateLimited,
         Outcome::Rejected,
         Outcome::HttpStatus,
@@ -56,6 +61,7 @@ impl Outcome {
         match self {
             Outcome::Success => "success",
             Outcome::RpcError => "rpc_error",
+            Outcome::NodeError => "node_error",
             Outcome::RateLimited => "rate_limited",
             Outcome::Rejected => "rejected",
             Outcome::HttpStatus => "http_error",
@@ -81,6 +87,9 @@ pub struct AttemptFailure {
     /// `false` only when the request certainly did not take effect (no connection, or a
     /// refusal before processing). A call that is not safe to repeat stops at a `true`.
     pub maybe_delivered: bool,
+    /// The node's own error object, when it sent one: what the client gets if no upstream
+    /// does better.
+    pub node_answer: Option<bytes::Bytes>,
 }
 
 #[cfg(test)]

@@ -70,6 +70,7 @@ fn build(specs: &[Spec]) -> UpstreamSet {
                 &metrics,
                 1 << 20,
                 &chain.policy.health,
+                crate::family::for_chain(chain),
             )
             .unwrap();
             match s.status {
