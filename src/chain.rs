@@ -207,7 +207,12 @@ impl Chain {
             SetFailure::AllFailed(attempts) => attempts,
         };
         // A node's own error ("header not found" everywhere) is the truest answer there is.
-        if let Some(answer) = attempts.iter().rev().find_map(|a| a.node_answer.clone()) {
+        let node_answer = attempts
+            .iter()
+            .rev()
+            .filter(|a| a.outcome == Outcome::NodeError)
+            .find_map(|a| a.node_answer.clone());
+        if let Some(answer) = node_answer {
             if attempts.iter().all(|a| a.outcome == Outcome::NodeError) || Instant::now() < deadline
             {
                 return (Payload::Error(answer), CallOutcome::RpcError);

@@ -91,19 +91,27 @@ const NODE_CANNOT_ANSWER: &[&str] = &[
     "bad gateway",
 ];
 
-/// Error messages meaning a rate limit.
+/// Error messages meaning a rate limit. Specific phrases only: "max code size exceeded" is
+/// a deterministic answer, not a rate limit.
 const RATE_LIMITED: &[&str] = &[
     "rate limit",
     "ratelimit",
+    "rate exceeded",
     "too many requests",
-    "exceeded",
+    "request limit",
     "throttl",
-    "capacity limit",
+    "capacity",
     "compute units",
+    "daily limit",
+    "quota",
 ];
 
 /// JSON-RPC error codes meaning a rate limit (EIP-1474's "limit exceeded"; a 429 as a code).
 const RATE_LIMITED_CODES: &[i64] = &[-32005, 429];
+
+/// With those codes, messages that are about the request's size, not the rate: the answer
+/// to this query ("query returned more than 10000 results"), for the client to narrow.
+const SIZE_LIMITS: &[&str] = &["results", "range", "response size", "too large"];
 
 fn classify_error(error: &[u8]) -> ErrorClass {
     #[derive(serde::Deserialize)]
@@ -118,6 +126,9 @@ fn classify_error(error: &[u8]) -> ErrorClass {
     let message = e.message.unwrap_or_default().to_lowercase();
     // Reverts first: their messages carry user text that may contain any of the words below.
     if message.contains("revert") || e.code == Some(3) {
+        return ErrorClass::Answer;
+    }
+    if SIZE_LIMITS.iter().any(|m| message.contains(m)) {
         return ErrorClass::Answer;
     }
     if e.code.is_some_and(|c| RATE_LIMITED_CODES.contains(&c))
@@ -303,6 +314,8 @@ mod tests {
             r#"{"code":-32000,"message":"insufficient funds for gas * price + value"}"#,
             r#"{"code":-32000,"message":"nonce too low"}"#,
             r#"{"code":-32601,"message":"the method foo does not exist/is not available"}"#,
+            r#"{"code":-32000,"message":"max code size exceeded"}"#,
+            r#"{"code":-32005,"message":"query returned more than 10000 results"}"#,
             "not json",
         ] {
             assert_eq!(class(answer), ErrorClass::Answer, "{answer}");
@@ -317,6 +330,7 @@ mod tests {
         }
         for limited in [
             r#"{"code":-32005,"message":"limit exceeded"}"#,
+            r#"{"code":-32005,"message":"project ID request rate exceeded"}"#,
             r#"{"code":429,"message":"Too Many Requests"}"#,
             r#"{"code":-32000,"message":"Your app has exceeded its compute units per second capacity"}"#,
         ] {
