@@ -98,7 +98,9 @@ impl Chain {
             chain: config.name.clone(),
             family: family.clone(),
             upstreams: upstreams.shared(),
-            head: Arc::new(ChainHead::default()),
+            // The head goes back only when the upstreams have agreed on a lower one for
+            // three probe intervals.
+            head: Arc::new(ChainHead::new(config.policy.health.interval * 3)),
             policy: config.policy.health.clone(),
             max_lag_blocks: config.policy.max_lag_blocks,
             head_gauge: metrics.gauge(
@@ -162,6 +164,7 @@ impl Chain {
             block_lookup: class.block_lookup,
             chain_head: self.head(),
             max_lag_blocks: self.config.policy.max_lag_blocks,
+            max_ahead_blocks: crate::health::outlier_tolerance(self.config.policy.max_lag_blocks),
         };
         // Every attempt is bounded by the deadline itself; this outer bound is a safety net
         // that should never fire first.

@@ -57,6 +57,19 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         BUILD_INFO,
         "Always 1; the version label says which build runs",
     ),
+    (
+        UPSTREAM_HEALTHY,
+        "1 when the upstream passes its health checks, else 0",
+    ),
+    (
+        UPSTREAM_HEAD,
+        "The upstream's head block, from its last probe",
+    ),
+    (UPSTREAM_LAG, "Blocks the upstream is behind the chain head"),
+    (
+        CHAIN_HEAD,
+        "The chain head, from the healthy upstreams' heads (median-anchored)",
+    ),
 ];
 
 #[derive(Debug)]

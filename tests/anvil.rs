@@ -177,7 +177,7 @@ async fn stopping_one_of_two_nodes_loses_no_request() {
         "[[chains]]\nname = \"eth\"\nchain_id = 31337\n\
          [[chains.upstreams]]\nname = \"a\"\nurl = \"{}\"\nfailure_domain = \"dc-a\"\n\
          [[chains.upstreams]]\nname = \"b\"\nurl = \"{}\"\nfailure_domain = \"dc-b\"\n\
-         [chains.policy.health]\ninterval = \"200ms\"\ntimeout = \"150ms\"\nrise = 2\nfall = 2\n",
+         [chains.policy.health]\ninterval = \"300ms\"\ntimeout = \"300ms\"\nrise = 2\nfall = 2\n",
         a.url, b.url
     );
     let proxy = start_proxy(&cfg).await;

@@ -34,7 +34,20 @@ fn config(upstreams: &[(&str, &FakeUpstream, &str)], policy: &str, health: &str)
 }
 
 const SLOW_PROBES: &str = "interval = \"60s\"\ntimeout = \"2s\"";
-const FAST_PROBES: &str = "interval = \"100ms\"\ntimeout = \"90ms\"\nrise = 2\nfall = 2";
+/// Probes a few times a second; the timeout equals the interval, so that a loaded machine
+/// does not fail probes by accident.
+const FAST_PROBES: &str = "interval = \"200ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = 2";
+
+async fn all_healthy(proxy: &manifold::server::Running) -> Value {
+    wait_for_status(proxy, "every upstream healthy", |s| {
+        s["chains"][0]["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|u| u["status"] == "healthy")
+    })
+    .await
+}
 
 async fn all_probed(proxy: &manifold::server::Running) -> Value {
     wait_for_status(proxy, "every upstream probed", |s| {
@@ -98,37 +111,90 @@ async fn a_lagging_upstream_serves_old_blocks_but_not_the_head() {
     lagging.probes.set_head(990);
     let fresh = FakeUpstream::ok("\"fresh\"").await;
     fresh.probes.set_head(1000);
-    // The lagging one is primary: preferred whenever it may serve.
+    // The lagging one is primary, yet in-sync upstreams come first for every call.
     let proxy = start_proxy(&config(
         &[("lag", &lagging, "primary"), ("fresh", &fresh, "secondary")],
         "max_lag_blocks = 3",
-        SLOW_PROBES,
+        FAST_PROBES,
     ))
     .await;
-    let status = all_probed(&proxy).await;
+    let status = all_healthy(&proxy).await;
     assert_eq!(status["chains"][0]["head"], 1000);
     assert_eq!(upstream_status(&status, "lag")["lag"], 10);
     let c = HttpClient::new();
     let url = rpc_url(&proxy, "/eth");
-    for (method, params, expected) in [
-        ("eth_blockNumber", json!([]), "fresh"),
-        ("eth_getBalance", json!([ADDR, "latest"]), "fresh"),
-        ("eth_getTransactionCount", json!([ADDR, "pending"]), "fresh"),
-        ("eth_getBalance", json!([ADDR]), "fresh"),
-        // Old, specific blocks and lookups by hash: the lagging upstream may serve.
-        ("eth_getBlockByNumber", json!(["0x3d0", false]), "lagging"),
-        ("eth_getBalance", json!([ADDR, "0x3de"]), "lagging"),
-        (
-            "eth_getTransactionReceipt",
-            json!([format!("0x{}", "ab".repeat(32))]),
-            "lagging",
-        ),
-        // A block it has not reached: only the fresh one.
-        ("eth_getBlockByNumber", json!(["0x3e3", false]), "fresh"),
+    let receipt = json!([format!("0x{}", "ab".repeat(32))]);
+    for (method, params) in [
+        ("eth_blockNumber", json!([])),
+        ("eth_getBalance", json!([ADDR, "latest"])),
+        ("eth_getTransactionCount", json!([ADDR, "pending"])),
+        ("eth_getBalance", json!([ADDR])),
+        ("eth_getBlockByNumber", json!(["0x3d0", false])),
+        ("eth_getTransactionReceipt", receipt.clone()),
     ] {
         let v = c.call(&url, method, params.clone()).await;
-        assert_eq!(v["result"], expected, "{method} {params}: {v}");
+        assert_eq!(v["result"], "fresh", "{method} {params}: {v}");
     }
+    assert_eq!(lagging.hits(), 0);
+    // The in-sync upstream goes down: the lagging one serves what it can, and nothing else.
+    fresh.probes.failing.store(true, Ordering::SeqCst);
+    wait_for_status(&proxy, "fresh unhealthy", |s| {
+        upstream_status(s, "fresh")["status"] == "unhealthy"
+    })
+    .await;
+    for (method, params) in [
+        ("eth_getBlockByNumber", json!(["0x3d0", false])),
+        ("eth_getBalance", json!([ADDR, "0x3de"])),
+        ("eth_getTransactionReceipt", receipt),
+    ] {
+        let v = c.call(&url, method, params.clone()).await;
+        assert_eq!(v["result"], "lagging", "{method} {params}: {v}");
+    }
+    for (method, params) in [
+        ("eth_blockNumber", json!([])),
+        ("eth_getBalance", json!([ADDR, "latest"])),
+        ("eth_getBlockByNumber", json!(["0x3e3", false])),
+    ] {
+        let v = c.call(&url, method, params.clone()).await;
+        assert_eq!(v["error"]["code"], -32091, "{method} {params}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("max_lag_blocks (3)"),
+            "{v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_stuck_node_does_not_set_the_head() {
+    // Two upstreams: a home node stuck far behind, and a provider that moves on.
+    let stuck = FakeUpstream::ok("\"stuck\"").await;
+    stuck.probes.set_head(100);
+    let provider = FakeUpstream::ok("\"provider\"").await;
+    provider.probes.set_head(5_000);
+    let proxy = start_proxy(&config(
+        &[
+            ("home", &stuck, "primary"),
+            ("provider", &provider, "fallback"),
+        ],
+        "max_lag_blocks = 3",
+        SLOW_PROBES,
+    ))
+    .await;
+    let status = all_healthy(&proxy).await;
+    assert_eq!(status["chains"][0]["head"], 5_000, "{status:#}");
+    assert_eq!(upstream_status(&status, "home")["lag"], 4_900);
+    let v = HttpClient::new()
+        .call(
+            &rpc_url(&proxy, "/eth"),
+            "eth_getBalance",
+            json!([ADDR, "latest"]),
+        )
+        .await;
+    assert_eq!(v["result"], "provider", "{v}");
+    assert_eq!(stuck.hits(), 0);
 }
 
 #[tokio::test]
@@ -146,9 +212,9 @@ async fn a_block_beyond_every_head_is_null_without_asking() {
     let url = rpc_url(&proxy, "/eth");
     for method in ["eth_getBlockByNumber", "eth_getBlockReceipts"] {
         let params = if method == "eth_getBlockByNumber" {
-            json!(["0x7d0", false])
+            json!(["0xbb8", false])
         } else {
-            json!(["0x7d0"])
+            json!(["0xbb8"])
         };
         let v = c.call(&url, method, params).await;
         assert_eq!(v["result"], Value::Null, "{v}");
@@ -156,11 +222,11 @@ async fn a_block_beyond_every_head_is_null_without_asking() {
     assert_eq!(up.hits(), 0, "no upstream was asked");
     // Just past the last probed head: the block may exist by now, so one upstream is asked.
     let v = c
-        .call(&url, "eth_getBlockByNumber", json!(["0x3e9", false]))
+        .call(&url, "eth_getBlockByNumber", json!(["0x3f0", false]))
         .await;
     assert_eq!(v["result"], "a block");
     // Not a block lookup: the most advanced upstream answers, once.
-    let v = c.call(&url, "eth_getBalance", json!([ADDR, "0x7d0"])).await;
+    let v = c.call(&url, "eth_getBalance", json!([ADDR, "0xbb8"])).await;
     assert_eq!(v["result"], "a block");
     assert_eq!(up.hits(), 2);
 }
@@ -223,7 +289,7 @@ async fn tiers_in_order_and_load_spread_within_a_tier() {
         FAST_PROBES,
     ))
     .await;
-    all_probed(&proxy).await;
+    all_healthy(&proxy).await;
     let c = HttpClient::new();
     let url = rpc_url(&proxy, "/eth");
     for _ in 0..200 {
@@ -261,34 +327,35 @@ async fn tiers_in_order_and_load_spread_within_a_tier() {
 }
 
 #[tokio::test]
-async fn one_failed_probe_is_a_blip() {
+async fn failed_probes_short_of_fall_are_a_blip() {
     let up = FakeUpstream::ok("1").await;
     let proxy = start_proxy(&config(
         &[("a", &up, "primary")],
         "",
-        "interval = \"50ms\"\ntimeout = \"40ms\"\nrise = 2\nfall = 3",
+        "interval = \"200ms\"\ntimeout = \"200ms\"\nrise = 2\nfall = 3",
     ))
     .await;
-    all_probed(&proxy).await;
-    // Fail exactly two probes (fall = 3): still healthy throughout.
-    let before = up.probes.count.load(Ordering::SeqCst);
+    all_healthy(&proxy).await;
+    let rounds = || up.probes.rounds.load(Ordering::SeqCst);
+    // Fail exactly two probes (fall = 3): healthy throughout.
+    let start = rounds();
     up.probes.failing.store(true, Ordering::SeqCst);
-    let mut seen_down = false;
-    while up.probes.count.load(Ordering::SeqCst) < before + 2 {
+    let mut seen = Vec::new();
+    while rounds() < start + 2 {
         let (_, body) = HttpClient::new().get(&admin_url(&proxy, "/status")).await;
-        seen_down |= body.contains("\"status\":\"unhealthy\"");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        seen.push(
+            upstream_status(&v, "a")["status"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     up.probes.failing.store(false, Ordering::SeqCst);
-    let probes = up.probes.count.load(Ordering::SeqCst);
-    let status = wait_for_status(&proxy, "more probes", |s| {
-        upstream_status(s, "a")["probes"].as_u64().unwrap() > (probes as u64) + 2
-    })
-    .await;
-    assert!(
-        !seen_down,
-        "two failed probes must not take it out (fall = 3)"
-    );
+    let failed_at = rounds();
+    let status = wait_for_status(&proxy, "two more probes", |_| rounds() >= failed_at + 2).await;
+    assert!(seen.iter().all(|s| s == "healthy"), "{seen:?}");
     assert_eq!(upstream_status(&status, "a")["status"], "healthy");
     assert!(
         upstream_status(&status, "a")["last_probe_failure"]
@@ -297,6 +364,42 @@ async fn one_failed_probe_is_a_blip() {
             .contains("503"),
         "{status}"
     );
+}
+
+#[tokio::test]
+async fn a_node_first_seen_down_has_its_chain_id_checked_before_serving() {
+    let node = FakeUpstream::ok("\"wrong chain\"").await;
+    node.probes.failing.store(true, Ordering::SeqCst);
+    node.probes.chain_id.store(1, Ordering::SeqCst);
+    let good = FakeUpstream::ok("\"right\"").await;
+    let proxy = start_proxy(&config(
+        &[("n", &node, "primary"), ("g", &good, "fallback")],
+        "",
+        FAST_PROBES,
+    ))
+    .await;
+    wait_for_status(&proxy, "n unhealthy", |s| {
+        upstream_status(s, "n")["status"] == "unhealthy"
+    })
+    .await;
+    // It comes up, on the wrong chain: its first good probes must check the chain id.
+    node.probes.failing.store(false, Ordering::SeqCst);
+    let status = wait_for_status(&proxy, "n wrong chain", |s| {
+        upstream_status(s, "n")["status"] == "wrong_chain"
+    })
+    .await;
+    assert!(
+        upstream_status(&status, "n")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("chain id 1"),
+        "{status}"
+    );
+    let v = HttpClient::new()
+        .call(&rpc_url(&proxy, "/eth"), "eth_chainId", json!([]))
+        .await;
+    assert_eq!(v["result"], "right");
+    assert_eq!(node.hits(), 0);
 }
 
 #[tokio::test]
@@ -367,6 +470,7 @@ async fn retries_prefer_another_failure_domain() {
         a1.url, a2.url, b.url
     );
     let proxy = start_proxy(&cfg).await;
+    all_healthy(&proxy).await;
     let v = HttpClient::new()
         .call(&rpc_url(&proxy, "/eth"), "eth_chainId", json!([]))
         .await;

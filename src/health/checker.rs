@@ -9,7 +9,7 @@ use tokio::sync::{watch, Notify};
 
 use super::ChainHead;
 use crate::config::HealthPolicy;
-use crate::family::ChainFamily;
+use crate::family::{ChainFamily, ProbeVerdict};
 use crate::upstream::{HealthStatus, Upstream};
 
 /// The chain id is checked on every probe until it has been seen right, then on every
@@ -31,12 +31,6 @@ pub struct ChainHealth {
 }
 
 impl ChainHealth {
-    /// How far above the median head a head may be and still count: a few times the
-    /// tolerated lag, so that honest spread between upstreams always fits.
-    fn outlier_tolerance(&self) -> u64 {
-        self.max_lag_blocks.saturating_mul(4).max(16)
-    }
-
     /// Recompute the chain head from the healthy upstreams and publish heads and lags.
     pub fn refresh_head(&self) {
         let heads: Vec<u64> = self
@@ -46,7 +40,9 @@ impl ChainHealth {
             .filter_map(|u| u.active().head())
             .collect();
         let before = self.head.get();
-        let (head, went_back) = self.head.update(&heads, self.outlier_tolerance());
+        let (head, went_back) = self
+            .head
+            .update(&heads, super::outlier_tolerance(self.max_lag_blocks));
         if went_back {
             tracing::warn!(chain = %self.chain, from = ?before, to = ?head, "chain head went back: the upstreams agree on a lower head (reorg or chain reset)");
         }
@@ -62,14 +58,23 @@ impl ChainHealth {
 /// Probe `upstream` until `stop` turns true.
 pub async fn run(ctx: Arc<ChainHealth>, upstream: Arc<Upstream>, mut stop: watch::Receiver<bool>) {
     let mut round: u64 = 0;
+    // Whether a probe has seen the right chain id since the last wrong one: until then, every
+    // probe checks it, so that an upstream whose first probes failed cannot become healthy
+    // on head and sync status alone.
+    let mut identity_seen = false;
     loop {
-        let status = upstream.active().status();
-        let check_identity = matches!(status, HealthStatus::Unknown | HealthStatus::WrongChain)
-            || round % IDENTITY_EVERY == 0;
+        let check_identity = !identity_seen || round % IDENTITY_EVERY == 0;
         let verdict = tokio::select! {
             v = ctx.family.probe(upstream.client(), ctx.policy.timeout, check_identity) => v,
             _ = stop.changed() => return,
         };
+        match &verdict {
+            ProbeVerdict::WrongChain(_) => identity_seen = false,
+            ProbeVerdict::Healthy { .. } | ProbeVerdict::Syncing { .. } if check_identity => {
+                identity_seen = true;
+            }
+            _ => {}
+        }
         if let Some(t) = upstream.active().apply(&verdict) {
             if t.to.is_serving() {
                 tracing::info!(chain = %ctx.chain, upstream = %upstream.name(), from = t.from.label(), to = t.to.label(), "upstream up");
@@ -177,6 +182,8 @@ mod tests {
         let family = Arc::new(Scripted::default());
         let failed = || ProbeVerdict::Failed("no answer".into());
         family.verdicts.lock().unwrap().extend([
+            failed(),
+            ProbeVerdict::Healthy { head: 10 },
             ProbeVerdict::Healthy { head: 10 },
             failed(),
             failed(),
@@ -199,7 +206,7 @@ mod tests {
             chain: chain.name.clone(),
             family: family.clone(),
             upstreams: vec![upstream.clone()].into(),
-            head: Arc::new(ChainHead::default()),
+            head: Arc::new(ChainHead::new(Duration::from_secs(30))),
             policy: chain.policy.health.clone(),
             max_lag_blocks: 3,
             head_gauge: metrics.gauge("manifold_chain_head_block", vec![]),
@@ -215,7 +222,17 @@ mod tests {
         };
         settle().await;
         assert_eq!(probes(), 1, "the first probe runs at once");
-        assert_eq!(upstream.active().status(), HealthStatus::Healthy);
+        assert_eq!(upstream.active().status(), HealthStatus::Unhealthy);
+        for _ in 0..2 {
+            tokio::time::advance(Duration::from_secs(11)).await;
+            settle().await;
+        }
+        assert_eq!(probes(), 3);
+        assert_eq!(
+            upstream.active().status(),
+            HealthStatus::Healthy,
+            "rise = 2"
+        );
         assert_eq!(ctx.head.get(), Some(10));
         let mut seen = Vec::new();
         for _ in 0..4 {
@@ -224,7 +241,7 @@ mod tests {
             settle().await;
             seen.push(upstream.active().status());
         }
-        assert_eq!(probes(), 5);
+        assert_eq!(probes(), 7);
         assert_eq!(
             seen,
             vec![
@@ -237,8 +254,8 @@ mod tests {
         assert_eq!(ctx.head.get(), Some(13));
         assert_eq!(
             family.identity_checks.load(Ordering::SeqCst),
-            1,
-            "chain id checked on the first probe only (of ten)"
+            2,
+            "the chain id is checked until a probe has seen it (the first failed), then every tenth"
         );
         stop.send(true).unwrap();
         task.await.unwrap();

@@ -1,35 +1,50 @@
-//! The chain head: how far the chain has got, computed from all upstreams' heads.
+//! The chain head: how far the chain has got, computed from the upstreams' heads.
 //!
 //! Taking the highest head would let one upstream that reports a block far ahead (a node on
 //! a fork, a buggy provider) make every honest upstream look lagging. Like pokt's PATH, the
-//! head is anchored on the median: the highest head within `tolerance` blocks above the
-//! (lower) median. It never moves backwards, except when the upstreams agree on a lower head
-//! several times in a row (a chain reset or a deep reorg), so one slow probe cannot pull it
-//! back.
+//! head is anchored on the median: the highest head within `tolerance` blocks above it. The
+//! median is the upper one, so that with two upstreams (or an even split) the head follows
+//! progress: a node stuck behind is more common than one racing ahead, and a stuck node must
+//! never set the head for everyone. The head never moves backwards, except when the
+//! upstreams keep reporting a lower head for `hold` (a chain reset or a deep reorg), so one
+//! slow probe cannot pull it back.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
-/// Consecutive lower computations before the head is allowed to go back.
-const BACKWARD_AFTER: u32 = 3;
+use tokio::time::Instant;
 
-/// The highest head at most `tolerance` above the lower median of `heads`.
+/// The highest head at most `tolerance` above the (upper) median of `heads`.
 pub fn robust_head(heads: &[u64], tolerance: u64) -> Option<u64> {
     let mut sorted = heads.to_vec();
     sorted.sort_unstable();
-    let median = *sorted.get(sorted.len().checked_sub(1)? / 2)?;
+    let median = *sorted.get(sorted.len() / 2)?;
     let ceiling = median.saturating_add(tolerance);
     sorted.into_iter().filter(|h| *h <= ceiling).max()
 }
 
-/// A chain's head, shared between the health checkers (writers) and requests (readers).
-#[derive(Debug, Default)]
+/// A chain's head, shared between the health checkers (writers, serialized by a lock) and
+/// requests (readers of one atomic).
+#[derive(Debug)]
 pub struct ChainHead {
     /// The head plus one: 0 until some upstream's head is known.
     value: AtomicU64,
-    lower_streak: AtomicU32,
+    /// Since when every update has proposed a lower head.
+    lower_since: Mutex<Option<Instant>>,
+    hold: Duration,
 }
 
 impl ChainHead {
+    /// `hold`: how long the upstreams must agree on a lower head before the head goes back.
+    pub fn new(hold: Duration) -> Self {
+        Self {
+            value: AtomicU64::new(0),
+            lower_since: Mutex::new(None),
+            hold,
+        }
+    }
+
     pub fn get(&self) -> Option<u64> {
         self.value.load(Ordering::Relaxed).checked_sub(1)
     }
@@ -37,25 +52,27 @@ impl ChainHead {
     /// Recompute from the heads of the upstreams currently fit to count. Returns the head
     /// and whether it went backwards.
     pub fn update(&self, heads: &[u64], tolerance: u64) -> (Option<u64>, bool) {
+        let mut lower_since = self.lower_since.lock().unwrap_or_else(|e| e.into_inner());
         let Some(candidate) = robust_head(heads, tolerance) else {
             return (self.get(), false);
         };
         let store = |v: u64| self.value.store(v.saturating_add(1), Ordering::Relaxed);
-        let current = match self.get() {
-            Some(c) if candidate < c => c,
-            _ => {
-                self.lower_streak.store(0, Ordering::Relaxed);
-                store(candidate);
-                return (Some(candidate), false);
+        match self.get() {
+            Some(current) if candidate < current => {
+                let since = *lower_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= self.hold {
+                    *lower_since = None;
+                    store(candidate);
+                    (Some(candidate), true)
+                } else {
+                    (Some(current), false)
+                }
             }
-        };
-        let streak = self.lower_streak.fetch_add(1, Ordering::Relaxed) + 1;
-        if streak >= BACKWARD_AFTER {
-            self.lower_streak.store(0, Ordering::Relaxed);
-            store(candidate);
-            (Some(candidate), true)
-        } else {
-            (Some(current), false)
+            _ => {
+                *lower_since = None;
+                store(candidate);
+                (Some(candidate), false)
+            }
         }
     }
 }
@@ -65,11 +82,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const HOLD: Duration = Duration::from_secs(10);
+
     #[test]
     fn an_outlier_far_ahead_is_ignored() {
         assert_eq!(robust_head(&[100, 101, 99, 5_000], 12), Some(101));
-        assert_eq!(robust_head(&[100, 5_000], 12), Some(100));
-        assert_eq!(robust_head(&[100, 101, 5_000, 5_001], 12), Some(101));
+        assert_eq!(robust_head(&[100, 101, 5_000], 12), Some(101));
+        assert_eq!(robust_head(&[100, 101, 102, 5_000, 5_001], 12), Some(102));
+    }
+
+    #[test]
+    fn a_stuck_node_never_sets_the_head() {
+        // Two upstreams, one stuck: the head follows the one that moves.
+        assert_eq!(robust_head(&[100, 5_000], 12), Some(5_000));
+        assert_eq!(robust_head(&[100, 100, 5_000, 5_001], 12), Some(5_001));
     }
 
     #[test]
@@ -81,29 +107,38 @@ mod tests {
 
     #[test]
     fn genesis_is_a_head() {
-        let h = ChainHead::default();
+        let h = ChainHead::new(HOLD);
         assert_eq!(h.update(&[0, 0], 12), (Some(0), false));
         assert_eq!(h.get(), Some(0));
     }
 
-    #[test]
-    fn never_goes_back_on_one_low_reading() {
-        let h = ChainHead::default();
+    #[tokio::test(start_paused = true)]
+    async fn goes_back_only_after_lower_heads_for_the_hold_time() {
+        let h = ChainHead::new(HOLD);
         assert_eq!(h.get(), None);
         h.update(&[100, 101], 12);
         assert_eq!(h.get(), Some(101));
-        assert_eq!(h.update(&[90], 12), (Some(101), false));
+        for _ in 0..10 {
+            assert_eq!(
+                h.update(&[90], 12),
+                (Some(101), false),
+                "many low readings at once"
+            );
+        }
+        tokio::time::advance(HOLD / 2).await;
         assert_eq!(
             h.update(&[102], 12),
             (Some(102), false),
-            "the streak is broken"
+            "a higher one resets the wait"
         );
         assert_eq!(h.update(&[50], 12), (Some(102), false));
+        tokio::time::advance(HOLD - Duration::from_millis(1)).await;
         assert_eq!(h.update(&[50], 12), (Some(102), false));
+        tokio::time::advance(Duration::from_millis(1)).await;
         assert_eq!(
             h.update(&[50], 12),
             (Some(50), true),
-            "agreed three times: a reset"
+            "agreed for the hold time: a reset"
         );
     }
 
@@ -117,11 +152,11 @@ mod tests {
             prop_assert!(heads.contains(&head));
             let mut sorted = heads.clone();
             sorted.sort_unstable();
-            let median = sorted[(sorted.len() - 1) / 2];
+            let median = sorted[sorted.len() / 2];
             prop_assert!(head >= median);
             prop_assert!(head <= median + tolerance);
-            // At least half at or below the head: no minority can drag it up.
-            prop_assert!(heads.iter().filter(|h| **h <= head).count() * 2 >= heads.len());
+            // More than half at or below the head: no minority far ahead can drag it up.
+            prop_assert!(heads.iter().filter(|h| **h <= head).count() * 2 > heads.len());
         }
     }
 }

@@ -10,3 +10,9 @@ mod hysteresis;
 
 pub use head::{robust_head, ChainHead};
 pub use hysteresis::Hysteresis;
+
+/// How far above the median head a head may be and still count: a few times the tolerated
+/// lag, so that honest spread between upstreams always fits.
+pub fn outlier_tolerance(max_lag_blocks: u64) -> u64 {
+    max_lag_blocks.saturating_mul(4).max(16)
+}

@@ -94,7 +94,12 @@ impl PassiveHealth {
             (rate + ERROR_ALPHA * (fault - rate)).to_bits(),
             Ordering::Relaxed,
         );
-        if outcome.is_upstream_fault() {
+        // A node saying it cannot answer (behind, pruned) counts in the error rate, which
+        // steers traffic away, but not towards skipping it: any client can ask every node
+        // for a block none has, and that must not take them all out.
+        if outcome == Outcome::NodeError {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        } else if outcome.is_upstream_fault() {
             self.failures.fetch_add(1, Ordering::Relaxed);
             self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
             let now = self.now_ms();
@@ -233,6 +238,16 @@ mod tests {
         h.record(Outcome::RateLimited, MS, Some(Duration::from_secs(3600)));
         tokio::time::advance(MAX_PARK).await;
         assert!(h.is_usable());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn node_errors_raise_the_error_rate_but_never_skip() {
+        let h = PassiveHealth::default();
+        for _ in 0..20 {
+            h.record(Outcome::NodeError, MS, None);
+        }
+        assert!(h.is_usable());
+        assert!(h.error_rate() > 0.5);
     }
 
     #[tokio::test]

@@ -28,6 +28,9 @@ pub struct Route {
     pub block_lookup: bool,
     pub chain_head: Option<u64>,
     pub max_lag_blocks: u64,
+    /// An upstream further ahead of the chain head than this is an outlier (a fork, a
+    /// broken node): it does not serve.
+    pub max_ahead_blocks: u64,
 }
 
 impl Route {
@@ -38,8 +41,27 @@ impl Route {
             block_lookup: false,
             chain_head: None,
             max_lag_blocks: u64::MAX,
+            max_ahead_blocks: u64::MAX,
         }
     }
+
+    /// Whether `u` is within `max_lag_blocks` of the chain head (and not an outlier ahead).
+    pub fn in_sync(&self, u: &Upstream) -> bool {
+        u.lag(self.chain_head) <= self.max_lag_blocks && !self.too_far_ahead(u)
+    }
+
+    fn too_far_ahead(&self, u: &Upstream) -> bool {
+        match (self.chain_head, u.active().head()) {
+            (Some(c), Some(h)) => h.saturating_sub(c) > self.max_ahead_blocks,
+            _ => false,
+        }
+    }
+}
+
+/// A block lookup this far beyond every head is answered `null` without asking: the probed
+/// heads may be a few seconds old, but not this old.
+fn far_beyond(max_lag_blocks: u64) -> u64 {
+    max_lag_blocks.saturating_mul(100).max(1000)
 }
 
 #[derive(Debug)]
@@ -107,7 +129,10 @@ impl UpstreamSet {
 
     /// Whether `u` may serve this call.
     pub fn eligible(u: &Upstream, method: &str, route: &Route) -> bool {
-        u.config.methods.allows(method) && u.active().status().is_serving() && reaches(u, route)
+        u.config.methods.allows(method)
+            && u.active().status().is_serving()
+            && !route.too_far_ahead(u)
+            && reaches(u, route)
     }
 
     /// The best upstream for the next attempt: not among `tried`, and outside their failure
@@ -123,10 +148,13 @@ impl UpstreamSet {
             .map(|t| t.config.failure_domain.as_str())
             .collect();
         // Upstreams being skipped for failing requests come after working ones of any tier:
-        // a primary that fails every request is not "better" than a working fallback.
+        // a primary that fails every request is not "better" than a working fallback. In-sync
+        // upstreams come before lagging ones, even for old blocks and lookups by hash: a
+        // lagging node answers `null` for a receipt it has not seen yet.
         let rank = |u: &Upstream| {
             (
                 !u.is_usable(),
+                !route.in_sync(u),
                 u.config.tier,
                 tried_domains.contains(&u.config.failure_domain.as_str()),
             )
@@ -156,13 +184,21 @@ impl UpstreamSet {
         deadline: Instant,
         repeatable: bool,
     ) -> Result<Payload, SetFailure> {
-        let first = match self.first(method, route, deadline).await {
+        let mut route = *route;
+        let first = match self.first(method, &route, deadline).await {
             Some(u) => u,
-            None => {
-                return self
-                    .when_none_eligible(method, route, request_id, body, deadline)
-                    .await
-            }
+            None => match self.beyond_every_head(method, &route) {
+                Beyond::Null => return Ok(Payload::Result(Bytes::from_static(b"null"))),
+                // The block may exist by now: ask the in-sync upstreams, best first.
+                Beyond::AskInSync => {
+                    route.need = BlockNeed::Head;
+                    match self.next_best(method, &route, &[]) {
+                        Some(u) => u,
+                        None => return Err(self.no_upstream(method, &route)),
+                    }
+                }
+                Beyond::No => return Err(self.no_upstream(method, &route)),
+            },
         };
         let mut tried: Vec<&Arc<Upstream>> = Vec::new();
         let mut failures: Vec<AttemptFailure> = Vec::new();
@@ -182,66 +218,63 @@ impl UpstreamSet {
                     }
                 }
             }
-            next = self.next_best(method, route, &tried);
+            next = self.next_best(method, &route, &tried);
         }
         Err(SetFailure::AllFailed(failures))
     }
 
-    /// No upstream is eligible. For a block no upstream has reached (by its last probe): a
-    /// block lookup far beyond every head is `null` at once, as a node would answer;
-    /// otherwise the most advanced upstream gets one attempt, since it may have the block by
-    /// now. Anything else has no upstream to go to.
-    async fn when_none_eligible(
-        &self,
-        method: &str,
-        route: &Route,
-        request_id: &[u8],
-        body: &Bytes,
-        deadline: Instant,
-    ) -> Result<Payload, SetFailure> {
-        let serving: Vec<&Arc<Upstream>> = self
+    /// No upstream is eligible: is it because the call wants a block no upstream had
+    /// reached at its last probe?
+    fn beyond_every_head(&self, method: &str, route: &Route) -> Beyond {
+        let BlockNeed::AtLeast(block) = route.need else {
+            return Beyond::No;
+        };
+        let highest = self
             .upstreams
             .iter()
             .filter(|u| u.config.methods.allows(method) && u.active().status().is_serving())
-            .collect();
-        if let BlockNeed::AtLeast(block) = route.need {
-            let highest = serving
-                .iter()
-                .max_by_key(|u| u.active().head().unwrap_or(0));
-            if let Some(u) = highest {
-                let head = u.active().head().unwrap_or(0);
-                if route.block_lookup && block > head.saturating_add(route.max_lag_blocks) {
-                    return Ok(Payload::Result(Bytes::from_static(b"null")));
-                }
-                return u
-                    .attempt(request_id, body.clone(), deadline)
-                    .await
-                    .map_err(|f| SetFailure::AllFailed(vec![f]));
+            .filter(|u| !route.too_far_ahead(u))
+            .filter_map(|u| u.active().head())
+            .max();
+        match highest {
+            None => Beyond::No,
+            Some(head)
+                if route.block_lookup
+                    && block > head.saturating_add(far_beyond(route.max_lag_blocks)) =>
+            {
+                Beyond::Null
             }
+            Some(_) => Beyond::AskInSync,
         }
+    }
+
+    /// Why no upstream may serve this call.
+    fn no_upstream(&self, method: &str, route: &Route) -> SetFailure {
         let allowed = self
             .upstreams
             .iter()
             .any(|u| u.config.methods.allows(method));
+        let serving = self
+            .upstreams
+            .iter()
+            .any(|u| u.config.methods.allows(method) && u.active().status().is_serving());
+        let pending = self
+            .upstreams
+            .iter()
+            .any(|u| u.active().status() == HealthStatus::Unknown);
         let why = if !allowed {
             format!("no upstream is configured to serve `{method}`")
-        } else if serving.is_empty() {
-            let pending = self
-                .upstreams
-                .iter()
-                .any(|u| u.active().status() == HealthStatus::Unknown);
-            if pending {
-                "no upstream has answered its first health check yet".to_string()
-            } else {
-                "no upstream is passing health checks".to_string()
-            }
+        } else if !serving && pending {
+            "no upstream has answered its first health check yet".to_string()
+        } else if !serving {
+            "no upstream is passing health checks".to_string()
         } else {
             format!(
                 "no healthy upstream is within max_lag_blocks ({}) of the chain head",
                 route.max_lag_blocks
             )
         };
-        Err(SetFailure::NoUpstream(why))
+        SetFailure::NoUpstream(why)
     }
 
     /// At least one upstream may serve: passing health checks and not being skipped.
@@ -252,11 +285,21 @@ impl UpstreamSet {
     }
 }
 
+/// Why `first` found no upstream.
+enum Beyond {
+    /// A block lookup far beyond every head: `null`, without asking.
+    Null,
+    /// A block just beyond the probed heads: the in-sync upstreams may have it by now.
+    AskInSync,
+    /// Not about a block: no upstream can serve.
+    No,
+}
+
 /// Whether the upstream has got far enough along the chain for the call.
 fn reaches(u: &Upstream, route: &Route) -> bool {
     match route.need {
         BlockNeed::Any => true,
-        BlockNeed::Head => u.lag(route.chain_head) <= route.max_lag_blocks,
+        BlockNeed::Head => route.in_sync(u),
         // An upstream whose head is not known yet may try.
         BlockNeed::AtLeast(n) => u.active().head().is_none_or(|h| h >= n),
     }

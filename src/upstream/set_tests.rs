@@ -99,53 +99,71 @@ fn build(specs: &[Spec]) -> UpstreamSet {
 }
 
 fn route_strategy() -> impl Strategy<Value = Route> {
-    (0u8..3, 0u64..25, 0u64..20, 0u64..5).prop_map(|(kind, block, head, lag)| Route {
-        need: match kind {
-            0 => BlockNeed::Head,
-            1 => BlockNeed::AtLeast(block),
-            _ => BlockNeed::Any,
-        },
-        block_lookup: false,
-        chain_head: Some(head),
-        max_lag_blocks: lag,
+    (0u8..3, 0u64..25, 0u64..20, 0u64..5, 0u64..8).prop_map(|(kind, block, head, lag, ahead)| {
+        Route {
+            need: match kind {
+                0 => BlockNeed::Head,
+                1 => BlockNeed::AtLeast(block),
+                _ => BlockNeed::Any,
+            },
+            block_lookup: false,
+            chain_head: Some(head),
+            max_lag_blocks: lag,
+            max_ahead_blocks: ahead,
+        }
     })
+}
+
+/// The routing rules, restated from the specs alone (not from the code under test).
+fn spec_eligible(s: &Spec, route: &Route) -> bool {
+    if s.status != 0 || s.denies_method {
+        return false;
+    }
+    let chain_head = route.chain_head.unwrap_or(0);
+    let too_far_ahead = s.head > chain_head + route.max_ahead_blocks;
+    let in_sync = chain_head.saturating_sub(s.head) <= route.max_lag_blocks && !too_far_ahead;
+    !too_far_ahead
+        && match route.need {
+            BlockNeed::Any => true,
+            BlockNeed::Head => in_sync,
+            BlockNeed::AtLeast(n) => s.head >= n,
+        }
+}
+
+fn spec_rank(s: &Spec, route: &Route, tried_domains: &[u8]) -> (bool, bool, u8, bool) {
+    let chain_head = route.chain_head.unwrap_or(0);
+    let in_sync = chain_head.saturating_sub(s.head) <= route.max_lag_blocks
+        && s.head <= chain_head + route.max_ahead_blocks;
+    (
+        s.skipped,
+        !in_sync,
+        s.tier,
+        tried_domains.contains(&s.domain),
+    )
 }
 
 proptest! {
     #[test]
-    fn next_best_is_eligible_and_nothing_eligible_is_better(
+    fn next_best_follows_the_rules(
         specs in proptest::collection::vec(spec(), 1..8),
         route in route_strategy(),
         tried_mask in any::<u8>(),
     ) {
         let set = build(&specs);
         let all: Vec<&Arc<Upstream>> = set.iter().collect();
-        let tried: Vec<&Arc<Upstream>> = all.iter().enumerate()
-            .filter(|(i, _)| tried_mask & (1 << i) != 0)
-            .map(|(_, u)| *u)
-            .collect();
-        let open: Vec<&Arc<Upstream>> = all.iter()
-            .filter(|u| !tried.iter().any(|t| Arc::ptr_eq(t, u)))
-            .filter(|u| UpstreamSet::eligible(u, "m", &route))
-            .copied()
+        let tried_idx: Vec<usize> = (0..specs.len()).filter(|i| tried_mask & (1 << i) != 0).collect();
+        let tried: Vec<&Arc<Upstream>> = tried_idx.iter().map(|i| all[*i]).collect();
+        let tried_domains: Vec<u8> = tried_idx.iter().map(|i| specs[*i].domain).collect();
+        let open: Vec<usize> = (0..specs.len())
+            .filter(|i| !tried_idx.contains(i) && spec_eligible(&specs[*i], &route))
             .collect();
         let picked = set.next_best("m", &route, &tried);
-        prop_assert_eq!(picked.is_some(), !open.is_empty());
+        prop_assert_eq!(picked.is_some(), !open.is_empty(), "eligible by the rules: {:?}", open);
         if let Some(p) = picked {
-            prop_assert!(UpstreamSet::eligible(p, "m", &route));
-            prop_assert!(p.active().status() == HealthStatus::Healthy);
-            prop_assert!(!tried.iter().any(|t| Arc::ptr_eq(t, p)));
-            let tried_domains: Vec<&str> = tried.iter().map(|t| t.config.failure_domain.as_str()).collect();
-            let rank = |u: &Upstream| (!u.is_usable(), u.config.tier, tried_domains.contains(&u.config.failure_domain.as_str()));
-            for o in &open {
-                prop_assert!(rank(o) >= rank(p), "{} ranks better than the pick {}", o.name(), p.name());
-            }
-            if let BlockNeed::AtLeast(n) = route.need {
-                prop_assert!(p.active().head().is_none_or(|h| h >= n));
-            }
-            if route.need == BlockNeed::Head {
-                prop_assert!(p.lag(route.chain_head) <= route.max_lag_blocks);
-            }
+            let i = all.iter().position(|u| Arc::ptr_eq(u, p)).unwrap();
+            prop_assert!(open.contains(&i), "u{} is not eligible by the rules", i);
+            let best = open.iter().map(|j| spec_rank(&specs[*j], &route, &tried_domains)).min().unwrap();
+            prop_assert_eq!(spec_rank(&specs[i], &route, &tried_domains), best, "a better upstream was passed over");
         }
     }
 }

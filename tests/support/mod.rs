@@ -139,7 +139,10 @@ pub struct ProbeAnswers {
     pub syncing: std::sync::atomic::AtomicBool,
     /// Probes answered 503.
     pub failing: std::sync::atomic::AtomicBool,
+    /// Probe requests (two or three per probe).
     pub count: AtomicUsize,
+    /// Probes: one `eth_blockNumber` request each.
+    pub rounds: AtomicUsize,
 }
 
 impl Default for ProbeAnswers {
@@ -150,6 +153,7 @@ impl Default for ProbeAnswers {
             syncing: false.into(),
             failing: false.into(),
             count: 0.into(),
+            rounds: 0.into(),
         }
     }
 }
@@ -157,6 +161,9 @@ impl Default for ProbeAnswers {
 impl ProbeAnswers {
     fn answer(&self, req: &serde_json::Value) -> Action {
         self.count.fetch_add(1, Ordering::SeqCst);
+        if req["method"] == "eth_blockNumber" {
+            self.rounds.fetch_add(1, Ordering::SeqCst);
+        }
         if self.failing.load(Ordering::SeqCst) {
             return Action::Status(503, "probe failed".into());
         }
