@@ -7,6 +7,7 @@
 
 pub mod evm;
 mod evm_methods;
+pub mod evm_tx;
 
 use std::future::Future;
 use std::pin::Pin;
