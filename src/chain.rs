@@ -17,8 +17,11 @@ use crate::family::{self, ChainFamily, MethodLabels};
 use crate::health::checker::{self, ChainHealth};
 use crate::health::ChainHead;
 use crate::jsonrpc::{codes, Call, ErrorObject, Payload};
-use crate::metrics::{LabelTable, Metrics, CHAIN_HEAD, REQUESTS, REQUEST_DURATION};
-use crate::upstream::{AttemptFailure, Outcome, Route, SetFailure, Upstream, UpstreamSet};
+use crate::metrics::{LabelTable, Metrics, BROADCASTS, CHAIN_HEAD, REQUESTS, REQUEST_DURATION};
+use crate::upstream::{
+    broadcast, AttemptFailure, BroadcastRequest, BroadcastResult, Outcome, Route, SetFailure,
+    Upstream, UpstreamSet,
+};
 
 /// How a client's call ended, for `manifold_requests_total{outcome}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,7 @@ struct ChainMetrics {
     /// `method index * CallOutcome::COUNT + outcome`.
     requests: LabelTable<Counter>,
     durations: LabelTable<Histogram>,
+    broadcasts: LabelTable<Counter>,
 }
 
 impl Chain {
@@ -92,15 +96,16 @@ impl Chain {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let labels = family.method_labels();
-        let upstreams = UpstreamSet::new(upstreams, config.policy.max_attempts);
+        // The head goes back only when the upstreams have agreed on a lower one for three
+        // probe intervals.
+        let head = Arc::new(ChainHead::new(config.policy.health.interval * 3));
+        let upstreams = UpstreamSet::new(upstreams, config.policy.max_attempts, head.clone());
         let health = Arc::new(ChainHealth {
             probed: upstreams.probe_signal(),
             chain: config.name.clone(),
             family: family.clone(),
             upstreams: upstreams.shared(),
-            // The head goes back only when the upstreams have agreed on a lower one for
-            // three probe intervals.
-            head: Arc::new(ChainHead::new(config.policy.health.interval * 3)),
+            head,
             policy: config.policy.health.clone(),
             max_lag_blocks: config.policy.max_lag_blocks,
             head_gauge: metrics.gauge(
@@ -117,6 +122,7 @@ impl Chain {
                 registry: metrics.clone(),
                 requests: LabelTable::new(labels.len() * CallOutcome::COUNT),
                 durations: LabelTable::new(labels.len()),
+                broadcasts: LabelTable::new(BroadcastResult::ALL),
                 labels,
             },
             config,
@@ -168,18 +174,50 @@ impl Chain {
         };
         // Every attempt is bounded by the deadline itself; this outer bound is a safety net
         // that should never fire first.
-        let result = tokio::time::timeout_at(
-            deadline + SAFETY_MARGIN,
-            self.upstreams.call(
-                &call.method,
-                &route,
-                id_text.as_bytes(),
-                &body,
-                deadline,
-                repeatable,
-            ),
-        )
-        .await;
+        let work = async {
+            match self.family.broadcast(&call.method, call.params.as_deref()) {
+                // A signed transaction: several upstreams at once (see upstream::broadcast).
+                Some(Ok(tx)) => {
+                    let lookup_id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
+                    let lookup_method = format!("\"{}\"", tx.lookup.0);
+                    let lookup_body = encode_request(
+                        &lookup_id,
+                        lookup_method.as_bytes(),
+                        Some(tx.lookup.1.as_bytes()),
+                    );
+                    let request = BroadcastRequest {
+                        method: &call.method,
+                        route,
+                        tx: &tx,
+                        request_id: id_text.as_bytes(),
+                        body: body.clone(),
+                        lookup_id: lookup_id.as_bytes(),
+                        lookup_body,
+                        deadline,
+                        fanout: usize::try_from(self.config.policy.broadcast_fanout).unwrap_or(1),
+                    };
+                    let (result, verdict) =
+                        broadcast(&self.upstreams, &*self.family, request).await;
+                    self.metrics.record_broadcast(&self.config.name, verdict);
+                    tracing::info!(hash = %tx.hash_json, result = verdict.label(), "transaction broadcast");
+                    result
+                }
+                // Anything else, an unreadable transaction included (the node says why).
+                _ => {
+                    self.upstreams
+                        .call(
+                            &call.method,
+                            &route,
+                            id_text.as_bytes(),
+                            &body,
+                            deadline,
+                            repeatable,
+                        )
+                        .await
+                }
+            }
+        };
+        let result = tokio::time::timeout_at(deadline + SAFETY_MARGIN, work).await;
         let (payload, outcome) = match result {
             Ok(Ok(p @ Payload::Result(_))) => (p, CallOutcome::Success),
             Ok(Ok(p @ Payload::Error(_))) => (p, CallOutcome::RpcError),
@@ -229,7 +267,7 @@ impl Chain {
         }
         let all_limited =
             !attempts.is_empty() && attempts.iter().all(|a| a.outcome == Outcome::RateLimited);
-        let unknown = !repeatable && attempts.last().is_some_and(|a| a.maybe_delivered);
+        let unknown = !repeatable && attempts.iter().any(|a| a.maybe_delivered);
         let (code, reason, outcome) = if all_limited {
             (
                 codes::RATE_LIMITED,
@@ -299,6 +337,20 @@ impl Chain {
 }
 
 impl ChainMetrics {
+    fn record_broadcast(&self, chain: &Arc<str>, result: BroadcastResult) {
+        self.broadcasts
+            .get(result as usize, || {
+                self.registry.counter(
+                    BROADCASTS,
+                    vec![
+                        Label::new("chain", chain.to_string()),
+                        Label::new("result", result.label()),
+                    ],
+                )
+            })
+            .increment(1);
+    }
+
     fn record(
         &self,
         chain: &Arc<str>,
@@ -355,13 +407,17 @@ fn attempt_list(attempts: &[AttemptFailure]) -> Vec<serde_json::Value> {
 /// `{"jsonrpc":"2.0","id":<id>,"method":<as sent>,"params":<as sent>}`: our own id, so that
 /// the client's id never depends on how an upstream treats ids.
 fn encode_upstream_request(id: &str, call: &Call) -> Bytes {
-    let params_len = call.params.as_ref().map_or(0, Bytes::len);
-    let mut buf = BytesMut::with_capacity(48 + id.len() + call.method_json.len() + params_len);
+    encode_request(id, &call.method_json, call.params.as_deref())
+}
+
+fn encode_request(id: &str, method_json: &[u8], params: Option<&[u8]>) -> Bytes {
+    let params_len = params.map_or(0, <[u8]>::len);
+    let mut buf = BytesMut::with_capacity(48 + id.len() + method_json.len() + params_len);
     buf.put_slice(br#"{"jsonrpc":"2.0","id":"#);
     buf.put_slice(id.as_bytes());
     buf.put_slice(br#","method":"#);
-    buf.put_slice(&call.method_json);
-    if let Some(params) = &call.params {
+    buf.put_slice(method_json);
+    if let Some(params) = params {
         buf.put_slice(br#","params":"#);
         buf.put_slice(params);
     }

@@ -26,6 +26,7 @@ pub const UPSTREAM_HEALTHY: &str = "manifold_upstream_healthy";
 pub const UPSTREAM_HEAD: &str = "manifold_upstream_head_block";
 pub const UPSTREAM_LAG: &str = "manifold_upstream_lag_blocks";
 pub const CHAIN_HEAD: &str = "manifold_chain_head_block";
+pub const BROADCASTS: &str = "manifold_broadcasts_total";
 pub const BUILD_INFO: &str = "manifold_build_info";
 
 const DESCRIPTIONS: &[(&str, &str)] = &[
@@ -69,6 +70,10 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         CHAIN_HEAD,
         "The chain head, from the healthy upstreams' heads (median-anchored)",
+    ),
+    (
+        BROADCASTS,
+        "Transaction broadcasts, by chain and result (accepted, already_known, known_after_nonce_too_low, rejected, unknown)",
     ),
 ];
 

@@ -83,7 +83,7 @@ pub struct FilePolicy {
     pub hedge: Option<toml::Value>,
     pub breaker: Option<toml::Value>,
     pub cache: Option<toml::Value>,
-    pub broadcast: Option<toml::Value>,
+    pub broadcast: Option<FileBroadcast>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,4 +100,10 @@ pub struct FileHealth {
     pub timeout: Option<String>,
     pub rise: Option<u32>,
     pub fall: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBroadcast {
+    pub fanout: Option<u32>,
 }

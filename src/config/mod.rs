@@ -191,6 +191,8 @@ pub struct Policy {
     /// the newest state.
     pub max_lag_blocks: u64,
     pub health: HealthPolicy,
+    /// Upstreams a signed transaction is sent to at once (different failure domains first).
+    pub broadcast_fanout: u32,
 }
 
 /// Active health checks of a chain's upstreams.
@@ -219,6 +221,7 @@ pub mod defaults {
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
     pub const MAX_ATTEMPTS: u32 = 3;
     pub const MAX_LAG_BLOCKS: u64 = 3;
+    pub const BROADCAST_FANOUT: u32 = 3;
     pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
     pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
     pub const HEALTH_RISE: u32 = 2;
@@ -284,6 +287,7 @@ impl ChainConfig {
                 "request_timeout": humantime::format_duration(self.policy.request_timeout).to_string(),
                 "retry": { "max_attempts": self.policy.max_attempts },
                 "max_lag_blocks": self.policy.max_lag_blocks,
+                "broadcast": { "fanout": self.policy.broadcast_fanout },
                 "health": {
                     "interval": humantime::format_duration(self.policy.health.interval).to_string(),
                     "timeout": humantime::format_duration(self.policy.health.timeout).to_string(),

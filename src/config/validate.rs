@@ -277,7 +277,6 @@ impl Validator {
             ("hedge", p.hedge.is_some()),
             ("breaker", p.breaker.is_some()),
             ("cache", p.cache.is_some()),
-            ("broadcast", p.broadcast.is_some()),
             (
                 "retry.budget",
                 p.retry.as_ref().is_some_and(|r| r.budget.is_some()),
@@ -302,7 +301,19 @@ impl Validator {
             Some(n) => n,
         };
         let health = self.health(&at.key("health"), p.health.as_ref());
+        let broadcast_fanout = match p.broadcast.as_ref().and_then(|b| b.fanout) {
+            None => defaults::BROADCAST_FANOUT,
+            Some(n @ 1..=16) => n,
+            Some(n) => {
+                self.fail(
+                    &at.key("broadcast").key("fanout"),
+                    format!("{n} is out of range 1..=16"),
+                );
+                defaults::BROADCAST_FANOUT
+            }
+        };
         Policy {
+            broadcast_fanout,
             request_timeout,
             max_attempts,
             max_lag_blocks: p.max_lag_blocks.unwrap_or(defaults::MAX_LAG_BLOCKS),

@@ -6,7 +6,11 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::evm_methods::{self, parse_quantity};
-use super::{ChainFamily, ErrorClass, MethodClass, MethodLabels, ProbeFuture, ProbeVerdict};
+use super::evm_tx::transaction_hash_hex;
+use super::{
+    Broadcast, BroadcastVerdict, ChainFamily, ErrorClass, MethodClass, MethodLabels, ProbeFuture,
+    ProbeVerdict,
+};
 use crate::jsonrpc::Payload;
 use crate::upstream::{read_reply, UpstreamClient};
 
@@ -56,6 +60,30 @@ impl ChainFamily for Evm {
 
     fn classify_error(&self, error: &[u8]) -> ErrorClass {
         classify_error(error)
+    }
+
+    fn broadcast(&self, method: &str, params: Option<&[u8]>) -> Option<Result<Broadcast, String>> {
+        if method != "eth_sendRawTransaction" {
+            return None;
+        }
+        let raw = params
+            .and_then(|p| serde_json::from_slice::<Vec<String>>(p).ok())
+            .and_then(|p| p.into_iter().next());
+        let Some(raw) = raw else {
+            return Some(Err("params must be [\"0x<signed transaction>\"]".into()));
+        };
+        Some(
+            transaction_hash_hex(&raw)
+                .map(|hash| Broadcast {
+                    hash_json: format!("\"{hash}\""),
+                    lookup: ("eth_getTransactionByHash".into(), format!("[\"{hash}\"]")),
+                })
+                .map_err(|e| format!("cannot read the signed transaction: {e}")),
+        )
+    }
+
+    fn broadcast_verdict(&self, error: &[u8]) -> BroadcastVerdict {
+        broadcast_verdict(error)
     }
 
     fn method_labels(&self) -> MethodLabels {
@@ -113,6 +141,44 @@ const RATE_LIMITED_CODES: &[i64] = &[-32005, 429];
 /// to this query ("query returned more than 10000 results"), for the client to narrow.
 const SIZE_LIMITS: &[&str] = &["results", "range", "response size", "too large"];
 
+/// Answers to `eth_sendRawTransaction` meaning the node has the transaction already (geth,
+/// erigon, nethermind, besu, reth and providers' wordings).
+const ALREADY_KNOWN: &[&str] = &[
+    "already known",
+    "known transaction",
+    "already imported",
+    "alreadyknown",
+    "transaction already exists",
+    "already in mempool",
+    "already in the txpool",
+];
+
+/// Answers meaning the sender's nonce is already used: by this transaction or another.
+const NONCE_USED: &[&str] = &[
+    "nonce too low",
+    "nonce has already been used",
+    "oldnonce",
+    "nonce is too low",
+];
+
+fn broadcast_verdict(error: &[u8]) -> BroadcastVerdict {
+    let message = serde_json::from_slice::<serde_json::Value>(error)
+        .ok()
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_lowercase)
+        })
+        .unwrap_or_default();
+    if ALREADY_KNOWN.iter().any(|m| message.contains(m)) {
+        BroadcastVerdict::AlreadyKnown
+    } else if NONCE_USED.iter().any(|m| message.contains(m)) {
+        BroadcastVerdict::NonceUsed
+    } else {
+        BroadcastVerdict::Rejected
+    }
+}
+
 fn classify_error(error: &[u8]) -> ErrorClass {
     #[derive(serde::Deserialize)]
     struct ErrorObject<'a> {
@@ -124,8 +190,9 @@ fn classify_error(error: &[u8]) -> ErrorClass {
         return ErrorClass::Answer;
     };
     let message = e.message.unwrap_or_default().to_lowercase();
-    // Reverts first: their messages carry user text that may contain any of the words below.
-    if message.contains("revert") || e.code == Some(3) {
+    // Reverts, unknown methods and bad params first: their messages carry the client's own
+    // text (a method name, revert data) that may contain any of the words below.
+    if message.contains("revert") || matches!(e.code, Some(3 | -32601 | -32602)) {
         return ErrorClass::Answer;
     }
     if SIZE_LIMITS.iter().any(|m| message.contains(m)) {
@@ -315,6 +382,8 @@ mod tests {
             r#"{"code":-32000,"message":"nonce too low"}"#,
             r#"{"code":-32601,"message":"the method foo does not exist/is not available"}"#,
             r#"{"code":-32000,"message":"max code size exceeded"}"#,
+            r#"{"code":-32601,"message":"the method eth_quota_capacity does not exist/is not available"}"#,
+            r#"{"code":-32601,"message":"rate limit: no such method"}"#,
             r#"{"code":-32005,"message":"query returned more than 10000 results"}"#,
             "not json",
         ] {
@@ -336,6 +405,42 @@ mod tests {
         ] {
             assert_eq!(class(limited), ErrorClass::RateLimited, "{limited}");
         }
+    }
+
+    #[test]
+    fn broadcast_answers() {
+        let v =
+            |m: &str| broadcast_verdict(format!(r#"{{"code":-32000,"message":"{m}"}}"#).as_bytes());
+        assert_eq!(v("already known"), BroadcastVerdict::AlreadyKnown);
+        assert_eq!(v("Known transaction: 0xab"), BroadcastVerdict::AlreadyKnown);
+        assert_eq!(
+            v("nonce too low: next nonce 5, tx nonce 4"),
+            BroadcastVerdict::NonceUsed
+        );
+        assert_eq!(
+            v("insufficient funds for gas * price + value"),
+            BroadcastVerdict::Rejected
+        );
+        assert_eq!(v("transaction underpriced"), BroadcastVerdict::Rejected);
+        let evm = Evm::new(1);
+        assert!(evm.broadcast("eth_call", Some(b"[]")).is_none());
+        assert!(matches!(
+            evm.broadcast("eth_sendRawTransaction", Some(b"[1]")),
+            Some(Err(_))
+        ));
+        assert!(matches!(
+            evm.broadcast("eth_sendRawTransaction", Some(b"[\"0xzz\"]")),
+            Some(Err(_))
+        ));
+        let b = evm
+            .broadcast("eth_sendRawTransaction", Some(br#"["0x04c20102"]"#))
+            .unwrap()
+            .unwrap();
+        assert!(
+            b.hash_json.starts_with("\"0x") && b.hash_json.len() == 68,
+            "{b:?}"
+        );
+        assert_eq!(b.lookup.0, "eth_getTransactionByHash");
     }
 
     #[test]

@@ -65,6 +65,29 @@ pub enum ErrorClass {
     RateLimited,
 }
 
+/// What a node's error answer to a transaction broadcast means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastVerdict {
+    /// The node has the transaction already: the broadcast succeeded.
+    AlreadyKnown,
+    /// The sender's nonce is used: by this very transaction (success), or by another one
+    /// (a real rejection). Only a lookup of the hash tells which.
+    NonceUsed,
+    /// A real rejection (insufficient funds, underpriced, bad signature): the answer.
+    Rejected,
+}
+
+/// A transaction broadcast: which call it is and what to ask to confirm it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broadcast {
+    /// The transaction's hash, computed locally, as the JSON text of the result
+    /// (`"0x…"`).
+    pub hash_json: String,
+    /// A call that returns the transaction if a node knows it, `null` if not: method and
+    /// params JSON.
+    pub lookup: (String, String),
+}
+
 pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = ProbeVerdict> + Send + 'a>>;
 
 pub trait ChainFamily: Send + Sync + std::fmt::Debug {
@@ -85,6 +108,13 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
 
     /// What a node's error object means.
     fn classify_error(&self, error: &[u8]) -> ErrorClass;
+
+    /// For a call that broadcasts a signed transaction: its locally computed hash and how to
+    /// look it up. `None` for any other call; `Some(Err)` when the transaction cannot be read.
+    fn broadcast(&self, method: &str, params: Option<&[u8]>) -> Option<Result<Broadcast, String>>;
+
+    /// What a node's error answer to a broadcast means.
+    fn broadcast_verdict(&self, error: &[u8]) -> BroadcastVerdict;
 
     /// The metric labels for method names.
     fn method_labels(&self) -> MethodLabels;

@@ -9,12 +9,8 @@ use tokio::sync::{watch, Notify};
 
 use super::ChainHead;
 use crate::config::HealthPolicy;
-use crate::family::{ChainFamily, ProbeVerdict};
+use crate::family::ChainFamily;
 use crate::upstream::{HealthStatus, Upstream};
-
-/// The chain id is checked on every probe until it has been seen right, then on every
-/// `IDENTITY_EVERY`-th: it does not change, and paid providers bill for each call.
-const IDENTITY_EVERY: u64 = 10;
 
 /// What the checkers of one chain share.
 #[derive(Debug)]
@@ -57,24 +53,14 @@ impl ChainHealth {
 
 /// Probe `upstream` until `stop` turns true.
 pub async fn run(ctx: Arc<ChainHealth>, upstream: Arc<Upstream>, mut stop: watch::Receiver<bool>) {
-    let mut round: u64 = 0;
-    // Whether a probe has seen the right chain id since the last wrong one: until then, every
-    // probe checks it, so that an upstream whose first probes failed cannot become healthy
-    // on head and sync status alone.
-    let mut identity_seen = false;
     loop {
-        let check_identity = !identity_seen || round % IDENTITY_EVERY == 0;
+        // The chain id is checked on every probe: an endpoint re-pointed at another chain
+        // (a provider's misrouting, a node restarted with another genesis) must be out at the
+        // next probe, not ten probes later. It costs one small request.
         let verdict = tokio::select! {
-            v = ctx.family.probe(upstream.client(), ctx.policy.timeout, check_identity) => v,
+            v = ctx.family.probe(upstream.client(), ctx.policy.timeout, true) => v,
             _ = stop.changed() => return,
         };
-        match &verdict {
-            ProbeVerdict::WrongChain(_) => identity_seen = false,
-            ProbeVerdict::Healthy { .. } | ProbeVerdict::Syncing { .. } if check_identity => {
-                identity_seen = true;
-            }
-            _ => {}
-        }
         if let Some(t) = upstream.active().apply(&verdict) {
             if t.to.is_serving() {
                 tracing::info!(chain = %ctx.chain, upstream = %upstream.name(), from = t.from.label(), to = t.to.label(), "upstream up");
@@ -84,7 +70,6 @@ pub async fn run(ctx: Arc<ChainHealth>, upstream: Arc<Upstream>, mut stop: watch
         }
         ctx.refresh_head();
         ctx.probed.notify_waiters();
-        round += 1;
         tokio::select! {
             () = tokio::time::sleep(jittered(ctx.policy.interval)) => {}
             _ = stop.changed() => return,
@@ -107,7 +92,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::family::{
-        BlockNeed, ErrorClass, MethodClass, MethodLabels, ProbeFuture, ProbeVerdict,
+        BlockNeed, Broadcast, BroadcastVerdict, ErrorClass, MethodClass, MethodLabels, ProbeFuture,
+        ProbeVerdict,
     };
     use crate::metrics::Metrics;
     use crate::upstream::UpstreamClient;
@@ -163,6 +149,12 @@ mod tests {
         }
         fn classify_error(&self, _: &[u8]) -> ErrorClass {
             ErrorClass::Answer
+        }
+        fn broadcast(&self, _: &str, _: Option<&[u8]>) -> Option<Result<Broadcast, String>> {
+            None
+        }
+        fn broadcast_verdict(&self, _: &[u8]) -> BroadcastVerdict {
+            BroadcastVerdict::Rejected
         }
         fn method_labels(&self) -> MethodLabels {
             MethodLabels::new(&[])
@@ -254,8 +246,8 @@ mod tests {
         assert_eq!(ctx.head.get(), Some(13));
         assert_eq!(
             family.identity_checks.load(Ordering::SeqCst),
-            2,
-            "the chain id is checked until a probe has seen it (the first failed), then every tenth"
+            7,
+            "the chain id is checked on every probe"
         );
         stop.send(true).unwrap();
         task.await.unwrap();

@@ -30,9 +30,16 @@ pub fn robust_head(heads: &[u64], tolerance: u64) -> Option<u64> {
 pub struct ChainHead {
     /// The head plus one: 0 until some upstream's head is known.
     value: AtomicU64,
-    /// Since when every update has proposed a lower head.
-    lower_since: Mutex<Option<Instant>>,
+    state: Mutex<State>,
     hold: Duration,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Since when every update has proposed a lower head.
+    lower_since: Option<Instant>,
+    /// How many upstreams' heads the current head was computed from.
+    set_by: usize,
 }
 
 impl ChainHead {
@@ -40,7 +47,7 @@ impl ChainHead {
     pub fn new(hold: Duration) -> Self {
         Self {
             value: AtomicU64::new(0),
-            lower_since: Mutex::new(None),
+            state: Mutex::new(State::default()),
             hold,
         }
     }
@@ -52,16 +59,24 @@ impl ChainHead {
     /// Recompute from the heads of the upstreams currently fit to count. Returns the head
     /// and whether it went backwards.
     pub fn update(&self, heads: &[u64], tolerance: u64) -> (Option<u64>, bool) {
-        let mut lower_since = self.lower_since.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let Some(candidate) = robust_head(heads, tolerance) else {
             return (self.get(), false);
         };
         let store = |v: u64| self.value.store(v.saturating_add(1), Ordering::Relaxed);
         match self.get() {
+            // Fewer upstreams count than set the head: the lower candidate only says that the
+            // leaders went away, not that the chain went back. Keep the head, so that the
+            // laggards left behind are not taken for in sync.
+            Some(current) if candidate < current && heads.len() < state.set_by => {
+                state.lower_since = None;
+                (Some(current), false)
+            }
             Some(current) if candidate < current => {
-                let since = *lower_since.get_or_insert_with(Instant::now);
+                let since = *state.lower_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= self.hold {
-                    *lower_since = None;
+                    state.lower_since = None;
+                    state.set_by = heads.len();
                     store(candidate);
                     (Some(candidate), true)
                 } else {
@@ -69,7 +84,8 @@ impl ChainHead {
                 }
             }
             _ => {
-                *lower_since = None;
+                state.lower_since = None;
+                state.set_by = heads.len();
                 store(candidate);
                 (Some(candidate), false)
             }
@@ -140,6 +156,20 @@ mod tests {
             (Some(50), true),
             "agreed for the hold time: a reset"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leaders_going_down_never_lower_the_head() {
+        let h = ChainHead::new(HOLD);
+        h.update(&[1000, 1001, 500], 16);
+        assert_eq!(h.get(), Some(1001));
+        // The two leaders are down; the one left is 500 behind, for as long as it takes.
+        for _ in 0..5 {
+            tokio::time::advance(HOLD).await;
+            assert_eq!(h.update(&[500], 16), (Some(1001), false));
+        }
+        // They come back: all is as before.
+        assert_eq!(h.update(&[1002, 1002, 500], 16), (Some(1002), false));
     }
 
     proptest! {

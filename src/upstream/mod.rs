@@ -5,6 +5,7 @@
 //! feeds health, metrics and the failover decision in `UpstreamSet`.
 
 mod active;
+mod broadcast;
 mod client;
 mod outcome;
 mod passive;
@@ -18,6 +19,7 @@ use metrics::{Counter, Gauge, Histogram, Label};
 use tokio::time::Instant;
 
 pub use active::{ActiveHealth, HealthStatus, Transition};
+pub use broadcast::{broadcast, BroadcastRequest, BroadcastResult};
 pub use client::{HttpReply, TransportError, UpstreamClient};
 pub use outcome::{AttemptFailure, Outcome};
 pub use passive::PassiveHealth;
@@ -119,6 +121,8 @@ impl Upstream {
                     let (outcome, delivered) = match e {
                         TransportError::Timeout(_) => (Outcome::Timeout, true),
                         TransportError::Connect(_) => (Outcome::Transport, false),
+                        // An answer too large to take is the request's doing, not the node's.
+                        TransportError::TooLarge(_) => (Outcome::Rejected, true),
                         _ => (Outcome::Transport, true),
                     };
                     (Err((outcome, e.to_string())), None, delivered)

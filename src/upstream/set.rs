@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::outcome::AttemptFailure;
 use super::{HealthStatus, Upstream};
 use crate::family::BlockNeed;
+use crate::health::ChainHead;
 use crate::jsonrpc::Payload;
 
 /// What a call needs, with the chain's state when it arrived.
@@ -70,6 +71,8 @@ pub struct UpstreamSet {
     max_attempts: usize,
     /// Signalled after every probe: requests waiting for a first verdict wake up.
     probed: Arc<Notify>,
+    /// The chain head, re-read after waiting for first verdicts.
+    head: Arc<ChainHead>,
 }
 
 /// Why no upstream answered.
@@ -82,11 +85,12 @@ pub enum SetFailure {
 }
 
 impl UpstreamSet {
-    pub fn new(upstreams: Vec<Arc<Upstream>>, max_attempts: u32) -> Self {
+    pub fn new(upstreams: Vec<Arc<Upstream>>, max_attempts: u32, head: Arc<ChainHead>) -> Self {
         Self {
             upstreams: upstreams.into(),
             max_attempts: usize::try_from(max_attempts).unwrap_or(usize::MAX).max(1),
             probed: Arc::new(Notify::new()),
+            head,
         }
     }
 
@@ -97,26 +101,28 @@ impl UpstreamSet {
 
     /// The first upstream to try. While no upstream is eligible but some have not been
     /// probed yet (start-up), wait for their verdicts, until `deadline`.
-    async fn first(
+    pub(crate) async fn first(
         &self,
         method: &str,
-        route: &Route,
+        route: &mut Route,
         deadline: Instant,
     ) -> Option<&Arc<Upstream>> {
+        // At start-up, wait until every upstream has a first verdict (each probe is bounded
+        // by the health timeout): otherwise the first lagging node to answer would look in
+        // sync with a chain head that only it has set.
         loop {
             let probed = self.probed.notified();
             tokio::pin!(probed);
             probed.as_mut().enable();
-            if let Some(u) = self.next_best(method, route, &[]) {
-                return Some(u);
-            }
             let pending = self.upstreams.iter().any(|u| {
                 u.config.methods.allows(method) && u.active().status() == HealthStatus::Unknown
             });
             if !pending || tokio::time::timeout_at(deadline, probed).await.is_err() {
-                return None;
+                break;
             }
         }
+        route.chain_head = self.head.get();
+        self.next_best(method, route, &[])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Upstream>> {
@@ -147,14 +153,14 @@ impl UpstreamSet {
             .iter()
             .map(|t| t.config.failure_domain.as_str())
             .collect();
-        // Upstreams being skipped for failing requests come after working ones of any tier:
-        // a primary that fails every request is not "better" than a working fallback. In-sync
-        // upstreams come before lagging ones, even for old blocks and lookups by hash: a
-        // lagging node answers `null` for a receipt it has not seen yet.
+        // In-sync upstreams come before lagging ones, even for old blocks and lookups by hash:
+        // a lagging node answers `null` for a receipt it has not seen yet. Then upstreams
+        // being skipped for failing requests come after working ones of any tier: a primary
+        // that fails every request is not "better" than a working fallback.
         let rank = |u: &Upstream| {
             (
-                !u.is_usable(),
                 !route.in_sync(u),
+                !u.is_usable(),
                 u.config.tier,
                 tried_domains.contains(&u.config.failure_domain.as_str()),
             )
@@ -185,7 +191,7 @@ impl UpstreamSet {
         repeatable: bool,
     ) -> Result<Payload, SetFailure> {
         let mut route = *route;
-        let first = match self.first(method, &route, deadline).await {
+        let first = match self.first(method, &mut route, deadline).await {
             Some(u) => u,
             None => match self.beyond_every_head(method, &route) {
                 Beyond::Null => return Ok(Payload::Result(Bytes::from_static(b"null"))),
@@ -238,9 +244,13 @@ impl UpstreamSet {
             .max();
         match highest {
             None => Beyond::No,
+            // Beyond the chain head too, which a lagging survivor may be far behind.
             Some(head)
                 if route.block_lookup
-                    && block > head.saturating_add(far_beyond(route.max_lag_blocks)) =>
+                    && block
+                        > head
+                            .max(route.chain_head.unwrap_or(0))
+                            .saturating_add(far_beyond(route.max_lag_blocks)) =>
             {
                 Beyond::Null
             }

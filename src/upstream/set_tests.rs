@@ -95,7 +95,11 @@ fn build(specs: &[Spec]) -> UpstreamSet {
             Arc::new(up)
         })
         .collect();
-    UpstreamSet::new(upstreams, 3)
+    UpstreamSet::new(
+        upstreams,
+        3,
+        Arc::new(crate::health::ChainHead::new(Duration::from_secs(1))),
+    )
 }
 
 fn route_strategy() -> impl Strategy<Value = Route> {
@@ -135,8 +139,8 @@ fn spec_rank(s: &Spec, route: &Route, tried_domains: &[u8]) -> (bool, bool, u8, 
     let in_sync = chain_head.saturating_sub(s.head) <= route.max_lag_blocks
         && s.head <= chain_head + route.max_ahead_blocks;
     (
-        s.skipped,
         !in_sync,
+        s.skipped,
         s.tier,
         tried_domains.contains(&s.domain),
     )
@@ -163,7 +167,9 @@ proptest! {
             let i = all.iter().position(|u| Arc::ptr_eq(u, p)).unwrap();
             prop_assert!(open.contains(&i), "u{} is not eligible by the rules", i);
             let best = open.iter().map(|j| spec_rank(&specs[*j], &route, &tried_domains)).min().unwrap();
-            prop_assert_eq!(spec_rank(&specs[i], &route, &tried_domains), best, "a better upstream was passed over");
+            let view: Vec<String> = all.iter().map(|u| format!("{} head={:?} in_sync={} usable={} status={:?}", u.name(), u.active().head(), route.in_sync(u), u.is_usable(), u.active().status())).collect();
+            let got = spec_rank(&specs[i], &route, &tried_domains);
+            prop_assert!(got == best, "a better upstream was passed over: picked u{} with rank {:?}, best {:?}; open {:?}; {:?} specs {:?} route {:?}", i, got, best, open, view, specs, route);
         }
     }
 }

@@ -1,0 +1,197 @@
+//! Transaction broadcast: one signed transaction sent to several upstreams at once, in
+//! different failure domains, so that losing one provider (or one cloud) can neither lose a
+//! withdrawal nor report it failed when some node took it.
+//!
+//! The first node to accept it wins. "Already known" is success: the transaction is in that
+//! node's pool. "Nonce too low" is ambiguous — this very transaction may have been mined, or
+//! another one used the nonce — so the transaction is looked up by its locally computed hash
+//! before anything is reported. A real rejection (insufficient funds, underpriced) is the
+//! answer, unless another node accepts. When no node answered at all, the client is told the
+//! outcome is unknown, never that it failed.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::outcome::AttemptFailure;
+use super::set::{Route, SetFailure, UpstreamSet};
+use super::Upstream;
+use crate::config::Tier;
+use crate::family::{Broadcast, BroadcastVerdict, ChainFamily};
+use crate::jsonrpc::Payload;
+
+/// How a broadcast ended, for the log and `manifold_broadcasts_total{result}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastResult {
+    Accepted,
+    AlreadyKnown,
+    /// "Nonce too low", and the lookup found this very transaction.
+    KnownAfterNonce,
+    Rejected,
+    /// No node answered: it may or may not be in a pool.
+    Unknown,
+}
+
+impl BroadcastResult {
+    pub const ALL: usize = 5;
+
+    pub fn label(self) -> &'static str {
+        match self {
+            BroadcastResult::Accepted => "accepted",
+            BroadcastResult::AlreadyKnown => "already_known",
+            BroadcastResult::KnownAfterNonce => "known_after_nonce_too_low",
+            BroadcastResult::Rejected => "rejected",
+            BroadcastResult::Unknown => "unknown",
+        }
+    }
+}
+
+/// One broadcast to run.
+#[derive(Debug)]
+pub struct BroadcastRequest<'a> {
+    pub method: &'a str,
+    pub route: Route,
+    pub tx: &'a Broadcast,
+    pub request_id: &'a [u8],
+    pub body: Bytes,
+    /// The lookup call, encoded, and its request id.
+    pub lookup_id: &'a [u8],
+    pub lookup_body: Bytes,
+    pub deadline: Instant,
+    pub fanout: usize,
+}
+
+impl UpstreamSet {
+    /// Up to `fanout` eligible upstreams, best first, each outside the failure domains of
+    /// those already picked while one such is eligible. `fallback` upstreams only when no
+    /// better one is.
+    pub fn broadcast_targets(
+        &self,
+        method: &str,
+        route: &Route,
+        fanout: usize,
+    ) -> Vec<&Arc<Upstream>> {
+        let mut picked: Vec<&Arc<Upstream>> = Vec::new();
+        while picked.len() < fanout {
+            let Some(u) = self.next_best(method, route, &picked) else {
+                break;
+            };
+            if u.config.tier == Tier::Fallback
+                && picked.iter().any(|p| p.config.tier != Tier::Fallback)
+            {
+                break;
+            }
+            picked.push(u);
+        }
+        picked
+    }
+}
+
+/// Broadcast `req.body` and decide what the client is told.
+pub async fn broadcast(
+    set: &UpstreamSet,
+    family: &dyn ChainFamily,
+    mut req: BroadcastRequest<'_>,
+) -> (Result<Payload, SetFailure>, BroadcastResult) {
+    // At start-up, wait for the first health verdicts like any call.
+    let _ = set.first(req.method, &mut req.route, req.deadline).await;
+    let targets = set.broadcast_targets(req.method, &req.route, req.fanout.max(1));
+    if targets.is_empty() {
+        return (
+            Err(SetFailure::NoUpstream(
+                "no upstream is passing health checks".into(),
+            )),
+            BroadcastResult::Unknown,
+        );
+    }
+    let mut sends = JoinSet::new();
+    for u in targets {
+        let (u, body, id, deadline) = (
+            u.clone(),
+            req.body.clone(),
+            req.request_id.to_vec(),
+            req.deadline,
+        );
+        sends.spawn(async move {
+            let outcome = u.attempt(&id, body, deadline).await;
+            (u, outcome)
+        });
+    }
+    let mut nonce_used: Option<(Bytes, Arc<Upstream>)> = None;
+    let mut rejected: Option<Bytes> = None;
+    let mut failures: Vec<AttemptFailure> = Vec::new();
+    while let Some(joined) = sends.join_next().await {
+        let Ok((upstream, outcome)) = joined else {
+            continue;
+        };
+        match outcome {
+            Ok(Payload::Result(r)) => {
+                // The others go on in the background: more pools hold it, sooner.
+                sends.detach_all();
+                return (Ok(Payload::Result(r)), BroadcastResult::Accepted);
+            }
+            Ok(Payload::Error(e)) => match family.broadcast_verdict(&e) {
+                BroadcastVerdict::AlreadyKnown => {
+                    sends.detach_all();
+                    return (Ok(hash_result(req.tx)), BroadcastResult::AlreadyKnown);
+                }
+                BroadcastVerdict::NonceUsed => nonce_used = Some((e, upstream)),
+                BroadcastVerdict::Rejected => rejected = Some(e),
+            },
+            Err(f) => failures.push(f),
+        }
+    }
+    if let Some((nonce_error, reporter)) = nonce_used {
+        // Is it this very transaction that used the nonce? Ask the node that said so (its
+        // state has the nonce used), then, if it does not know the hash, one other.
+        if let Ok(Payload::Result(r)) = reporter
+            .attempt(req.lookup_id, req.lookup_body.clone(), req.deadline)
+            .await
+        {
+            if &r[..] != b"null" {
+                return (Ok(hash_result(req.tx)), BroadcastResult::KnownAfterNonce);
+            }
+        }
+        let lookup_route = Route {
+            need: crate::family::BlockNeed::Any,
+            ..req.route
+        };
+        let found = set
+            .call(
+                &req.tx.lookup.0,
+                &lookup_route,
+                req.lookup_id,
+                &req.lookup_body,
+                req.deadline,
+                true,
+            )
+            .await;
+        return match found {
+            Ok(Payload::Result(r)) if &r[..] != b"null" => {
+                (Ok(hash_result(req.tx)), BroadcastResult::KnownAfterNonce)
+            }
+            Ok(_) => (Ok(Payload::Error(nonce_error)), BroadcastResult::Rejected),
+            Err(SetFailure::AllFailed(mut more)) => {
+                failures.append(&mut more);
+                (
+                    Err(SetFailure::AllFailed(failures)),
+                    BroadcastResult::Unknown,
+                )
+            }
+            Err(e) => (Err(e), BroadcastResult::Unknown),
+        };
+    }
+    if let Some(e) = rejected {
+        return (Ok(Payload::Error(e)), BroadcastResult::Rejected);
+    }
+    (
+        Err(SetFailure::AllFailed(failures)),
+        BroadcastResult::Unknown,
+    )
+}
+
+fn hash_result(tx: &Broadcast) -> Payload {
+    Payload::Result(Bytes::from(tx.hash_json.clone()))
+}

@@ -1,0 +1,209 @@
+//! `eth_sendRawTransaction`: sent to several upstreams at once; "already known" and "nonce
+//! too low" for this very transaction are success; a real rejection is the answer; no
+//! answer at all is "outcome unknown", never "failed".
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use manifold::family::evm_tx::transaction_hash_hex;
+use serde_json::Value;
+use support::*;
+
+/// A signed legacy transaction (execution-apis `send-legacy-transaction`), and its hash.
+const RAW: &str = "0xf86c808401a213988261a894aa000000000000000000000000000000000000000a8255448718e5bb3abd109fa073fbe7ff7e74339e7cc61fb3cb3f7630cd3f1d5fef653d7297654b2d22894daea042a188d30f35f19408c73c803bc1e9e17ce129c457e31fd2a368b54507af2f4c";
+
+fn send() -> String {
+    format!(
+        r#"{{"jsonrpc":"2.0","id":"w-1","method":"eth_sendRawTransaction","params":["{RAW}"]}}"#
+    )
+}
+
+fn hash() -> String {
+    transaction_hash_hex(RAW).unwrap()
+}
+
+fn node_error(message: &str) -> Action {
+    Action::Error(format!(r#"{{"code":-32000,"message":"{message}"}}"#))
+}
+
+/// Upstreams in three failure domains, all primary.
+fn config(urls: &[&str], fanout: Option<u32>) -> String {
+    let mut s = String::from("[[chains]]\nname = \"eth\"\nchain_id = 31337\n");
+    for (i, u) in urls.iter().enumerate() {
+        s.push_str(&format!(
+            "[[chains.upstreams]]\nname = \"u{i}\"\nurl = \"{u}\"\nfailure_domain = \"d{i}\"\ntimeout = \"1s\"\n"
+        ));
+    }
+    s.push_str("[chains.policy]\nrequest_timeout = \"5s\"\n");
+    if let Some(f) = fanout {
+        s.push_str(&format!("broadcast = {{ fanout = {f} }}\n"));
+    }
+    s.push_str("[chains.policy.health]\ninterval = \"60s\"\ntimeout = \"2s\"\n");
+    s
+}
+
+async fn rpc(proxy: &manifold::server::Running) -> Value {
+    HttpClient::new()
+        .rpc(&rpc_url(proxy, "/eth"), &send())
+        .await
+}
+
+#[tokio::test]
+async fn already_known_nonce_too_low_and_a_timeout_are_a_success() {
+    let known = FakeUpstream::start(|_, _| {
+        Action::Delay(
+            Duration::from_millis(100),
+            Box::new(node_error("already known")),
+        )
+    })
+    .await;
+    let h = hash();
+    let nonce = FakeUpstream::start(move |req, _| match req["method"].as_str() {
+        Some("eth_getTransactionByHash") => {
+            Action::Result(format!(r#"{{"hash":"{h}","blockNumber":"0x5"}}"#))
+        }
+        _ => node_error("nonce too low: next nonce 6, tx nonce 5"),
+    })
+    .await;
+    let hung = FakeUpstream::start(|_, _| Action::Hang).await;
+    let proxy = start_proxy(&config(&[&known.url, &nonce.url, &hung.url], None)).await;
+    let v = rpc(&proxy).await;
+    assert_eq!(v["result"], hash(), "{v}");
+    assert_eq!(v["id"], "w-1");
+    let (_, metrics) = HttpClient::new().get(&admin_url(&proxy, "/metrics")).await;
+    assert!(
+        metrics.contains("manifold_broadcasts_total{chain=\"eth\",result="),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn nonce_too_low_for_this_transaction_is_success() {
+    let h = hash();
+    let nonce = FakeUpstream::start(move |req, _| match req["method"].as_str() {
+        Some("eth_getTransactionByHash") => Action::Result(format!(r#"{{"hash":"{h}"}}"#)),
+        _ => node_error("nonce too low"),
+    })
+    .await;
+    let hung = FakeUpstream::start(|_, _| Action::Hang).await;
+    let proxy = start_proxy(&config(&[&nonce.url, &hung.url], None)).await;
+    let v = rpc(&proxy).await;
+    assert_eq!(v["result"], hash(), "{v}");
+    let (_, metrics) = HttpClient::new().get(&admin_url(&proxy, "/metrics")).await;
+    assert!(
+        metrics.contains(
+            r#"manifold_broadcasts_total{chain="eth",result="known_after_nonce_too_low"} 1"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn nonce_used_by_another_transaction_is_the_answer() {
+    let nonce = FakeUpstream::start(|req, _| match req["method"].as_str() {
+        Some("eth_getTransactionByHash") => Action::Result("null".into()),
+        _ => node_error("nonce too low"),
+    })
+    .await;
+    let proxy = start_proxy(&config(&[&nonce.url], None)).await;
+    let (_, text) = HttpClient::new()
+        .post(&rpc_url(&proxy, "/eth"), send())
+        .await;
+    assert_eq!(
+        text,
+        r#"{"jsonrpc":"2.0","id":"w-1","error":{"code":-32000,"message":"nonce too low"}}"#
+    );
+}
+
+#[tokio::test]
+async fn a_real_rejection_is_passed_through_unless_another_node_accepts() {
+    let poor = || node_error("insufficient funds for gas * price + value");
+    let a = FakeUpstream::start(move |_, _| poor()).await;
+    let b = FakeUpstream::start(move |_, _| poor()).await;
+    let proxy = start_proxy(&config(&[&a.url, &b.url], None)).await;
+    let (_, text) = HttpClient::new()
+        .post(&rpc_url(&proxy, "/eth"), send())
+        .await;
+    assert_eq!(
+        text,
+        r#"{"jsonrpc":"2.0","id":"w-1","error":{"code":-32000,"message":"insufficient funds for gas * price + value"}}"#
+    );
+    // A stale node rejects, a current one accepts: accepted.
+    let h = hash();
+    let accepts = FakeUpstream::start(move |_, _| {
+        Action::Delay(
+            Duration::from_millis(100),
+            Box::new(Action::Result(format!("\"{h}\""))),
+        )
+    })
+    .await;
+    let proxy = start_proxy(&config(&[&a.url, &accepts.url], None)).await;
+    assert_eq!(rpc(&proxy).await["result"], hash());
+}
+
+#[tokio::test]
+async fn every_upstream_gets_it_in_different_failure_domains() {
+    let h = hash();
+    let ups = [
+        FakeUpstream::start({
+            let h = h.clone();
+            move |_, _| Action::Result(format!("\"{h}\""))
+        })
+        .await,
+        FakeUpstream::start({
+            let h = h.clone();
+            move |_, _| Action::Result(format!("\"{h}\""))
+        })
+        .await,
+        FakeUpstream::start({
+            let h = h.clone();
+            move |_, _| Action::Result(format!("\"{h}\""))
+        })
+        .await,
+        FakeUpstream::start(move |_, _| Action::Result(format!("\"{h}\""))).await,
+    ];
+    let urls: Vec<&str> = ups.iter().map(|u| u.url.as_str()).collect();
+    let proxy = start_proxy(&config(&urls, Some(3))).await;
+    assert_eq!(rpc(&proxy).await["result"], hash());
+    // The first answer wins; the other sends complete in the background.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while ups.iter().map(FakeUpstream::hits).sum::<usize>() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fanout of 3 not reached"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        ups.iter().map(FakeUpstream::hits).sum::<usize>(),
+        3,
+        "fanout is 3, not 4"
+    );
+}
+
+#[tokio::test]
+async fn no_answer_at_all_is_outcome_unknown_never_failed() {
+    let a = FakeUpstream::start(|_, _| Action::Hang).await;
+    let b = FakeUpstream::start(|_, _| Action::Status(502, String::new())).await;
+    let proxy = start_proxy(&config(&[&a.url, &b.url], None)).await;
+    let v = rpc(&proxy).await;
+    assert_eq!(v["error"]["code"], -32092, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "outcome_unknown", "{v}");
+    // Nowhere reachable at all: certainly not sent.
+    let dead = closed_port_url().await;
+    let proxy = start_proxy(&config(&[&dead], None)).await;
+    wait_for_status(&proxy, "u0 unhealthy", |s| {
+        upstream_status(s, "u0")["status"] == "unhealthy"
+    })
+    .await;
+    let v = rpc(&proxy).await;
+    assert_eq!(v["error"]["code"], -32091, "{v}");
+}
