@@ -89,11 +89,11 @@ mod tests {
         );
     }
 
-    #[test]
-    fn hides_interpolated_values_the_url_parser_encoded() {
+    /// `https://h.io/k/${K}` with `K` set to `value`: the URL and the secrets it holds.
+    fn interpolated(value: &'static str) -> (Url, Secrets) {
         let mut v: toml::Value = toml::Value::String("https://h.io/k/${K}".into());
         let mut secrets = Secrets::default();
-        let env = |_: &str| Some("a b\"é".to_string());
+        let env = move |_: &str| Some(value.to_string());
         let mut errors = vec![];
         super::super::interpolate::interpolate(
             &mut v,
@@ -102,25 +102,19 @@ mod tests {
             &mut secrets,
             &mut errors,
         );
-        let url = Url::parse(v.as_str().unwrap()).unwrap();
+        (Url::parse(v.as_str().unwrap()).unwrap(), secrets)
+    }
+
+    #[test]
+    fn hides_interpolated_values_the_url_parser_encoded() {
+        let (url, secrets) = interpolated("a b\"é");
         assert_ne!(url.path(), "/k/a b\"é", "the parser encoded it");
         assert_eq!(redact_url(&url, &secrets), "https://h.io/k/***");
     }
 
     #[test]
     fn hides_interpolated_values_even_when_short() {
-        let mut v: toml::Value = toml::Value::String("https://h.io/k/${K}".into());
-        let mut secrets = Secrets::default();
-        let env = |_: &str| Some("short".to_string());
-        let mut errors = vec![];
-        super::super::interpolate::interpolate(
-            &mut v,
-            &super::super::error::KeyPath::root("f"),
-            &env,
-            &mut secrets,
-            &mut errors,
-        );
-        let url = Url::parse(v.as_str().unwrap()).unwrap();
+        let (url, secrets) = interpolated("short");
         assert_eq!(redact_url(&url, &secrets), "https://h.io/k/***");
     }
 }
