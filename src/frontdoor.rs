@@ -210,13 +210,10 @@ async fn batch_response(chain: Arc<Chain>, items: Vec<Item>) -> Response<Body> {
     let mut first = true;
     let body = answers
         .flat_map(move |chunks| {
-            let sep = if std::mem::take(&mut first) { "[" } else { "," };
-            let mut out = Vec::with_capacity(chunks.len() + 1);
-            out.push(Bytes::from_static(sep.as_bytes()));
-            out.extend(chunks);
-            stream::iter(crate::body::join_small(out))
+            let element = jsonrpc::batch_element(std::mem::take(&mut first), chunks);
+            stream::iter(crate::body::join_small(element))
         })
-        .chain(stream::once(async { Bytes::from_static(b"]") }));
+        .chain(stream::once(async { jsonrpc::batch_end() }));
     let mut resp = Response::new(Body::from_stream(body));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

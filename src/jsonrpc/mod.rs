@@ -12,4 +12,4 @@ mod response;
 
 pub use error::{codes, ErrorObject};
 pub use request::{decode, Call, DecodeError, Id, Incoming, Item, Limits};
-pub use response::{encode_batch, encode_response, Payload};
+pub use response::{batch_element, batch_end, encode_batch, encode_response, Payload};

@@ -37,17 +37,27 @@ pub fn encode_response(id: &Id, payload: &Payload) -> Vec<Bytes> {
 
 /// A batch response: the given response objects in order, as one JSON array.
 pub fn encode_batch(responses: Vec<Vec<Bytes>>) -> Vec<Bytes> {
-    let mut out =
-        Vec::with_capacity(responses.iter().map(Vec::len).sum::<usize>() + responses.len() + 1);
-    out.push(Bytes::from_static(b"["));
-    for (i, r) in responses.into_iter().enumerate() {
-        if i > 0 {
-            out.push(Bytes::from_static(b","));
-        }
-        out.extend(r);
-    }
-    out.push(Bytes::from_static(b"]"));
+    let mut out: Vec<Bytes> = responses
+        .into_iter()
+        .enumerate()
+        .flat_map(|(i, r)| batch_element(i == 0, r))
+        .collect();
+    out.push(batch_end());
     out
+}
+
+/// One response object of a batch array, preceded by `[` (the first) or `,` (the others):
+/// a batch can be written element by element as its answers complete, then `batch_end`.
+pub fn batch_element(first: bool, response: Vec<Bytes>) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(response.len() + 1);
+    out.push(Bytes::from_static(if first { b"[" } else { b"," }));
+    out.extend(response);
+    out
+}
+
+/// The end of a batch array.
+pub fn batch_end() -> Bytes {
+    Bytes::from_static(b"]")
 }
 
 #[cfg(test)]

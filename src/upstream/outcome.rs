@@ -43,11 +43,6 @@ impl Outcome {
         Outcome::Timeout,
     ];
 
-    /// The upstream produced a JSON-RPC answer: nothing to fail over from.
-    pub fn is_answer(self) -> bool {
-        matches!(self, Outcome::Success | Outcome::RpcError)
-    }
-
     /// The upstream, not the request, is at fault: counts against its health.
     pub fn is_upstream_fault(self) -> bool {
         !matches!(
