@@ -53,7 +53,7 @@ impl Admin {
         }
     }
 
-    /// Ready when every chain has at least one upstream that is not being skipped.
+    /// Ready when every chain has at least one usable upstream (`UpstreamSet::has_usable`).
     fn readyz(&self) -> Response<Body> {
         let snapshot = self.snapshot.load();
         let not_ready: Vec<String> = snapshot

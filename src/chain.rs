@@ -13,14 +13,16 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::config::{ChainConfig, Config};
-use crate::family::{self, ChainFamily, MethodLabels};
+use crate::family::{self, ChainFamily, Cost, MethodLabels};
 use crate::health::checker::{self, ChainHealth};
 use crate::health::ChainHead;
 use crate::jsonrpc::{codes, Call, ErrorObject, Payload};
-use crate::metrics::{LabelTable, Metrics, BROADCASTS, CHAIN_HEAD, REQUESTS, REQUEST_DURATION};
+use crate::metrics::{
+    LabelTable, Metrics, BROADCASTS, CHAIN_HEAD, HEDGES, REQUESTS, REQUEST_DURATION, RETRIES,
+};
 use crate::upstream::{
-    broadcast, AttemptFailure, BroadcastRequest, BroadcastResult, Outcome, Route, SetFailure,
-    Upstream, UpstreamSet,
+    broadcast, AttemptFailure, BroadcastRequest, BroadcastResult, CallPlan, Outcome, Route,
+    SetFailure, SetMetrics, Upstream, UpstreamSet,
 };
 
 /// How a client's call ended, for `manifold_requests_total{outcome}`.
@@ -89,6 +91,7 @@ impl Chain {
                     metrics,
                     max_response_bytes,
                     &config.policy.health,
+                    &config.policy.breaker,
                     family.clone(),
                 )
                 .map(Arc::new)
@@ -99,7 +102,26 @@ impl Chain {
         // The head goes back only when the upstreams have agreed on a lower one for three
         // probe intervals.
         let head = Arc::new(ChainHead::new(config.policy.health.interval * 3));
-        let upstreams = UpstreamSet::new(upstreams, config.policy.max_attempts, head.clone());
+        let chain_label = |result: &'static str| {
+            vec![
+                Label::new("chain", config.name.to_string()),
+                Label::new("result", result),
+            ]
+        };
+        let set_metrics = SetMetrics {
+            retries_sent: metrics.counter(RETRIES, chain_label("sent")),
+            retries_denied: metrics.counter(RETRIES, chain_label("budget_exhausted")),
+            hedges_sent: metrics.counter(HEDGES, chain_label("sent")),
+            hedges_won: metrics.counter(HEDGES, chain_label("won")),
+        };
+        let upstreams = UpstreamSet::new(
+            upstreams,
+            config.policy.max_attempts,
+            head.clone(),
+            config.policy.hedge.clone(),
+            config.policy.retry_budget,
+            set_metrics,
+        );
         let health = Arc::new(ChainHealth {
             probed: upstreams.probe_signal(),
             chain: config.name.clone(),
@@ -161,10 +183,13 @@ impl Chain {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let id_text = id.to_string();
         let body = encode_upstream_request(&id_text, call);
-        let timeout = self.config.policy.request_timeout;
-        let deadline = started + timeout;
         let repeatable = self.family.is_repeatable(&call.method);
         let class = self.family.classify(&call.method, call.params.as_deref());
+        let timeout = match class.cost {
+            Cost::Normal => self.config.policy.request_timeout,
+            Cost::Heavy => self.config.policy.heavy_request_timeout,
+        };
+        let deadline = started + timeout;
         let route = Route {
             need: class.need,
             block_lookup: class.block_lookup,
@@ -204,16 +229,16 @@ impl Chain {
                 }
                 // Anything else, an unreadable transaction included (the node says why).
                 _ => {
-                    self.upstreams
-                        .call(
-                            &call.method,
-                            &route,
-                            id_text.as_bytes(),
-                            &body,
-                            deadline,
-                            repeatable,
-                        )
-                        .await
+                    let plan = CallPlan {
+                        method: &call.method,
+                        route,
+                        request_id: id_text.as_bytes(),
+                        body,
+                        deadline,
+                        repeatable,
+                        cost: class.cost,
+                    };
+                    self.upstreams.call(&plan).await
                 }
             }
         };
@@ -221,9 +246,10 @@ impl Chain {
         let (payload, outcome) = match result {
             Ok(Ok(p @ Payload::Result(_))) => (p, CallOutcome::Success),
             Ok(Ok(p @ Payload::Error(_))) => (p, CallOutcome::RpcError),
-            Ok(Err(failure)) => self.failure_payload(failure, deadline, repeatable),
+            Ok(Err(failure)) => self.failure_payload(failure, deadline, timeout, repeatable),
             Err(_) => (self.timeout_error(timeout, &[]), CallOutcome::Timeout),
         };
+
         self.metrics
             .record(&self.config.name, &call.method, outcome, started.elapsed());
         if outcome != CallOutcome::Success && outcome != CallOutcome::RpcError {
@@ -236,6 +262,7 @@ impl Chain {
         &self,
         failure: SetFailure,
         deadline: Instant,
+        timeout: std::time::Duration,
         repeatable: bool,
     ) -> (Payload, CallOutcome) {
         let attempts = match failure {
@@ -243,6 +270,12 @@ impl Chain {
                 return (
                     self.error(codes::NO_UPSTREAM, why, json!({ "reason": "no_upstream" })),
                     CallOutcome::NoUpstream,
+                )
+            }
+            SetFailure::OverRate(why) => {
+                return (
+                    self.error(codes::RATE_LIMITED, why, json!({ "reason": "max_rps" })),
+                    CallOutcome::RateLimited,
                 )
             }
             SetFailure::AllFailed(attempts) => attempts,
@@ -260,10 +293,7 @@ impl Chain {
             }
         }
         if Instant::now() >= deadline {
-            return (
-                self.timeout_error(self.config.policy.request_timeout, &attempts),
-                CallOutcome::Timeout,
-            );
+            return (self.timeout_error(timeout, &attempts), CallOutcome::Timeout);
         }
         let all_limited =
             !attempts.is_empty() && attempts.iter().all(|a| a.outcome == Outcome::RateLimited);

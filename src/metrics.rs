@@ -27,6 +27,9 @@ pub const UPSTREAM_HEAD: &str = "manifold_upstream_head_block";
 pub const UPSTREAM_LAG: &str = "manifold_upstream_lag_blocks";
 pub const CHAIN_HEAD: &str = "manifold_chain_head_block";
 pub const BROADCASTS: &str = "manifold_broadcasts_total";
+pub const BREAKER_STATE: &str = "manifold_breaker_state";
+pub const RETRIES: &str = "manifold_retries_total";
+pub const HEDGES: &str = "manifold_hedges_total";
 pub const BUILD_INFO: &str = "manifold_build_info";
 
 const DESCRIPTIONS: &[(&str, &str)] = &[
@@ -74,6 +77,18 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         BROADCASTS,
         "Transaction broadcasts, by chain and result (accepted, already_known, known_after_nonce_too_low, rejected, unknown)",
+    ),
+    (
+        BREAKER_STATE,
+        "The upstream's circuit breaker: 0 closed, 1 half-open, 2 open",
+    ),
+    (
+        RETRIES,
+        "Retries on another upstream after a failed attempt, by chain and result (sent, budget_exhausted)",
+    ),
+    (
+        HEDGES,
+        "Hedged attempts, by chain and result (sent; won: the hedge gave the answer)",
     ),
 ];
 

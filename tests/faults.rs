@@ -389,7 +389,7 @@ async fn shutdown_is_bounded_by_shutdown_timeout() {
 }
 
 /// An upstream slower than the request's whole budget is cut off at the deadline, and those
-/// timeouts count against it, so that requests move to the healthy upstream.
+/// timeouts count against it: its breaker opens, and requests move to the healthy upstream.
 #[tokio::test]
 async fn attempts_end_at_the_request_deadline_and_count_against_the_upstream() {
     let hung = FakeUpstream::start(|_, _| Action::Hang).await;
@@ -398,7 +398,8 @@ async fn attempts_end_at_the_request_deadline_and_count_against_the_upstream() {
         "[[chains]]\nname = \"eth\"\nchain_id = 31337\n\
          [[chains.upstreams]]\nname = \"hung\"\nurl = \"{}\"\ntimeout = \"60s\"\n\
          [[chains.upstreams]]\nname = \"good\"\nurl = \"{}\"\ntier = \"secondary\"\n\
-         [chains.policy]\nrequest_timeout = \"300ms\"\n",
+         [chains.policy]\nrequest_timeout = \"300ms\"\n\
+         breaker = {{ consecutive_failures = 3 }}\n",
         hung.url, good.url
     );
     let proxy = start_proxy(&cfg).await;
@@ -414,7 +415,7 @@ async fn attempts_end_at_the_request_deadline_and_count_against_the_upstream() {
     let v = c.rpc(&rpc_url(&proxy, "/eth"), CALL).await;
     assert_eq!(
         v["result"], "0x1",
-        "the hung upstream is now tried last: {v}"
+        "the hung upstream's breaker is open: {v}"
     );
     let (_, metrics) = c.get(&admin_url(&proxy, "/metrics")).await;
     assert!(

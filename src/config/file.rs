@@ -56,7 +56,7 @@ pub struct FileUpstream {
     pub tier: Option<String>,
     pub failure_domain: Option<String>,
     pub weight: Option<u32>,
-    pub max_rps: Option<toml::Value>,
+    pub max_rps: Option<u32>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub timeout: Option<String>,
@@ -75,13 +75,14 @@ pub struct FileMethods {
 #[serde(deny_unknown_fields)]
 pub struct FilePolicy {
     pub request_timeout: Option<String>,
+    pub heavy_request_timeout: Option<String>,
     pub retry: Option<FileRetry>,
     pub max_lag_blocks: Option<u64>,
     pub health: Option<FileHealth>,
-    /// Keys of later features: accepted by the parser so that the error can say "not
+    pub hedge: Option<FileHedge>,
+    pub breaker: Option<FileBreaker>,
+    /// A key of a later feature: accepted by the parser so that the error can say "not
     /// supported yet" rather than "unknown key".
-    pub hedge: Option<toml::Value>,
-    pub breaker: Option<toml::Value>,
     pub cache: Option<toml::Value>,
     pub broadcast: Option<FileBroadcast>,
 }
@@ -90,7 +91,27 @@ pub struct FilePolicy {
 #[serde(deny_unknown_fields)]
 pub struct FileRetry {
     pub max_attempts: Option<u32>,
-    pub budget: Option<toml::Value>,
+    pub budget: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileHedge {
+    /// "auto", "off" or a duration.
+    pub delay: Option<String>,
+    pub max_extra: Option<u32>,
+    pub budget: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBreaker {
+    pub consecutive_failures: Option<u32>,
+    pub failure_rate: Option<f64>,
+    pub window: Option<u32>,
+    pub open_duration: Option<String>,
+    pub max_open_duration: Option<String>,
+    pub half_open_requests: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -24,6 +24,8 @@ pub use error::{ConfigError, ConfigErrors, KeyPath};
 pub use interpolate::Secrets;
 pub use redact::redact_url;
 
+pub use crate::upstream::{BreakerPolicy, HedgeDelay, HedgePolicy};
+
 /// The embedded default (PRODUCT.md §9), compiled in from `config/default.toml`.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
 
@@ -139,6 +141,8 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub methods: MethodFilter,
+    /// Most requests per second sent to it (health probes excluded).
+    pub max_rps: Option<std::num::NonZeroU32>,
 }
 
 impl std::fmt::Debug for UpstreamConfig {
@@ -158,6 +162,7 @@ impl std::fmt::Debug for UpstreamConfig {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("methods", &self.methods)
+            .field("max_rps", &self.max_rps)
             .finish()
     }
 }
@@ -185,8 +190,14 @@ impl MethodFilter {
 pub struct Policy {
     /// The whole request, all attempts included.
     pub request_timeout: Duration,
-    /// Upstreams tried for one request before giving up (1 = no failover).
+    /// The same, and each attempt's limit, for calls slow by nature (`family::Cost::Heavy`).
+    pub heavy_request_timeout: Duration,
+    /// Upstreams tried for one request before giving up (1 = no failover), hedges included.
     pub max_attempts: u32,
+    /// Retries allowed as a share of recent requests (on top of a small floor per second).
+    pub retry_budget: f32,
+    pub hedge: HedgePolicy,
+    pub breaker: BreakerPolicy,
     /// An upstream further behind the chain head than this does not serve calls that need
     /// the newest state.
     pub max_lag_blocks: u64,
@@ -219,7 +230,9 @@ pub mod defaults {
     pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const HEAVY_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
     pub const MAX_ATTEMPTS: u32 = 3;
+    pub const RETRY_BUDGET: f32 = 0.2;
     pub const MAX_LAG_BLOCKS: u64 = 3;
     pub const BROADCAST_FANOUT: u32 = 3;
     pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
@@ -285,7 +298,17 @@ impl ChainConfig {
             "family": self.family.as_str(),
             "policy": {
                 "request_timeout": humantime::format_duration(self.policy.request_timeout).to_string(),
-                "retry": { "max_attempts": self.policy.max_attempts },
+                "heavy_request_timeout": humantime::format_duration(self.policy.heavy_request_timeout).to_string(),
+                "retry": { "max_attempts": self.policy.max_attempts, "budget": self.policy.retry_budget },
+                "hedge": self.policy.hedge.describe(),
+                "breaker": {
+                    "consecutive_failures": self.policy.breaker.consecutive_failures,
+                    "failure_rate": self.policy.breaker.failure_rate,
+                    "window": self.policy.breaker.window,
+                    "open_duration": humantime::format_duration(self.policy.breaker.open_duration).to_string(),
+                    "max_open_duration": humantime::format_duration(self.policy.breaker.max_open_duration).to_string(),
+                    "half_open_requests": self.policy.breaker.half_open_requests,
+                },
                 "max_lag_blocks": self.policy.max_lag_blocks,
                 "broadcast": { "fanout": self.policy.broadcast_fanout },
                 "health": {
@@ -323,6 +346,9 @@ impl UpstreamConfig {
         if let Some(obj) = v.as_object_mut() {
             if !headers.is_empty() {
                 obj.insert("headers".into(), serde_json::Value::Object(headers));
+            }
+            if let Some(rps) = self.max_rps {
+                obj.insert("max_rps".into(), json!(rps.get()));
             }
             let mut methods = serde_json::Map::new();
             if let Some(allow) = &self.methods.allow {

@@ -11,13 +11,14 @@ use url::Url;
 
 use super::error::{ConfigError, ConfigErrors, KeyPath};
 use super::file::{
-    FileChain, FileConfig, FileHealth, FilePolicy, FileServer, FileTls, FileUpstream,
+    FileBreaker, FileChain, FileConfig, FileHealth, FileHedge, FilePolicy, FileServer, FileTls,
+    FileUpstream,
 };
 use super::interpolate::{interpolate, Secrets};
 use super::redact::redact_url;
 use super::{
-    defaults, ChainConfig, Config, Family, HealthPolicy, MethodFilter, Policy, ServerConfig, Tier,
-    TlsConfig, UpstreamConfig,
+    defaults, BreakerPolicy, ChainConfig, Config, Family, HealthPolicy, HedgeDelay, HedgePolicy,
+    MethodFilter, Policy, ServerConfig, Tier, TlsConfig, UpstreamConfig,
 };
 
 pub(super) fn load(
@@ -273,24 +274,18 @@ impl Validator {
     }
 
     fn policy(&mut self, at: &KeyPath, p: &FilePolicy) -> Policy {
-        let later = [
-            ("hedge", p.hedge.is_some()),
-            ("breaker", p.breaker.is_some()),
-            ("cache", p.cache.is_some()),
-            (
-                "retry.budget",
-                p.retry.as_ref().is_some_and(|r| r.budget.is_some()),
-            ),
-        ];
-        for (key, set) in later {
-            if set {
-                self.fail(&at.key(key), "not supported yet in this version");
-            }
+        if p.cache.is_some() {
+            self.fail(&at.key("cache"), "not supported yet in this version");
         }
         let request_timeout = self.duration(
             &at.key("request_timeout"),
             p.request_timeout.as_deref(),
             defaults::REQUEST_TIMEOUT,
+        );
+        let heavy_request_timeout = self.duration(
+            &at.key("heavy_request_timeout"),
+            p.heavy_request_timeout.as_deref(),
+            defaults::HEAVY_REQUEST_TIMEOUT.max(request_timeout),
         );
         let max_attempts = match p.retry.as_ref().and_then(|r| r.max_attempts) {
             None => defaults::MAX_ATTEMPTS,
@@ -300,6 +295,13 @@ impl Validator {
             }
             Some(n) => n,
         };
+        let retry_budget = self.share(
+            &at.key("retry").key("budget"),
+            p.retry.as_ref().and_then(|r| r.budget),
+            defaults::RETRY_BUDGET,
+        );
+        let hedge = self.hedge(&at.key("hedge"), p.hedge.as_ref());
+        let breaker = self.breaker(&at.key("breaker"), p.breaker.as_ref());
         let health = self.health(&at.key("health"), p.health.as_ref());
         let broadcast_fanout = match p.broadcast.as_ref().and_then(|b| b.fanout) {
             None => defaults::BROADCAST_FANOUT,
@@ -315,9 +317,119 @@ impl Validator {
         Policy {
             broadcast_fanout,
             request_timeout,
+            heavy_request_timeout,
             max_attempts,
+            retry_budget,
+            hedge,
+            breaker,
             max_lag_blocks: p.max_lag_blocks.unwrap_or(defaults::MAX_LAG_BLOCKS),
             health,
+        }
+    }
+
+    fn hedge(&mut self, at: &KeyPath, h: Option<&FileHedge>) -> HedgePolicy {
+        let default = HedgePolicy::default();
+        let Some(h) = h else { return default };
+        let delay = match h.delay.as_deref() {
+            None => default.delay,
+            Some("auto") => HedgeDelay::Auto,
+            Some("off") => HedgeDelay::Off,
+            Some(d) => HedgeDelay::Fixed(self.duration(
+                &at.key("delay"),
+                Some(d),
+                crate::upstream::hedge::AUTO_MAX,
+            )),
+        };
+        let max_extra = match h.max_extra {
+            None => default.max_extra,
+            Some(n @ 0..=4) => n,
+            Some(n) => {
+                self.fail(&at.key("max_extra"), format!("{n} is out of range 0..=4"));
+                default.max_extra
+            }
+        };
+        HedgePolicy {
+            delay,
+            max_extra,
+            budget: self.share(&at.key("budget"), h.budget, default.budget),
+        }
+    }
+
+    fn breaker(&mut self, at: &KeyPath, b: Option<&FileBreaker>) -> BreakerPolicy {
+        let default = BreakerPolicy::default();
+        let Some(b) = b else { return default };
+        let mut count = |key: &str, value: Option<u32>, default: u32| match value {
+            None => default,
+            Some(n @ 1..=10_000) => n,
+            Some(n) => {
+                self.fail(&at.key(key), format!("{n} is out of range 1..=10000"));
+                default
+            }
+        };
+        let consecutive_failures = count(
+            "consecutive_failures",
+            b.consecutive_failures,
+            default.consecutive_failures,
+        );
+        let window = count("window", b.window, default.window);
+        let half_open_requests = count(
+            "half_open_requests",
+            b.half_open_requests,
+            default.half_open_requests,
+        );
+        let failure_rate = match b.failure_rate {
+            None => default.failure_rate,
+            Some(r) if r > 0.0 && r <= 1.0 => r,
+            Some(r) => {
+                self.fail(
+                    &at.key("failure_rate"),
+                    format!("{r} is out of range: a share above 0 and at most 1"),
+                );
+                default.failure_rate
+            }
+        };
+        let open_duration = self.duration(
+            &at.key("open_duration"),
+            b.open_duration.as_deref(),
+            default.open_duration,
+        );
+        let max_open_duration = self.duration(
+            &at.key("max_open_duration"),
+            b.max_open_duration.as_deref(),
+            default.max_open_duration.max(open_duration),
+        );
+        if max_open_duration < open_duration {
+            self.fail(
+                &at.key("max_open_duration"),
+                format!(
+                    "{} is shorter than open_duration ({})",
+                    humantime::format_duration(max_open_duration),
+                    humantime::format_duration(open_duration)
+                ),
+            );
+        }
+        BreakerPolicy {
+            consecutive_failures,
+            failure_rate,
+            window,
+            open_duration,
+            max_open_duration,
+            half_open_requests,
+        }
+    }
+
+    /// A share such as a budget: 0 to 1.
+    fn share(&mut self, at: &KeyPath, value: Option<f64>, default: f32) -> f32 {
+        match value {
+            None => default,
+            Some(v) if (0.0..=1.0).contains(&v) => v as f32,
+            Some(v) => {
+                self.fail(
+                    at,
+                    format!("{v} is out of range 0..=1 (a share: 0.2 is 20%)"),
+                );
+                default
+            }
         }
     }
 
@@ -368,9 +480,19 @@ impl Validator {
         if u.name.is_empty() {
             self.fail(&at.key("name"), "must not be empty");
         }
-        if u.max_rps.is_some() {
-            self.fail(&at.key("max_rps"), "not supported yet in this version");
-        }
+        let max_rps = match u.max_rps {
+            None => None,
+            Some(n) => {
+                let rps = std::num::NonZeroU32::new(n);
+                if rps.is_none() {
+                    self.fail(
+                        &at.key("max_rps"),
+                        "must be at least 1 (leave it out for no limit)",
+                    );
+                }
+                rps
+            }
+        };
         if u.ws_url.is_some() {
             self.fail(
                 &at.key("ws_url"),
@@ -468,6 +590,7 @@ impl Validator {
             timeout,
             connect_timeout,
             methods,
+            max_rps,
         })
     }
 

@@ -115,16 +115,87 @@ fn no_chains_is_an_error() {
 #[test]
 fn later_features_say_not_supported_yet() {
     let e = errors(&format!(
-        "{MINIMAL}\n[chains.policy]\nhedge = {{ delay = \"auto\" }}\n"
+        "{MINIMAL}\n[chains.policy]\ncache = {{ size = 10 }}\n"
     ));
     assert_eq!(
         e,
-        vec!["test.toml: chains[0].policy.hedge: not supported yet in this version"]
+        vec!["test.toml: chains[0].policy.cache: not supported yet in this version"]
     );
     let e = errors(&MINIMAL.replace("chain_id = 1", "chain_id = 1\nfamily = \"solana\""));
     assert!(
         e.iter()
             .any(|l| l.contains("chains[0].family: `solana` is not supported yet")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn resilience_policy_keys() {
+    let c = load_str(&format!(
+        "{MINIMAL}\n[chains.policy]\nheavy_request_timeout = \"5m\"\n\
+         retry = {{ max_attempts = 4, budget = 0.5 }}\n\
+         hedge = {{ delay = \"150ms\", max_extra = 2, budget = 0.05 }}\n\
+         breaker = {{ consecutive_failures = 7, failure_rate = 0.8, window = 40, \
+         open_duration = \"2s\", max_open_duration = \"1m\", half_open_requests = 3 }}\n"
+    ))
+    .unwrap();
+    let p = &c.chains[0].policy;
+    assert_eq!(p.heavy_request_timeout, Duration::from_secs(300));
+    assert_eq!((p.max_attempts, p.retry_budget), (4, 0.5));
+    assert_eq!(
+        p.hedge,
+        HedgePolicy {
+            delay: HedgeDelay::Fixed(Duration::from_millis(150)),
+            max_extra: 2,
+            budget: 0.05
+        }
+    );
+    assert_eq!(
+        p.breaker,
+        BreakerPolicy {
+            consecutive_failures: 7,
+            failure_rate: 0.8,
+            window: 40,
+            open_duration: Duration::from_secs(2),
+            max_open_duration: Duration::from_secs(60),
+            half_open_requests: 3,
+        }
+    );
+    let off = load_str(&format!(
+        "{MINIMAL}\n[chains.policy]\nhedge = {{ delay = \"off\" }}\n"
+    ))
+    .unwrap();
+    assert_eq!(off.chains[0].policy.hedge.delay, HedgeDelay::Off);
+    let d = load_str(MINIMAL).unwrap();
+    assert_eq!(d.chains[0].policy.hedge, HedgePolicy::default());
+    assert_eq!(d.chains[0].policy.breaker, BreakerPolicy::default());
+}
+
+#[test]
+fn resilience_policy_errors_name_the_key() {
+    let e = errors(&format!(
+        "{MINIMAL}\n[chains.policy]\nretry = {{ budget = 1.5 }}\n\
+         hedge = {{ delay = \"soon\", max_extra = 9 }}\n\
+         breaker = {{ failure_rate = 0.0, window = 0, open_duration = \"1m\", max_open_duration = \"10s\" }}\n"
+    ));
+    let joined = e.join("\n");
+    for needle in [
+        "chains[0].policy.retry.budget: 1.5 is out of range 0..=1",
+        "chains[0].policy.hedge.delay: `soon` is not a duration",
+        "chains[0].policy.hedge.max_extra: 9 is out of range 0..=4",
+        "chains[0].policy.breaker.failure_rate: 0 is out of range",
+        "chains[0].policy.breaker.window: 0 is out of range 1..=10000",
+        "chains[0].policy.breaker.max_open_duration: 10s is shorter than open_duration (1m)",
+    ] {
+        assert!(joined.contains(needle), "missing {needle:?} in\n{joined}");
+    }
+    let e = errors(&MINIMAL.replace(
+        "url = \"http://127.0.0.1:8545\"",
+        "url = \"http://127.0.0.1:8545\"\nmax_rps = 0",
+    ));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("upstreams[0].max_rps: must be at least 1")),
         "{e:?}"
     );
 }

@@ -8,7 +8,7 @@
 
 use serde_json::value::RawValue;
 
-use super::{BlockNeed, MethodClass};
+use super::{BlockNeed, Cost, MethodClass};
 
 /// Where the block parameter sits for methods that take one.
 fn block_param(method: &str) -> Option<usize> {
@@ -78,10 +78,12 @@ fn is_blockless(method: &str) -> bool {
 
 pub fn classify(method: &str, params: Option<&[u8]>) -> MethodClass {
     let block_lookup = is_block_lookup(method);
+    let cost = cost(method);
     if is_blockless(method) {
         return MethodClass {
             need: BlockNeed::Any,
             block_lookup,
+            cost,
         };
     }
     let need = match (method, block_param(method)) {
@@ -93,7 +95,22 @@ pub fn classify(method: &str, params: Option<&[u8]>) -> MethodClass {
         },
         _ => BlockNeed::Head,
     };
-    MethodClass { need, block_lookup }
+    MethodClass {
+        need,
+        block_lookup,
+        cost,
+    }
+}
+
+/// Log queries and traces take seconds to minutes on a healthy node.
+fn cost(method: &str) -> Cost {
+    const HEAVY_PREFIXES: &[&str] = &["debug_trace", "trace_"];
+    const HEAVY: &[&str] = &["eth_getLogs", "eth_getFilterLogs", "eth_getBlockReceipts"];
+    if HEAVY.contains(&method) || HEAVY_PREFIXES.iter().any(|p| method.starts_with(p)) {
+        Cost::Heavy
+    } else {
+        Cost::Normal
+    }
 }
 
 fn param(params: Option<&[u8]>, index: usize) -> Option<&RawValue> {
@@ -288,5 +305,27 @@ mod tests {
         assert_eq!(parse_quantity("36"), None);
         assert_eq!(parse_quantity("0x"), None);
         assert_eq!(parse_quantity("0xffffffffffffffff"), Some(u64::MAX));
+    }
+
+    #[test]
+    fn log_queries_and_traces_are_heavy() {
+        for m in [
+            "eth_getLogs",
+            "eth_getFilterLogs",
+            "eth_getBlockReceipts",
+            "debug_traceTransaction",
+            "debug_traceCall",
+            "trace_block",
+        ] {
+            assert_eq!(classify(m, None).cost, Cost::Heavy, "{m}");
+        }
+        for m in [
+            "eth_call",
+            "eth_getBalance",
+            "eth_blockNumber",
+            "debug_getRawBlock",
+        ] {
+            assert_eq!(classify(m, None).cost, Cost::Normal, "{m}");
+        }
     }
 }

@@ -35,6 +35,17 @@ pub struct MethodClass {
     /// A block lookup (`eth_getBlockByNumber`, ...), answered `null` when the block is beyond
     /// every upstream's head.
     pub block_lookup: bool,
+    pub cost: Cost,
+}
+
+/// How long a call may take by nature: decides its timeouts and whether it is hedged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cost {
+    /// Answered in milliseconds by a healthy node.
+    Normal,
+    /// Slow by nature (log queries over ranges, traces): the chain's `heavy_request_timeout`
+    /// applies, a timeout is not held against the upstream, and it is never hedged.
+    Heavy,
 }
 
 /// What one health probe of an upstream found.

@@ -142,6 +142,7 @@ mod tests {
             MethodClass {
                 need: BlockNeed::Any,
                 block_lookup: false,
+                cost: crate::family::Cost::Normal,
             }
         }
         fn is_repeatable(&self, _: &str) -> bool {
@@ -190,6 +191,7 @@ mod tests {
                 &metrics,
                 1 << 20,
                 &chain.policy.health,
+                &chain.policy.breaker,
                 family.clone(),
             )
             .unwrap(),

@@ -16,10 +16,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::outcome::AttemptFailure;
-use super::set::{Route, SetFailure, UpstreamSet};
+use super::set::{CallPlan, Pick, Route, SetFailure, UpstreamSet};
 use super::Upstream;
 use crate::config::Tier;
-use crate::family::{Broadcast, BroadcastVerdict, ChainFamily};
+use crate::family::{Broadcast, BroadcastVerdict, ChainFamily, Cost};
 use crate::jsonrpc::Payload;
 
 /// How a broadcast ended, for the log and `manifold_broadcasts_total{result}`.
@@ -67,23 +67,20 @@ impl UpstreamSet {
     /// Up to `fanout` eligible upstreams, best first, each outside the failure domains of
     /// those already picked while one such is eligible. `fallback` upstreams only when no
     /// better one is.
-    pub fn broadcast_targets(
-        &self,
-        method: &str,
-        route: &Route,
-        fanout: usize,
-    ) -> Vec<&Arc<Upstream>> {
-        let mut picked: Vec<&Arc<Upstream>> = Vec::new();
+    pub fn broadcast_targets(&self, method: &str, route: &Route, fanout: usize) -> Vec<Pick<'_>> {
+        let mut picked: Vec<Pick<'_>> = Vec::new();
+        let mut chosen: Vec<&Arc<Upstream>> = Vec::new();
         while picked.len() < fanout {
-            let Some(u) = self.next_best(method, route, &picked) else {
+            let Some(p) = self.next_best(method, route, &chosen) else {
                 break;
             };
-            if u.config.tier == Tier::Fallback
-                && picked.iter().any(|p| p.config.tier != Tier::Fallback)
+            if p.upstream.config.tier == Tier::Fallback
+                && chosen.iter().any(|u| u.config.tier != Tier::Fallback)
             {
                 break;
             }
-            picked.push(u);
+            chosen.push(p.upstream);
+            picked.push(p);
         }
         picked
     }
@@ -96,26 +93,35 @@ pub async fn broadcast(
     mut req: BroadcastRequest<'_>,
 ) -> (Result<Payload, SetFailure>, BroadcastResult) {
     // At start-up, wait for the first health verdicts like any call.
-    let _ = set.first(req.method, &mut req.route, req.deadline).await;
+    set.wait_for_first_verdicts(req.method, &mut req.route, req.deadline)
+        .await;
     let targets = set.broadcast_targets(req.method, &req.route, req.fanout.max(1));
     if targets.is_empty() {
         return (
             Err(SetFailure::NoUpstream(
-                "no upstream is passing health checks".into(),
+                "no upstream is passing health checks with its circuit breaker closed".into(),
             )),
             BroadcastResult::Unknown,
         );
     }
     let mut sends = JoinSet::new();
-    for u in targets {
+    for Pick {
+        upstream,
+        admission,
+    } in targets
+    {
         let (u, body, id, deadline) = (
-            u.clone(),
+            upstream.clone(),
             req.body.clone(),
             req.request_id.to_vec(),
             req.deadline,
         );
+        // Spawned: once sent, a transaction keeps going to every target even after the
+        // client has its answer (more pools hold it, sooner).
         sends.spawn(async move {
-            let outcome = u.attempt(&id, body, deadline).await;
+            let outcome = u
+                .attempt(Some(admission), &id, body, deadline, Cost::Normal)
+                .await;
             (u, outcome)
         });
     }
@@ -147,7 +153,13 @@ pub async fn broadcast(
         // Is it this very transaction that used the nonce? Ask the node that said so (its
         // state has the nonce used), then, if it does not know the hash, one other.
         if let Ok(Payload::Result(r)) = reporter
-            .attempt(req.lookup_id, req.lookup_body.clone(), req.deadline)
+            .attempt(
+                None,
+                req.lookup_id,
+                req.lookup_body.clone(),
+                req.deadline,
+                Cost::Normal,
+            )
             .await
         {
             if &r[..] != b"null" {
@@ -159,14 +171,15 @@ pub async fn broadcast(
             ..req.route
         };
         let found = set
-            .call(
-                &req.tx.lookup.0,
-                &lookup_route,
-                req.lookup_id,
-                &req.lookup_body,
-                req.deadline,
-                true,
-            )
+            .call(&CallPlan {
+                method: &req.tx.lookup.0,
+                route: lookup_route,
+                request_id: req.lookup_id,
+                body: req.lookup_body.clone(),
+                deadline: req.deadline,
+                repeatable: true,
+                cost: Cost::Normal,
+            })
             .await;
         return match found {
             Ok(Payload::Result(r)) if &r[..] != b"null" => {

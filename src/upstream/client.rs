@@ -153,7 +153,16 @@ impl UpstreamClient {
         body: Bytes,
         limit: Duration,
     ) -> Result<HttpReply, TransportError> {
-        let limit = limit.min(self.timeout);
+        self.post_for(body, limit.min(self.timeout)).await
+    }
+
+    /// As `post_within`, bounded by `limit` alone: for calls slow by nature, which the
+    /// chain's `heavy_request_timeout` bounds instead of the upstream's `timeout`.
+    pub async fn post_for(
+        &self,
+        body: Bytes,
+        limit: Duration,
+    ) -> Result<HttpReply, TransportError> {
         match tokio::time::timeout(limit, self.exchange(body)).await {
             Ok(r) => r,
             Err(_) => Err(TransportError::Timeout(limit)),

@@ -5,8 +5,10 @@
 //! feeds health, metrics and the failover decision in `UpstreamSet`.
 
 mod active;
+mod breaker;
 mod broadcast;
 mod client;
+pub mod hedge;
 mod outcome;
 mod passive;
 mod reply;
@@ -19,19 +21,21 @@ use metrics::{Counter, Gauge, Histogram, Label};
 use tokio::time::Instant;
 
 pub use active::{ActiveHealth, HealthStatus, Transition};
+pub use breaker::{BreakerPolicy, BreakerState, BreakerTransition, CircuitBreaker, Verdict};
 pub use broadcast::{broadcast, BroadcastRequest, BroadcastResult};
 pub use client::{HttpReply, TransportError, UpstreamClient};
+pub use hedge::{HedgeDelay, HedgePolicy};
 pub use outcome::{AttemptFailure, Outcome};
 pub use passive::PassiveHealth;
 pub use reply::read_reply;
-pub use set::{Route, SetFailure, UpstreamSet};
+pub use set::{CallPlan, Pick, Route, SetFailure, SetMetrics, UpstreamSet};
 
 use crate::config::UpstreamConfig;
-use crate::family::{ChainFamily, ErrorClass};
+use crate::family::{ChainFamily, Cost, ErrorClass};
 use crate::jsonrpc::Payload;
 use crate::metrics::{
-    LabelTable, Metrics, UPSTREAM_DURATION, UPSTREAM_HEAD, UPSTREAM_HEALTHY, UPSTREAM_IN_FLIGHT,
-    UPSTREAM_LAG, UPSTREAM_REQUESTS,
+    LabelTable, Metrics, BREAKER_STATE, UPSTREAM_DURATION, UPSTREAM_HEAD, UPSTREAM_HEALTHY,
+    UPSTREAM_IN_FLIGHT, UPSTREAM_LAG, UPSTREAM_REQUESTS,
 };
 
 #[derive(Debug)]
@@ -41,7 +45,23 @@ pub struct Upstream {
     client: UpstreamClient,
     health: PassiveHealth,
     active: ActiveHealth,
+    breaker: Arc<CircuitBreaker>,
+    /// `max_rps`; GCRA from the governor crate.
+    rate: Option<governor::DefaultDirectRateLimiter>,
     metrics: UpstreamMetrics,
+}
+
+/// Leave to send one attempt: the breaker let it through and `max_rps` had room. A trial
+/// permit of a half-open breaker goes back if the attempt is dropped unanswered.
+#[derive(Debug)]
+pub struct Admission(breaker::Admission);
+
+/// Why an upstream did not take an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    BreakerOpen,
+    /// Over `max_rps`: room again after this long.
+    OverRate(std::time::Duration),
 }
 
 #[derive(Debug)]
@@ -51,6 +71,7 @@ struct UpstreamMetrics {
     by_outcome: LabelTable<Counter>,
     duration: Histogram,
     in_flight: Gauge,
+    breaker: Gauge,
     healthy: Gauge,
     head: Gauge,
     lag: Gauge,
@@ -63,6 +84,7 @@ impl Upstream {
         metrics: &Arc<Metrics>,
         max_response_bytes: usize,
         health: &crate::config::HealthPolicy,
+        breaker: &BreakerPolicy,
         family: Arc<dyn ChainFamily>,
     ) -> Result<Self, String> {
         let client = UpstreamClient::new(&config, max_response_bytes)?;
@@ -78,17 +100,22 @@ impl Upstream {
             by_outcome: LabelTable::new(Outcome::ALL.len()),
             duration: metrics.histogram(UPSTREAM_DURATION, labels()),
             in_flight: metrics.gauge(UPSTREAM_IN_FLIGHT, labels()),
+            breaker: metrics.gauge(BREAKER_STATE, labels()),
             healthy: metrics.gauge(UPSTREAM_HEALTHY, labels()),
             head: metrics.gauge(UPSTREAM_HEAD, labels()),
             lag: metrics.gauge(UPSTREAM_LAG, labels()),
         };
         Ok(Self {
-            config,
             family,
             client,
             health: PassiveHealth::default(),
             active: ActiveHealth::new(health.rise, health.fall),
+            breaker: Arc::new(CircuitBreaker::new(breaker.clone())),
+            rate: config
+                .max_rps
+                .map(|rps| governor::RateLimiter::direct(governor::Quota::per_second(rps))),
             metrics,
+            config,
         })
     }
 
@@ -96,38 +123,90 @@ impl Upstream {
         &self.config.name
     }
 
+    /// Ask to send one attempt: the breaker's gate, then `max_rps`. An open breaker whose
+    /// time is up turns half-open here.
+    pub fn admit(&self) -> Result<Admission, Refusal> {
+        let (admission, transition) = self.breaker.admit();
+        if let Some(t) = transition {
+            self.breaker_changed(&t);
+        }
+        let admission = admission.ok_or(Refusal::BreakerOpen)?;
+        if let Some(rate) = &self.rate {
+            if let Err(not_until) = rate.check() {
+                use governor::clock::Clock;
+                let now = governor::clock::DefaultClock::default().now();
+                return Err(Refusal::OverRate(not_until.wait_time_from(now)));
+            }
+        }
+        Ok(Admission(admission))
+    }
+
+    /// Whether the breaker would let an attempt through now (selection reads only this).
+    pub fn breaker_allows(&self) -> bool {
+        self.breaker.allows()
+    }
+
+    pub fn breaker(&self) -> &Arc<CircuitBreaker> {
+        &self.breaker
+    }
+
+    fn breaker_changed(&self, t: &BreakerTransition) {
+        self.metrics.breaker.set(f64::from(t.to as u8));
+        match t.open_for {
+            Some(d) => tracing::info!(
+                chain = %self.metrics.chain, upstream = %self.config.name,
+                from = t.from.label(), to = t.to.label(), reason = %t.reason,
+                open_for = %humantime::format_duration(std::time::Duration::from_millis(
+                    u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+                "circuit breaker"
+            ),
+            None => tracing::info!(
+                chain = %self.metrics.chain, upstream = %self.config.name,
+                from = t.from.label(), to = t.to.label(), reason = %t.reason,
+                "circuit breaker"
+            ),
+        }
+    }
+
     /// Send one encoded request (sent with id `request_id`) and classify what comes back,
-    /// giving up at `deadline` at the latest.
+    /// giving up at `deadline` at the latest, and after the upstream's own timeout for
+    /// ordinary calls. `admission` (from `admit`) carries the breaker's permit; without one
+    /// (a look-up on the node that just answered) the breaker neither gates nor learns.
     pub async fn attempt(
         &self,
+        admission: Option<Admission>,
         request_id: &[u8],
         body: Bytes,
         deadline: Instant,
+        cost: Cost,
     ) -> Result<Payload, AttemptFailure> {
         let _in_flight = self.health.start();
         let _gauge = GaugeGuard::new(&self.metrics.in_flight);
         let started = Instant::now();
         let limit = deadline.saturating_duration_since(started);
-        let (result, retry_after, maybe_delivered) =
-            match self.client.post_within(body, limit).await {
-                Ok(reply) => {
-                    let result = read_reply(request_id, &reply);
-                    // A 5xx or an unreadable answer may come after the node acted on it.
-                    let delivered = reply.status.is_server_error()
-                        || matches!(result, Err((Outcome::BadReply, _)));
-                    (result, reply.retry_after, delivered)
-                }
-                Err(e) => {
-                    let (outcome, delivered) = match e {
-                        TransportError::Timeout(_) => (Outcome::Timeout, true),
-                        TransportError::Connect(_) => (Outcome::Transport, false),
-                        // An answer too large to take is the request's doing, not the node's.
-                        TransportError::TooLarge(_) => (Outcome::Rejected, true),
-                        _ => (Outcome::Transport, true),
-                    };
-                    (Err((outcome, e.to_string())), None, delivered)
-                }
-            };
+        let reply = match cost {
+            Cost::Normal => self.client.post_within(body, limit).await,
+            Cost::Heavy => self.client.post_for(body, limit).await,
+        };
+        let (result, retry_after, maybe_delivered) = match reply {
+            Ok(reply) => {
+                let result = read_reply(request_id, &reply);
+                // A 5xx or an unreadable answer may come after the node acted on it.
+                let delivered =
+                    reply.status.is_server_error() || matches!(result, Err((Outcome::BadReply, _)));
+                (result, reply.retry_after, delivered)
+            }
+            Err(e) => {
+                let (outcome, delivered) = match e {
+                    TransportError::Timeout(_) => (Outcome::Timeout, true),
+                    TransportError::Connect(_) => (Outcome::Transport, false),
+                    // An answer too large to take is the request's doing, not the node's.
+                    TransportError::TooLarge(_) => (Outcome::Rejected, true),
+                    _ => (Outcome::Transport, true),
+                };
+                (Err((outcome, e.to_string())), None, delivered)
+            }
+        };
         let elapsed = started.elapsed();
         // The one classification of this attempt (STYLE.md 4): health, metrics and failover
         // all read `outcome`.
@@ -148,8 +227,13 @@ impl Upstream {
         };
         // A rate limit means the request was turned away, not processed.
         let maybe_delivered = maybe_delivered && outcome != Outcome::RateLimited;
-        self.health.record(outcome, elapsed, retry_after);
+        self.health.record(outcome, cost, elapsed, retry_after);
         self.metrics.record(&self.config.name, outcome, elapsed);
+        if let Some(admission) = admission {
+            if let Some(t) = admission.0.record(breaker_verdict(outcome, cost)) {
+                self.breaker_changed(&t);
+            }
+        }
         match result {
             Ok(p) => {
                 tracing::debug!(upstream = %self.config.name, outcome = outcome.label(), ?elapsed, "attempt");
@@ -169,9 +253,9 @@ impl Upstream {
         }
     }
 
-    /// Not being skipped for recent request failures or a rate limit.
+    /// Not parked after a rate limit, and not cut off by its breaker.
     pub fn is_usable(&self) -> bool {
-        self.health.is_usable()
+        self.health.is_usable() && self.breaker.allows()
     }
 
     pub fn health(&self) -> &PassiveHealth {
@@ -227,6 +311,7 @@ impl Upstream {
             if let serde_json::Value::Object(h) = self.health.snapshot() {
                 obj.extend(h);
             }
+            obj.insert("breaker".into(), self.breaker.snapshot());
         }
         v
     }
@@ -247,6 +332,21 @@ impl UpstreamMetrics {
             })
             .increment(1);
         self.duration.record(elapsed.as_secs_f64());
+    }
+}
+
+/// What an attempt's outcome tells the breaker. Only faults of the upstream itself count:
+/// not a node that is behind (any client can ask every node for a block none has), not a
+/// rate limit (parked instead), not a request the upstream refused for its own sake, and
+/// not a slow-by-nature call that ran out of time.
+fn breaker_verdict(outcome: Outcome, cost: Cost) -> Verdict {
+    match outcome {
+        Outcome::Success | Outcome::RpcError => Verdict::Success,
+        Outcome::NodeError | Outcome::RateLimited | Outcome::Rejected => Verdict::Neutral,
+        Outcome::Timeout if cost == Cost::Heavy => Verdict::Neutral,
+        Outcome::Timeout | Outcome::Transport | Outcome::HttpStatus | Outcome::BadReply => {
+            Verdict::Failure
+        }
     }
 }
 

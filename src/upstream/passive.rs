@@ -1,11 +1,13 @@
 //! Passive health: what real requests tell us about an upstream.
 //!
 //! Every attempt's outcome feeds: the latency average and a window of recent latencies
-//! (for p50/p99), the error rate, and a skip rule — after `SKIP_AFTER` consecutive failures
-//! an upstream is tried only after the others, until `COOL_DOWN` has passed since its last
-//! failure. A 429's `Retry-After` parks it for that long. Answers, errors from the node
-//! included, are successes here: a revert is the request's fault, not the upstream's. The
-//! request path only touches atomics.
+//! (for p50/p99), the error rate (both steer selection's score), and the parking of a rate
+//! limited upstream: a 429's `Retry-After` (or a second) during which it is tried only after
+//! the others. Taking a failing upstream out of traffic is the circuit breaker's job
+//! (`super::breaker`). Answers, errors from the node
+//! included, are successes here: a revert is the request's fault, not the upstream's. Calls
+//! slow by nature (`Cost::Heavy`) stay out of the latencies, and their timeouts out of the
+//! failures. The request path only touches atomics.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,9 +15,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::outcome::Outcome;
+use crate::family::Cost;
 
-pub const SKIP_AFTER: u32 = 3;
-pub const COOL_DOWN: Duration = Duration::from_secs(5);
 /// Longest park honoured from a `Retry-After`: a provider cannot take itself out for hours.
 pub const MAX_PARK: Duration = Duration::from_secs(60);
 /// Weight of the newest sample in the latency average.
@@ -29,7 +30,6 @@ const WINDOW: usize = 128;
 pub struct PassiveHealth {
     epoch: Instant,
     consecutive_failures: AtomicU32,
-    last_failure_ms: AtomicU64,
     parked_until_ms: AtomicU64,
     requests: AtomicU64,
     failures: AtomicU64,
@@ -49,7 +49,6 @@ impl Default for PassiveHealth {
         Self {
             epoch: Instant::now(),
             consecutive_failures: AtomicU32::new(0),
-            last_failure_ms: AtomicU64::new(0),
             parked_until_ms: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -82,8 +81,20 @@ impl PassiveHealth {
         InFlight(self)
     }
 
-    pub fn record(&self, outcome: Outcome, latency: Duration, retry_after: Option<Duration>) {
+    pub fn record(
+        &self,
+        outcome: Outcome,
+        cost: Cost,
+        latency: Duration,
+        retry_after: Option<Duration>,
+    ) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let heavy = cost == Cost::Heavy;
+        // A slow-by-nature call running out of time says more about the call than about
+        // the upstream.
+        if heavy && outcome == Outcome::Timeout {
+            return;
+        }
         let fault = if outcome.is_upstream_fault() {
             1.0
         } else {
@@ -95,20 +106,23 @@ impl PassiveHealth {
             Ordering::Relaxed,
         );
         // A node saying it cannot answer (behind, pruned) counts in the error rate, which
-        // steers traffic away, but not towards skipping it: any client can ask every node
+        // steers traffic away, but not in the run of failures: any client can ask every node
         // for a block none has, and that must not take them all out.
         if outcome == Outcome::NodeError {
             self.failures.fetch_add(1, Ordering::Relaxed);
         } else if outcome.is_upstream_fault() {
             self.failures.fetch_add(1, Ordering::Relaxed);
             self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
-            let now = self.now_ms();
-            self.last_failure_ms.store(now, Ordering::Relaxed);
             if outcome == Outcome::RateLimited {
+                let now = self.now_ms();
                 let park = retry_after.unwrap_or(Duration::from_secs(1)).min(MAX_PARK);
                 let until = now.saturating_add(u64::try_from(park.as_millis()).unwrap_or(0));
                 self.parked_until_ms.fetch_max(until, Ordering::Relaxed);
             }
+        } else if heavy {
+            // An answer, but its latency would distort the score and the hedge delay of the
+            // ordinary calls.
+            self.consecutive_failures.store(0, Ordering::Relaxed);
         } else {
             self.consecutive_failures.store(0, Ordering::Relaxed);
             let sample = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX) as f64;
@@ -139,6 +153,11 @@ impl PassiveHealth {
         f64::from_bits(self.error_rate.load(Ordering::Relaxed))
     }
 
+    /// Latencies in the recent window (up to its size).
+    pub fn latency_samples(&self) -> usize {
+        self.next_slot.load(Ordering::Relaxed).min(WINDOW)
+    }
+
     /// The `q` quantile (0..=1) of the recent latencies window.
     pub fn latency_quantile(&self, q: f64) -> Option<Duration> {
         let mut v: Vec<u32> = self
@@ -155,15 +174,9 @@ impl PassiveHealth {
         v.get(rank).map(|us| Duration::from_micros(u64::from(*us)))
     }
 
-    /// Whether a request should try this upstream before the others.
+    /// Whether a request should try this upstream before the others: not parked.
     pub fn is_usable(&self) -> bool {
-        let now = self.now_ms();
-        if now < self.parked_until_ms.load(Ordering::Relaxed) {
-            return false;
-        }
-        self.consecutive_failures.load(Ordering::Relaxed) < SKIP_AFTER
-            || now.saturating_sub(self.last_failure_ms.load(Ordering::Relaxed))
-                >= u64::try_from(COOL_DOWN.as_millis()).unwrap_or(u64::MAX)
+        self.now_ms() >= self.parked_until_ms.load(Ordering::Relaxed)
     }
 
     pub fn in_flight(&self) -> u64 {
@@ -202,19 +215,15 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
 
     #[tokio::test(start_paused = true)]
-    async fn skipped_after_consecutive_failures_then_retried_after_cool_down() {
+    async fn failures_are_counted_and_an_answer_ends_the_run() {
         let h = PassiveHealth::default();
-        for _ in 0..SKIP_AFTER - 1 {
-            h.record(Outcome::Transport, MS, None);
-        }
-        assert!(h.is_usable(), "a blip or two does not skip an upstream");
-        h.record(Outcome::Timeout, MS, None);
-        assert!(!h.is_usable());
-        tokio::time::advance(COOL_DOWN - MS).await;
-        assert!(!h.is_usable());
-        tokio::time::advance(MS).await;
-        assert!(h.is_usable(), "cool-down over: one request may try it");
-        h.record(Outcome::Success, MS, None);
+        h.record(Outcome::Transport, Cost::Normal, MS, None);
+        h.record(Outcome::Timeout, Cost::Normal, MS, None);
+        assert_eq!(h.consecutive_failures(), 2);
+        assert_eq!(h.snapshot()["failures"], 2);
+        // Taking it out is the breaker's decision, not this record's.
+        assert!(h.is_usable());
+        h.record(Outcome::Success, Cost::Normal, MS, None);
         assert_eq!(h.consecutive_failures(), 0);
     }
 
@@ -222,7 +231,7 @@ mod tests {
     async fn answers_are_not_failures() {
         let h = PassiveHealth::default();
         for _ in 0..10 {
-            h.record(Outcome::RpcError, MS, None);
+            h.record(Outcome::RpcError, Cost::Normal, MS, None);
         }
         assert!(h.is_usable());
         assert_eq!(h.snapshot()["failures"], 0);
@@ -231,22 +240,32 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn rate_limit_parks_for_retry_after_capped() {
         let h = PassiveHealth::default();
-        h.record(Outcome::RateLimited, MS, Some(Duration::from_secs(2)));
+        h.record(
+            Outcome::RateLimited,
+            Cost::Normal,
+            MS,
+            Some(Duration::from_secs(2)),
+        );
         assert!(!h.is_usable());
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(h.is_usable());
-        h.record(Outcome::RateLimited, MS, Some(Duration::from_secs(3600)));
+        h.record(
+            Outcome::RateLimited,
+            Cost::Normal,
+            MS,
+            Some(Duration::from_secs(3600)),
+        );
         tokio::time::advance(MAX_PARK).await;
         assert!(h.is_usable());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn node_errors_raise_the_error_rate_but_never_skip() {
+    async fn node_errors_raise_the_error_rate_but_are_not_a_run_of_failures() {
         let h = PassiveHealth::default();
         for _ in 0..20 {
-            h.record(Outcome::NodeError, MS, None);
+            h.record(Outcome::NodeError, Cost::Normal, MS, None);
         }
-        assert!(h.is_usable());
+        assert_eq!(h.consecutive_failures(), 0);
         assert!(h.error_rate() > 0.5);
     }
 
@@ -255,13 +274,23 @@ mod tests {
         let h = PassiveHealth::default();
         assert_eq!(h.latency_quantile(0.5), None);
         for ms in 1..=100 {
-            h.record(Outcome::Success, Duration::from_millis(ms), None);
+            h.record(
+                Outcome::Success,
+                Cost::Normal,
+                Duration::from_millis(ms),
+                None,
+            );
         }
         assert_eq!(h.latency_quantile(0.5), Some(Duration::from_millis(51)));
         assert_eq!(h.latency_quantile(0.99), Some(Duration::from_millis(99)));
         // Old samples leave the window.
         for _ in 0..WINDOW {
-            h.record(Outcome::Success, Duration::from_millis(5), None);
+            h.record(
+                Outcome::Success,
+                Cost::Normal,
+                Duration::from_millis(5),
+                None,
+            );
         }
         assert_eq!(h.latency_quantile(0.99), Some(Duration::from_millis(5)));
     }
@@ -270,13 +299,29 @@ mod tests {
     async fn error_rate_follows_faults_only() {
         let h = PassiveHealth::default();
         for _ in 0..50 {
-            h.record(Outcome::RpcError, MS, None);
+            h.record(Outcome::RpcError, Cost::Normal, MS, None);
         }
         assert_eq!(h.error_rate(), 0.0);
         for _ in 0..50 {
-            h.record(Outcome::Transport, MS, None);
+            h.record(Outcome::Transport, Cost::Normal, MS, None);
         }
         assert!(h.error_rate() > 0.9, "{}", h.error_rate());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heavy_calls_stay_out_of_latencies_and_their_timeouts_out_of_failures() {
+        let h = PassiveHealth::default();
+        for _ in 0..10 {
+            h.record(Outcome::Timeout, Cost::Heavy, Duration::from_secs(60), None);
+        }
+        assert_eq!(h.consecutive_failures(), 0);
+        assert_eq!(h.error_rate(), 0.0);
+        h.record(Outcome::Success, Cost::Heavy, Duration::from_secs(30), None);
+        assert_eq!(h.latency_samples(), 0);
+        assert_eq!(h.latency_ewma_ms(), 0.0);
+        // A heavy call failing in transport is still a failure.
+        h.record(Outcome::Transport, Cost::Heavy, MS, None);
+        assert_eq!(h.consecutive_failures(), 1);
     }
 
     #[tokio::test]

@@ -1,25 +1,42 @@
 //! A chain's upstreams, and which of them serves each attempt.
 //!
-//! Eligible: allowed for the method, passing health checks (or not probed yet), and far
-//! enough along the chain for the block the call needs. Among the eligible, the next attempt
-//! goes to an upstream not being skipped for recent failures, of the best tier (`fallback`
+//! Eligible: allowed for the method, passing health checks, and far enough along the chain
+//! for the block the call needs. Among the eligible, the next attempt goes to an in-sync
+//! upstream not parked after a rate limit, of the best tier (`fallback`
 //! only when no better tier is left), preferring, after a failure, upstreams outside the
 //! failure domains already tried. Within that group, two are drawn at random and the one with
 //! the better score serves ("power of two choices", Mitzenmacher; as in Finagle and tower's
 //! p2c balancer): load spreads over the good upstreams instead of piling on the single best,
-//! and a slow one gets little traffic without any coordination.
+//! and a slow one gets little traffic without any coordination. An upstream whose circuit
+//! breaker is open is not picked at all; one over its `max_rps` is passed over for another,
+//! and waited for only when every candidate is.
+//!
+//! `call` runs the attempts of one call: a hedge when the first is slow (`HedgePolicy`), a
+//! retry on another upstream when one fails (within the retry budget), and the first good
+//! answer wins; the attempts still running are dropped, which cancels them.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use metrics::Counter;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tower::retry::budget::{Budget, TpsBudget};
 
+use super::hedge::{HedgeBudget, HedgePolicy};
 use super::outcome::AttemptFailure;
-use super::{HealthStatus, Upstream};
-use crate::family::BlockNeed;
+use super::{Admission, HealthStatus, Refusal, Upstream};
+use crate::family::{BlockNeed, Cost};
 use crate::health::ChainHead;
 use crate::jsonrpc::Payload;
+
+/// Retries allowed per second whatever the budget, and how long a call counts towards it
+/// (tower's `TpsBudget` parameters).
+const RETRY_MIN_PER_SECOND: u32 = 10;
+const RETRY_BUDGET_TTL: Duration = Duration::from_secs(10);
 
 /// What a call needs, with the chain's state when it arrived.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +90,46 @@ pub struct UpstreamSet {
     probed: Arc<Notify>,
     /// The chain head, re-read after waiting for first verdicts.
     head: Arc<ChainHead>,
+    hedge: HedgePolicy,
+    hedge_budget: HedgeBudget,
+    /// Every call deposits, every retry withdraws: retries stay a share of the calls, so an
+    /// outage cannot multiply the load on the upstreams that survive it.
+    retry_budget: TpsBudget,
+    metrics: SetMetrics,
+}
+
+/// The chain's retry and hedge counters.
+#[derive(Debug)]
+pub struct SetMetrics {
+    pub retries_sent: Counter,
+    pub retries_denied: Counter,
+    pub hedges_sent: Counter,
+    pub hedges_won: Counter,
+}
+
+impl SetMetrics {
+    pub fn none() -> Self {
+        Self {
+            retries_sent: Counter::noop(),
+            retries_denied: Counter::noop(),
+            hedges_sent: Counter::noop(),
+            hedges_won: Counter::noop(),
+        }
+    }
+}
+
+/// One call to run: what it is, where it may go, and how long it may take.
+#[derive(Debug, Clone)]
+pub struct CallPlan<'a> {
+    pub method: &'a str,
+    pub route: Route,
+    /// The id `body` was encoded with.
+    pub request_id: &'a [u8],
+    pub body: Bytes,
+    pub deadline: Instant,
+    /// May be sent again after an attempt that may have reached a node.
+    pub repeatable: bool,
+    pub cost: Cost,
 }
 
 /// Why no upstream answered.
@@ -80,17 +137,44 @@ pub struct UpstreamSet {
 pub enum SetFailure {
     /// No upstream may serve this call, and why.
     NoUpstream(String),
+    /// Every upstream that may serve it is at its `max_rps` until after the deadline.
+    OverRate(String),
     /// Every attempt failed; in the order they were made.
     AllFailed(Vec<AttemptFailure>),
 }
 
+/// An upstream chosen for the next attempt, with its leave to send it.
+#[derive(Debug)]
+pub struct Pick<'a> {
+    pub upstream: &'a Arc<Upstream>,
+    pub admission: Admission,
+}
+
+enum Selection<'a> {
+    Picked(Pick<'a>),
+    /// Candidates there are, but all at their `max_rps`: one has room after this long.
+    OverRate(Duration),
+    None,
+}
+
 impl UpstreamSet {
-    pub fn new(upstreams: Vec<Arc<Upstream>>, max_attempts: u32, head: Arc<ChainHead>) -> Self {
+    pub fn new(
+        upstreams: Vec<Arc<Upstream>>,
+        max_attempts: u32,
+        head: Arc<ChainHead>,
+        hedge: HedgePolicy,
+        retry_budget: f32,
+        metrics: SetMetrics,
+    ) -> Self {
         Self {
             upstreams: upstreams.into(),
             max_attempts: usize::try_from(max_attempts).unwrap_or(usize::MAX).max(1),
             probed: Arc::new(Notify::new()),
             head,
+            hedge_budget: hedge.budget(),
+            hedge,
+            retry_budget: TpsBudget::new(RETRY_BUDGET_TTL, RETRY_MIN_PER_SECOND, retry_budget),
+            metrics,
         }
     }
 
@@ -99,17 +183,16 @@ impl UpstreamSet {
         self.probed.clone()
     }
 
-    /// The first upstream to try. While no upstream is eligible but some have not been
-    /// probed yet (start-up), wait for their verdicts, until `deadline`.
-    pub(crate) async fn first(
+    /// At start-up, wait until every upstream that may serve `method` has a first verdict
+    /// (each probe is bounded by the health timeout), or until `deadline`: otherwise the
+    /// first lagging node to answer would look in sync with a chain head only it has set.
+    /// Then re-reads the chain head into `route`.
+    pub(crate) async fn wait_for_first_verdicts(
         &self,
         method: &str,
         route: &mut Route,
         deadline: Instant,
-    ) -> Option<&Arc<Upstream>> {
-        // At start-up, wait until every upstream has a first verdict (each probe is bounded
-        // by the health timeout): otherwise the first lagging node to answer would look in
-        // sync with a chain head that only it has set.
+    ) {
         loop {
             let probed = self.probed.notified();
             tokio::pin!(probed);
@@ -122,7 +205,6 @@ impl UpstreamSet {
             }
         }
         route.chain_head = self.head.get();
-        self.next_best(method, route, &[])
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Upstream>> {
@@ -141,22 +223,28 @@ impl UpstreamSet {
             && reaches(u, route)
     }
 
-    /// The best upstream for the next attempt: not among `tried`, and outside their failure
-    /// domains when an eligible one is.
+    /// The best upstream for the next attempt that will take it: not among `tried`, and
+    /// outside their failure domains when an eligible one is.
     pub fn next_best(
         &self,
         method: &str,
         route: &Route,
         tried: &[&Arc<Upstream>],
-    ) -> Option<&Arc<Upstream>> {
+    ) -> Option<Pick<'_>> {
+        match self.select(method, route, tried) {
+            Selection::Picked(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    fn select(&self, method: &str, route: &Route, tried: &[&Arc<Upstream>]) -> Selection<'_> {
         let tried_domains: Vec<&str> = tried
             .iter()
             .map(|t| t.config.failure_domain.as_str())
             .collect();
         // In-sync upstreams come before lagging ones, even for old blocks and lookups by hash:
         // a lagging node answers `null` for a receipt it has not seen yet. Then upstreams
-        // being skipped for failing requests come after working ones of any tier: a primary
-        // that fails every request is not "better" than a working fallback.
+        // parked after a rate limit come after the others of any tier.
         let rank = |u: &Upstream| {
             (
                 !route.in_sync(u),
@@ -165,68 +253,217 @@ impl UpstreamSet {
                 tried_domains.contains(&u.config.failure_domain.as_str()),
             )
         };
-        let candidates: Vec<&Arc<Upstream>> = self
+        let mut candidates: Vec<&Arc<Upstream>> = self
             .upstreams
             .iter()
             .filter(|u| !tried.iter().any(|t| Arc::ptr_eq(t, u)))
-            .filter(|u| Self::eligible(u, method, route))
+            .filter(|u| Self::eligible(u, method, route) && u.breaker_allows())
             .collect();
-        let best = candidates.iter().map(|u| rank(u)).min()?;
-        let group: Vec<&Arc<Upstream>> =
-            candidates.into_iter().filter(|u| rank(u) == best).collect();
-        power_of_two_choices(&group)
+        let mut over_rate: Option<Duration> = None;
+        loop {
+            let Some(best) = candidates.iter().map(|u| rank(u)).min() else {
+                return over_rate.map_or(Selection::None, Selection::OverRate);
+            };
+            let group: Vec<&Arc<Upstream>> = candidates
+                .iter()
+                .copied()
+                .filter(|u| rank(u) == best)
+                .collect();
+            let Some(u) = power_of_two_choices(&group) else {
+                return Selection::None;
+            };
+            match u.admit() {
+                Ok(admission) => {
+                    return Selection::Picked(Pick {
+                        upstream: u,
+                        admission,
+                    })
+                }
+                Err(refusal) => {
+                    if let Refusal::OverRate(wait) = refusal {
+                        over_rate = Some(over_rate.map_or(wait, |w| w.min(wait)));
+                    }
+                    candidates.retain(|c| !Arc::ptr_eq(c, u));
+                }
+            }
+        }
     }
 
-    /// Send the call to the best upstream, and on to the next best while attempts fail,
-    /// until `deadline`. A call that is not `repeatable` (a transaction, a filter) moves on
-    /// only when the failed attempt certainly did not reach a node: sending it twice could
-    /// do twice what the client asked once, or report "already known" for a success.
-    pub async fn call(
+    /// `select`, waiting for room when every candidate is at its `max_rps` (until
+    /// `deadline`). `Err` says when nothing can be picked before the deadline.
+    async fn select_within(
         &self,
         method: &str,
         route: &Route,
-        request_id: &[u8],
-        body: &Bytes,
+        tried: &[&Arc<Upstream>],
         deadline: Instant,
-        repeatable: bool,
-    ) -> Result<Payload, SetFailure> {
-        let mut route = *route;
-        let first = match self.first(method, &mut route, deadline).await {
-            Some(u) => u,
-            None => match self.beyond_every_head(method, &route) {
-                Beyond::Null => return Ok(Payload::Result(Bytes::from_static(b"null"))),
-                // The block may exist by now: ask the in-sync upstreams, best first.
-                Beyond::AskInSync => {
-                    route.need = BlockNeed::Head;
-                    match self.next_best(method, &route, &[]) {
-                        Some(u) => u,
-                        None => return Err(self.no_upstream(method, &route)),
+    ) -> Result<Option<Pick<'_>>, Duration> {
+        loop {
+            match self.select(method, route, tried) {
+                Selection::Picked(p) => return Ok(Some(p)),
+                Selection::None => return Ok(None),
+                Selection::OverRate(wait) => {
+                    let at = Instant::now() + wait;
+                    if at >= deadline {
+                        return Err(wait);
                     }
-                }
-                Beyond::No => return Err(self.no_upstream(method, &route)),
-            },
-        };
-        let mut tried: Vec<&Arc<Upstream>> = Vec::new();
-        let mut failures: Vec<AttemptFailure> = Vec::new();
-        let mut next = Some(first);
-        while let Some(upstream) = next {
-            if tried.len() >= self.max_attempts || Instant::now() >= deadline {
-                break;
-            }
-            tried.push(upstream);
-            match upstream.attempt(request_id, body.clone(), deadline).await {
-                Ok(payload) => return Ok(payload),
-                Err(f) => {
-                    let stop = !repeatable && f.maybe_delivered;
-                    failures.push(f);
-                    if stop {
-                        break;
-                    }
+                    tokio::time::sleep_until(at).await;
                 }
             }
-            next = self.next_best(method, &route, &tried);
         }
-        Err(SetFailure::AllFailed(failures))
+    }
+
+    /// The first attempt's upstream, or what the call gets without asking one.
+    async fn first_pick(
+        &self,
+        plan: &CallPlan<'_>,
+        route: &mut Route,
+    ) -> Result<Pick<'_>, Result<Payload, SetFailure>> {
+        let (method, deadline) = (plan.method, plan.deadline);
+        self.wait_for_first_verdicts(method, route, deadline).await;
+        let over_rate = |wait: Duration| {
+            Err(Err(SetFailure::OverRate(format!(
+                "every upstream that may serve `{method}` is at its max_rps (room in {})",
+                humantime::format_duration(Duration::from_millis(
+                    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+                ))
+            ))))
+        };
+        match self.select_within(method, route, &[], deadline).await {
+            Ok(Some(p)) => return Ok(p),
+            Ok(None) => {}
+            Err(wait) => return over_rate(wait),
+        }
+        match self.beyond_every_head(method, route) {
+            Beyond::Null => Err(Ok(Payload::Result(Bytes::from_static(b"null")))),
+            // The block may exist by now: ask the in-sync upstreams, best first.
+            Beyond::AskInSync => {
+                route.need = BlockNeed::Head;
+                match self.select_within(method, route, &[], deadline).await {
+                    Ok(Some(p)) => Ok(p),
+                    Ok(None) => Err(Err(self.no_upstream(method, route))),
+                    Err(wait) => over_rate(wait),
+                }
+            }
+            Beyond::No => Err(Err(self.no_upstream(method, route))),
+        }
+    }
+
+    /// Run the call's attempts until one answers: the best upstream first; a hedge to the
+    /// next best when it is slower than the hedge delay; a retry on the next best when an
+    /// attempt fails with a failure another upstream can fix (within `max_attempts`, the
+    /// retry budget and the deadline). A call that is not `repeatable` (a transaction, a
+    /// filter) is never hedged, and moves on only when the failed attempt certainly did not
+    /// reach a node: sending it twice could do twice what the client asked once, or report
+    /// "already known" for a success.
+    ///
+    /// The first answer wins, except that a `null` waits for the attempts still running: a
+    /// node that has not seen a transaction yet must not beat one that has. Failures wait
+    /// for them too. Attempts still running when the call returns are dropped: cancelled.
+    pub async fn call(&self, plan: &CallPlan<'_>) -> Result<Payload, SetFailure> {
+        let mut route = plan.route;
+        self.retry_budget.deposit();
+        self.hedge_budget.deposit();
+        let first = match self.first_pick(plan, &mut route).await {
+            Ok(p) => p,
+            Err(answer) => return answer,
+        };
+        let hedge_delay = if plan.repeatable && plan.cost == Cost::Normal {
+            self.hedge.delay(first.upstream)
+        } else {
+            None
+        };
+        let mut tried: Vec<&Arc<Upstream>> = vec![first.upstream];
+        let mut running = FuturesUnordered::new();
+        running.push(run_attempt(first, plan, false));
+        let mut next_hedge = hedge_delay.map(|d| Instant::now() + d);
+        let mut hedges = 0u32;
+        let mut held_null: Option<Payload> = None;
+        let mut failures: Vec<AttemptFailure> = Vec::new();
+        loop {
+            let hedge_timer = async {
+                match next_hedge {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                done = running.next() => {
+                    let Some((hedged, result)) = done else { break };
+                    match result {
+                        Ok(p) if is_null(&p) && !running.is_empty() => held_null = Some(p),
+                        Ok(p) => {
+                            if hedged {
+                                self.metrics.hedges_won.increment(1);
+                            }
+                            return Ok(p);
+                        }
+                        Err(f) => {
+                            let repeat = plan.repeatable || !f.maybe_delivered;
+                            failures.push(f);
+                            if repeat && held_null.is_none() {
+                                if let Some(p) = self.retry(plan, &route, &tried).await {
+                                    tried.push(p.upstream);
+                                    running.push(run_attempt(p, plan, false));
+                                }
+                            }
+                            if running.is_empty() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                () = hedge_timer => {
+                    next_hedge = None;
+                    if hedges >= self.hedge.max_extra || !self.may_start(&tried, plan.deadline) {
+                        continue;
+                    }
+                    let Some(p) = self.next_best(plan.method, &route, &tried) else {
+                        continue;
+                    };
+                    if !self.hedge_budget.withdraw() {
+                        continue;
+                    }
+                    hedges += 1;
+                    self.metrics.hedges_sent.increment(1);
+                    tried.push(p.upstream);
+                    running.push(run_attempt(p, plan, true));
+                    next_hedge = hedge_delay.map(|d| Instant::now() + d);
+                }
+            }
+        }
+        match held_null {
+            Some(p) => Ok(p),
+            None => Err(SetFailure::AllFailed(failures)),
+        }
+    }
+
+    fn may_start(&self, tried: &[&Arc<Upstream>], deadline: Instant) -> bool {
+        tried.len() < self.max_attempts && Instant::now() < deadline
+    }
+
+    /// The upstream for a retry, if the attempts, the deadline and the budget allow one.
+    async fn retry(
+        &self,
+        plan: &CallPlan<'_>,
+        route: &Route,
+        tried: &[&Arc<Upstream>],
+    ) -> Option<Pick<'_>> {
+        if !self.may_start(tried, plan.deadline) {
+            return None;
+        }
+        let pick = self
+            .select_within(plan.method, route, tried, plan.deadline)
+            .await
+            .ok()
+            .flatten()?;
+        if !self.retry_budget.withdraw() {
+            self.metrics.retries_denied.increment(1);
+            tracing::debug!(method = plan.method, "retry budget exhausted: no retry");
+            return None;
+        }
+        self.metrics.retries_sent.increment(1);
+        Some(pick)
     }
 
     /// No upstream is eligible: is it because the call wants a block no upstream had
@@ -272,8 +509,14 @@ impl UpstreamSet {
             .upstreams
             .iter()
             .any(|u| u.active().status() == HealthStatus::Unknown);
+        let broken = self
+            .upstreams
+            .iter()
+            .any(|u| Self::eligible(u, method, route) && !u.breaker_allows());
         let why = if !allowed {
             format!("no upstream is configured to serve `{method}`")
+        } else if broken {
+            "every upstream that may serve this call has its circuit breaker open".to_string()
         } else if !serving && pending {
             "no upstream has answered its first health check yet".to_string()
         } else if !serving {
@@ -287,7 +530,8 @@ impl UpstreamSet {
         SetFailure::NoUpstream(why)
     }
 
-    /// At least one upstream may serve: passing health checks and not being skipped.
+    /// At least one upstream may serve: passing health checks, not parked, breaker closed
+    /// or ready for a trial.
     pub fn has_usable(&self) -> bool {
         self.upstreams
             .iter()
@@ -295,7 +539,33 @@ impl UpstreamSet {
     }
 }
 
-/// Why `first` found no upstream.
+/// One attempt, tagged with whether it is a hedge.
+fn run_attempt<'a>(
+    pick: Pick<'a>,
+    plan: &'a CallPlan<'_>,
+    hedged: bool,
+) -> impl Future<Output = (bool, Result<Payload, AttemptFailure>)> + 'a {
+    let body = plan.body.clone();
+    async move {
+        let result = pick
+            .upstream
+            .attempt(
+                Some(pick.admission),
+                plan.request_id,
+                body,
+                plan.deadline,
+                plan.cost,
+            )
+            .await;
+        (hedged, result)
+    }
+}
+
+fn is_null(p: &Payload) -> bool {
+    matches!(p, Payload::Result(r) if &r[..] == b"null")
+}
+
+/// Why `first_pick` found no upstream.
 enum Beyond {
     /// A block lookup far beyond every head: `null`, without asking.
     Null,

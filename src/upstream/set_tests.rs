@@ -9,7 +9,7 @@ use super::*;
 use crate::config::{Config, Tier};
 use crate::family::ProbeVerdict;
 use crate::metrics::Metrics;
-use crate::upstream::Outcome;
+use crate::upstream::{BreakerState, Outcome, Verdict};
 
 #[derive(Debug, Clone)]
 struct Spec {
@@ -17,9 +17,14 @@ struct Spec {
     /// 0 healthy, 1 unhealthy, 2 wrong chain, 3 not probed
     status: u8,
     head: u64,
+    /// Parked after a rate limit.
     skipped: bool,
     domain: u8,
     denies_method: bool,
+    /// Its circuit breaker is open.
+    broken: bool,
+    /// `max_rps = 1`, and this second's request already sent.
+    capped: bool,
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -30,15 +35,19 @@ fn spec() -> impl Strategy<Value = Spec> {
         any::<bool>(),
         0u8..3,
         proptest::bool::weighted(0.2),
+        proptest::bool::weighted(0.15),
+        proptest::bool::weighted(0.15),
     )
         .prop_map(
-            |(tier, status, head, skipped, domain, denies_method)| Spec {
+            |(tier, status, head, skipped, domain, denies_method, broken, capped)| Spec {
                 tier,
                 status,
                 head,
                 skipped,
                 domain,
                 denies_method,
+                broken,
+                capped,
             },
         )
 }
@@ -55,6 +64,9 @@ fn build(specs: &[Spec]) -> UpstreamSet {
         if s.denies_method {
             toml.push_str("methods = { deny = [\"m\"] }\n");
         }
+        if s.capped {
+            toml.push_str("max_rps = 1\n");
+        }
     }
     let config = Config::from_toml(&toml, "t", &|_| None).unwrap();
     let chain = &config.chains[0];
@@ -70,6 +82,7 @@ fn build(specs: &[Spec]) -> UpstreamSet {
                 &metrics,
                 1 << 20,
                 &chain.policy.health,
+                &chain.policy.breaker,
                 crate::family::for_chain(chain),
             )
             .unwrap();
@@ -88,8 +101,21 @@ fn build(specs: &[Spec]) -> UpstreamSet {
             }
             if s.skipped {
                 for _ in 0..5 {
-                    up.health()
-                        .record(Outcome::Transport, Duration::from_millis(1), None);
+                    up.health().record(
+                        Outcome::RateLimited,
+                        Cost::Normal,
+                        Duration::from_millis(1),
+                        None,
+                    );
+                }
+            }
+            if s.capped {
+                drop(up.admit().unwrap());
+            }
+            if s.broken {
+                while up.breaker().state() != BreakerState::Open {
+                    let (a, _) = up.breaker().admit();
+                    a.unwrap().record(Verdict::Failure);
                 }
             }
             Arc::new(up)
@@ -99,6 +125,9 @@ fn build(specs: &[Spec]) -> UpstreamSet {
         upstreams,
         3,
         Arc::new(crate::health::ChainHead::new(Duration::from_secs(1))),
+        HedgePolicy::default(),
+        0.2,
+        SetMetrics::none(),
     )
 }
 
@@ -120,7 +149,7 @@ fn route_strategy() -> impl Strategy<Value = Route> {
 
 /// The routing rules, restated from the specs alone (not from the code under test).
 fn spec_eligible(s: &Spec, route: &Route) -> bool {
-    if s.status != 0 || s.denies_method {
+    if s.status != 0 || s.denies_method || s.broken || s.capped {
         return false;
     }
     let chain_head = route.chain_head.unwrap_or(0);
@@ -164,7 +193,7 @@ proptest! {
         let picked = set.next_best("m", &route, &tried);
         prop_assert_eq!(picked.is_some(), !open.is_empty(), "eligible by the rules: {:?}", open);
         if let Some(p) = picked {
-            let i = all.iter().position(|u| Arc::ptr_eq(u, p)).unwrap();
+            let i = all.iter().position(|u| Arc::ptr_eq(u, p.upstream)).unwrap();
             prop_assert!(open.contains(&i), "u{} is not eligible by the rules", i);
             let best = open.iter().map(|j| spec_rank(&specs[*j], &route, &tried_domains)).min().unwrap();
             let view: Vec<String> = all.iter().map(|u| format!("{} head={:?} in_sync={} usable={} status={:?}", u.name(), u.active().head(), route.in_sync(u), u.is_usable(), u.active().status())).collect();
@@ -183,18 +212,28 @@ fn fallback_only_when_nothing_better_is_left() {
         skipped: false,
         domain: tier,
         denies_method: false,
+        broken: false,
+        capped: false,
     };
     let set = build(&[healthy(2), healthy(0)]);
     let route = Route::any();
     for _ in 0..50 {
         assert_eq!(
-            set.next_best("m", &route, &[]).unwrap().config.tier,
+            set.next_best("m", &route, &[])
+                .unwrap()
+                .upstream
+                .config
+                .tier,
             Tier::Primary
         );
     }
     let primary = set.iter().find(|u| u.config.tier == Tier::Primary).unwrap();
     assert_eq!(
-        set.next_best("m", &route, &[primary]).unwrap().config.tier,
+        set.next_best("m", &route, &[primary])
+            .unwrap()
+            .upstream
+            .config
+            .tier,
         Tier::Fallback
     );
 }
@@ -208,11 +247,13 @@ fn load_spreads_over_equal_upstreams() {
         skipped: false,
         domain: 0,
         denies_method: false,
+        broken: false,
+        capped: false,
     };
     let set = build(&[healthy.clone(), healthy.clone(), healthy]);
     let mut counts = std::collections::HashMap::new();
     for _ in 0..3000 {
-        let u = set.next_best("m", &Route::any(), &[]).unwrap();
+        let u = set.next_best("m", &Route::any(), &[]).unwrap().upstream;
         *counts.entry(u.name().to_string()).or_insert(0) += 1;
     }
     assert_eq!(counts.len(), 3, "{counts:?}");
@@ -228,20 +269,35 @@ fn a_slow_upstream_gets_less_traffic() {
         skipped: false,
         domain: 0,
         denies_method: false,
+        broken: false,
+        capped: false,
     };
     let set = build(&[healthy.clone(), healthy]);
     let slow = set.iter().next().unwrap();
     for _ in 0..20 {
-        slow.health()
-            .record(Outcome::Success, Duration::from_millis(200), None);
+        slow.health().record(
+            Outcome::Success,
+            Cost::Normal,
+            Duration::from_millis(200),
+            None,
+        );
     }
     let fast = set.iter().nth(1).unwrap();
     for _ in 0..20 {
-        fast.health()
-            .record(Outcome::Success, Duration::from_millis(5), None);
+        fast.health().record(
+            Outcome::Success,
+            Cost::Normal,
+            Duration::from_millis(5),
+            None,
+        );
     }
     let slow_picks = (0..2000)
-        .filter(|_| Arc::ptr_eq(set.next_best("m", &Route::any(), &[]).unwrap(), slow))
+        .filter(|_| {
+            Arc::ptr_eq(
+                set.next_best("m", &Route::any(), &[]).unwrap().upstream,
+                slow,
+            )
+        })
         .count();
     // With replacement, the worse of two is picked only when drawn twice: about a quarter.
     assert!((300..700).contains(&slow_picks), "{slow_picks}");

@@ -194,9 +194,29 @@ pub struct FakeUpstream {
     /// What it says to health probes.
     pub probes: Arc<ProbeAnswers>,
     hits: Arc<AtomicUsize>,
+    /// Scripted requests whose answer was never finished: the client went away first.
+    cancelled: Arc<AtomicUsize>,
     last_headers: Arc<std::sync::Mutex<http::HeaderMap>>,
     received: Arc<Notify>,
+    /// Signalled when a request is cancelled.
+    cancel_seen: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Counts a scripted answer as cancelled if it is dropped before it is produced.
+struct CancelGuard {
+    done: bool,
+    cancelled: Arc<AtomicUsize>,
+    seen: Arc<Notify>,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cancelled.fetch_add(1, Ordering::SeqCst);
+            self.seen.notify_waiters();
+        }
+    }
 }
 
 impl Drop for FakeUpstream {
@@ -213,6 +233,8 @@ impl FakeUpstream {
         let addr = listener.local_addr().unwrap();
         let script: Arc<Script> = Arc::new(script);
         let hits = Arc::new(AtomicUsize::new(0));
+        let cancelled = Arc::new(AtomicUsize::new(0));
+        let cancel_seen = Arc::new(Notify::new());
         let received = Arc::new(Notify::new());
         let last_headers = Arc::new(std::sync::Mutex::new(http::HeaderMap::new()));
         let probes = Arc::new(ProbeAnswers::default());
@@ -222,6 +244,7 @@ impl FakeUpstream {
             last_headers.clone(),
             probes.clone(),
         );
+        let (c, cs) = (cancelled.clone(), cancel_seen.clone());
         let task = tokio::spawn(async move {
             // Connections live in this set: aborting the accept task closes them all, as
             // a process that dies would.
@@ -234,12 +257,14 @@ impl FakeUpstream {
                 let (script, hits, received) = (script.clone(), h.clone(), r.clone());
                 let lh = lh.clone();
                 let pa = pa.clone();
+                let (c, cs) = (c.clone(), cs.clone());
                 connections.spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (script, hits, received) =
                             (script.clone(), hits.clone(), received.clone());
                         let pa = pa.clone();
                         let lh = lh.clone();
+                        let (c, cs) = (c.clone(), cs.clone());
                         let headers = req.headers().clone();
                         async move {
                             let body = req
@@ -257,8 +282,15 @@ impl FakeUpstream {
                             *lh.lock().unwrap() = headers;
                             hits.fetch_add(1, Ordering::SeqCst);
                             received.notify_waiters();
+                            let mut guard = CancelGuard {
+                                done: false,
+                                cancelled: c,
+                                seen: cs,
+                            };
                             let action = script(&json, &body);
-                            respond(action, &json).await
+                            let response = respond(action, &json).await;
+                            guard.done = true;
+                            response
                         }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -272,8 +304,10 @@ impl FakeUpstream {
             url: format!("http://{addr}"),
             probes,
             hits,
+            cancelled,
             last_headers,
             received,
+            cancel_seen,
             task,
         }
     }
@@ -291,6 +325,29 @@ impl FakeUpstream {
 
     pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
+    }
+
+    /// Scripted requests the client gave up on before the answer was ready.
+    pub fn cancelled(&self) -> usize {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when `cancelled()` reaches `n`, or panics after 10 s.
+    pub async fn wait_cancelled(&self, n: usize) {
+        let wait = async {
+            loop {
+                let seen = self.cancel_seen.notified();
+                tokio::pin!(seen);
+                seen.as_mut().enable();
+                if self.cancelled() >= n {
+                    return;
+                }
+                seen.await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .unwrap_or_else(|_| panic!("{} of {n} cancellations seen", self.cancelled()));
     }
 
     /// Resolves when the next request arrives.

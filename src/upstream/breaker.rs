@@ -1,0 +1,481 @@
+//! A circuit breaker per upstream: stop sending requests to an upstream that keeps failing,
+//! try it again with a few requests after a while, and only then give it full traffic.
+//!
+//! Closed → Open after `consecutive_failures` failures in a row, or a failure share of at
+//! least `failure_rate` over the last `window` attempts (once the window is full). Open for
+//! `open_duration`, doubled at each trip that follows a failed trial, up to
+//! `max_open_duration`, with ±20% jitter so that many proxies do not return at once.
+//! Half-open lets `half_open_requests` trial requests through; when all of them succeed the
+//! breaker closes, and the first failure opens it again, for longer.
+//!
+//! Written here rather than taken from a crate: the gate must be readable on the request
+//! path with one atomic load, trial permits must be handed back when a hedged attempt is
+//! cancelled, and which outcomes count is the product's own decision (`Verdict`). The
+//! request path reads the gate (`allows`) and takes a trial permit (`admit`) with atomics;
+//! only recording an attempt's verdict takes a short lock.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// When an upstream's breaker opens and for how long (`[chains.policy.breaker]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerPolicy {
+    pub consecutive_failures: u32,
+    /// Failure share over the window that opens the breaker (0 < rate <= 1).
+    pub failure_rate: f64,
+    /// Attempts the failure rate is computed over.
+    pub window: u32,
+    pub open_duration: Duration,
+    pub max_open_duration: Duration,
+    /// Trial requests in the half-open state; all must succeed to close.
+    pub half_open_requests: u32,
+}
+
+impl Default for BreakerPolicy {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            failure_rate: 0.5,
+            window: 20,
+            open_duration: Duration::from_secs(5),
+            max_open_duration: Duration::from_secs(60),
+            half_open_requests: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BreakerState {
+    Closed = 0,
+    HalfOpen = 1,
+    Open = 2,
+}
+
+impl BreakerState {
+    pub fn label(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::Open => "open",
+        }
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => BreakerState::HalfOpen,
+            2 => BreakerState::Open,
+            _ => BreakerState::Closed,
+        }
+    }
+}
+
+/// What an attempt means to the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Success,
+    Failure,
+    /// Says nothing about the upstream's health (a rate limit, a request-caused rejection,
+    /// a heavy call that ran out of time).
+    Neutral,
+}
+
+/// A state change, for the log and the gauge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BreakerTransition {
+    pub from: BreakerState,
+    pub to: BreakerState,
+    pub reason: String,
+    /// How long it stays open (when `to` is `Open`).
+    pub open_for: Option<Duration>,
+}
+
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    policy: BreakerPolicy,
+    epoch: Instant,
+    state: AtomicU8,
+    /// Milliseconds since `epoch` at which an open breaker may go half-open.
+    open_until_ms: AtomicU64,
+    /// Trial permits left to hand out while half-open.
+    trial_permits: AtomicU32,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    consecutive: u32,
+    /// Last `window` verdicts, `true` for a failure (a ring).
+    recent: Vec<bool>,
+    next: usize,
+    /// Trips since the breaker last closed: each doubles the open duration.
+    trips: u32,
+    trial_successes: u32,
+}
+
+/// A trial permit taken while half-open; handed back if the attempt ends without a verdict
+/// (cancelled, or neutral).
+#[derive(Debug)]
+pub struct Admission {
+    breaker: Arc<CircuitBreaker>,
+    trial: bool,
+}
+
+impl Admission {
+    /// Record the attempt's verdict; returns the transition it caused, if any.
+    pub fn record(mut self, verdict: Verdict) -> Option<BreakerTransition> {
+        let counted = self.trial && verdict != Verdict::Neutral;
+        if counted {
+            self.trial = false;
+        }
+        self.breaker.record(verdict, counted)
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.trial {
+            self.breaker.trial_permits.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl CircuitBreaker {
+    pub fn new(policy: BreakerPolicy) -> Self {
+        Self {
+            policy,
+            epoch: Instant::now(),
+            state: AtomicU8::new(BreakerState::Closed as u8),
+            open_until_ms: AtomicU64::new(0),
+            trial_permits: AtomicU32::new(0),
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub fn state(&self) -> BreakerState {
+        BreakerState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// Whether a request could be let through now (read-only: selection filters on this).
+    pub fn allows(&self) -> bool {
+        match self.state() {
+            BreakerState::Closed => true,
+            BreakerState::Open => self.now_ms() >= self.open_until_ms.load(Ordering::Acquire),
+            BreakerState::HalfOpen => self.trial_permits.load(Ordering::Acquire) > 0,
+        }
+    }
+
+    /// Let one request through, or not. An open breaker whose time is up turns half-open
+    /// here (the returned transition is for the log).
+    pub fn admit(self: &Arc<Self>) -> (Option<Admission>, Option<BreakerTransition>) {
+        let mut transition = None;
+        if self.state() == BreakerState::Open {
+            if self.now_ms() < self.open_until_ms.load(Ordering::Acquire) {
+                return (None, None);
+            }
+            let inner = self.lock();
+            // Re-checked under the lock: one caller makes the change.
+            if self.state() == BreakerState::Open
+                && self.now_ms() >= self.open_until_ms.load(Ordering::Acquire)
+            {
+                self.trial_permits
+                    .store(self.policy.half_open_requests.max(1), Ordering::Release);
+                self.state
+                    .store(BreakerState::HalfOpen as u8, Ordering::Release);
+                transition = Some(BreakerTransition {
+                    from: BreakerState::Open,
+                    to: BreakerState::HalfOpen,
+                    reason: "open duration over: trial requests".into(),
+                    open_for: None,
+                });
+            }
+            drop(inner);
+        }
+        let admission = match self.state() {
+            BreakerState::Closed => Some(Admission {
+                breaker: self.clone(),
+                trial: false,
+            }),
+            BreakerState::HalfOpen => self
+                .trial_permits
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| p.checked_sub(1))
+                .ok()
+                .map(|_| Admission {
+                    breaker: self.clone(),
+                    trial: true,
+                }),
+            BreakerState::Open => None,
+        };
+        (admission, transition)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record(&self, verdict: Verdict, trial: bool) -> Option<BreakerTransition> {
+        if verdict == Verdict::Neutral {
+            return None;
+        }
+        let failed = verdict == Verdict::Failure;
+        let mut inner = self.lock();
+        match self.state() {
+            // A straggler from before the trip: the trip has already said enough.
+            BreakerState::Open => None,
+            BreakerState::HalfOpen if !trial => None,
+            BreakerState::HalfOpen if failed => {
+                Some(self.trip(&mut inner, BreakerState::HalfOpen, "a trial request failed"))
+            }
+            BreakerState::HalfOpen => {
+                inner.trial_successes += 1;
+                if inner.trial_successes < self.policy.half_open_requests.max(1) {
+                    return None;
+                }
+                *inner = Inner::default();
+                self.state
+                    .store(BreakerState::Closed as u8, Ordering::Release);
+                Some(BreakerTransition {
+                    from: BreakerState::HalfOpen,
+                    to: BreakerState::Closed,
+                    reason: "trial requests succeeded".into(),
+                    open_for: None,
+                })
+            }
+            BreakerState::Closed => {
+                let window = usize::try_from(self.policy.window.max(1)).unwrap_or(1);
+                if inner.recent.len() < window {
+                    inner.recent.push(failed);
+                } else {
+                    let next = inner.next;
+                    if let Some(slot) = inner.recent.get_mut(next) {
+                        *slot = failed;
+                    }
+                }
+                inner.next = (inner.next + 1) % window;
+                inner.consecutive = if failed { inner.consecutive + 1 } else { 0 };
+                if !failed {
+                    return None;
+                }
+                let failures = inner.recent.iter().filter(|f| **f).count();
+                let rate = failures as f64 / inner.recent.len() as f64;
+                if inner.consecutive >= self.policy.consecutive_failures.max(1) {
+                    let why = format!("{} consecutive failures", inner.consecutive);
+                    Some(self.trip(&mut inner, BreakerState::Closed, &why))
+                } else if inner.recent.len() >= window && rate >= self.policy.failure_rate {
+                    let why = format!("{failures} of the last {window} attempts failed");
+                    Some(self.trip(&mut inner, BreakerState::Closed, &why))
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    fn trip(&self, inner: &mut Inner, from: BreakerState, reason: &str) -> BreakerTransition {
+        let doublings = inner.trips.min(16);
+        inner.trips += 1;
+        inner.consecutive = 0;
+        inner.trial_successes = 0;
+        inner.recent.clear();
+        inner.next = 0;
+        let base = self
+            .policy
+            .open_duration
+            .saturating_mul(1 << doublings)
+            .min(self.policy.max_open_duration);
+        let open_for = base.mul_f64(0.8 + 0.4 * fastrand::f64());
+        let until = self
+            .now_ms()
+            .saturating_add(u64::try_from(open_for.as_millis()).unwrap_or(u64::MAX));
+        self.open_until_ms.store(until, Ordering::Release);
+        self.trial_permits.store(0, Ordering::Release);
+        self.state
+            .store(BreakerState::Open as u8, Ordering::Release);
+        BreakerTransition {
+            from,
+            to: BreakerState::Open,
+            reason: reason.to_string(),
+            open_for: Some(open_for),
+        }
+    }
+
+    /// For `/status`.
+    pub fn snapshot(&self) -> serde_json::Value {
+        let open_ms = match self.state() {
+            BreakerState::Open => self
+                .open_until_ms
+                .load(Ordering::Acquire)
+                .saturating_sub(self.now_ms()),
+            _ => 0,
+        };
+        let trips = self.lock().trips;
+        serde_json::json!({
+            "state": self.state().label(),
+            "open_remaining_ms": open_ms,
+            "trips": trips,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> BreakerPolicy {
+        BreakerPolicy {
+            consecutive_failures: 3,
+            failure_rate: 0.5,
+            window: 10,
+            open_duration: Duration::from_secs(10),
+            max_open_duration: Duration::from_secs(30),
+            half_open_requests: 2,
+        }
+    }
+
+    fn attempt(b: &Arc<CircuitBreaker>, v: Verdict) -> Option<BreakerTransition> {
+        let (admission, _) = b.admit();
+        admission.expect("admitted").record(v)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_consecutive_failures() {
+        let b = Arc::new(CircuitBreaker::new(policy()));
+        assert_eq!(attempt(&b, Verdict::Failure), None);
+        assert_eq!(attempt(&b, Verdict::Failure), None);
+        let t = attempt(&b, Verdict::Failure).expect("trips");
+        assert_eq!((t.from, t.to), (BreakerState::Closed, BreakerState::Open));
+        assert!(t.reason.contains("3 consecutive"), "{}", t.reason);
+        assert_eq!(b.state(), BreakerState::Open);
+        assert!(!b.allows());
+        assert!(b.admit().0.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_resets_the_run_and_neutral_outcomes_do_not_count() {
+        let b = Arc::new(CircuitBreaker::new(policy()));
+        for _ in 0..2 {
+            attempt(&b, Verdict::Failure);
+        }
+        attempt(&b, Verdict::Success);
+        for _ in 0..2 {
+            attempt(&b, Verdict::Failure);
+        }
+        for _ in 0..20 {
+            attempt(&b, Verdict::Neutral);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_on_failure_rate_over_a_full_window() {
+        let b = Arc::new(CircuitBreaker::new(policy()));
+        // Alternating: never 3 in a row, but half of the window fails.
+        for i in 0..9 {
+            let v = if i % 2 == 0 {
+                Verdict::Failure
+            } else {
+                Verdict::Success
+            };
+            assert_eq!(attempt(&b, v), None, "window not full at {i}");
+        }
+        let t = attempt(&b, Verdict::Success);
+        assert_eq!(t, None, "the window's last attempt succeeded");
+        let t = attempt(&b, Verdict::Failure).expect("5 of 10 failed");
+        assert!(t.reason.contains("of the last 10"), "{}", t.reason);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_after_the_open_duration_then_closes_on_trial_successes() {
+        let b = Arc::new(CircuitBreaker::new(policy()));
+        for _ in 0..3 {
+            attempt(&b, Verdict::Failure);
+        }
+        // Jitter: 8..12 s.
+        tokio::time::advance(Duration::from_millis(7_900)).await;
+        assert!(!b.allows());
+        tokio::time::advance(Duration::from_millis(4_200)).await;
+        assert!(b.allows());
+        let (first, t) = b.admit();
+        assert_eq!(t.map(|t| t.to), Some(BreakerState::HalfOpen));
+        let (second, t) = b.admit();
+        assert!(t.is_none());
+        // Limited trial traffic: two permits, no third.
+        assert!(b.admit().0.is_none());
+        assert!(!b.allows());
+        assert_eq!(first.expect("trial").record(Verdict::Success), None);
+        let t = second
+            .expect("trial")
+            .record(Verdict::Success)
+            .expect("closes");
+        assert_eq!(
+            (t.from, t.to),
+            (BreakerState::HalfOpen, BreakerState::Closed)
+        );
+        assert!(b.allows());
+        // Closed again with a clean slate: two failures do not trip it.
+        attempt(&b, Verdict::Failure);
+        attempt(&b, Verdict::Failure);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_trial_reopens_for_longer_up_to_the_cap() {
+        let b = Arc::new(CircuitBreaker::new(policy()));
+        for _ in 0..3 {
+            attempt(&b, Verdict::Failure);
+        }
+        let mut durations = Vec::new();
+        for _ in 0..4 {
+            tokio::time::advance(Duration::from_secs(60)).await;
+            let t = attempt(&b, Verdict::Failure).expect("reopens");
+            assert_eq!((t.from, t.to), (BreakerState::HalfOpen, BreakerState::Open));
+            durations.push(t.open_for.expect("open duration"));
+        }
+        // 10 s doubled: 20 s, then 40 s capped at 30 s; ±20% jitter.
+        let within = |d: Duration, base: u64| {
+            d >= Duration::from_secs(base).mul_f64(0.8)
+                && d <= Duration::from_secs(base).mul_f64(1.2)
+        };
+        assert!(within(durations[0], 20), "{durations:?}");
+        assert!(within(durations[1], 30), "{durations:?}");
+        assert!(within(durations[3], 30), "{durations:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_trial_hands_its_permit_back() {
+        let b = Arc::new(CircuitBreaker::new(policy()));
+        for _ in 0..3 {
+            attempt(&b, Verdict::Failure);
+        }
+        tokio::time::advance(Duration::from_secs(13)).await;
+        let (a, _) = b.admit();
+        let (c, _) = b.admit();
+        assert!(a.is_some() && c.is_some());
+        assert!(!b.allows());
+        drop(a);
+        assert!(b.allows(), "a cancelled trial frees its permit");
+        // A neutral verdict says nothing: the permit comes back too.
+        c.expect("trial").record(Verdict::Neutral);
+        assert!(b.admit().0.is_some());
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stragglers_do_not_move_an_open_breaker() {
+        let b = Arc::new(CircuitBreaker::new(policy()));
+        // Admitted while closed, answered after the trip.
+        let (late, _) = b.admit();
+        for _ in 0..3 {
+            attempt(&b, Verdict::Failure);
+        }
+        assert_eq!(late.expect("admitted").record(Verdict::Success), None);
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+}

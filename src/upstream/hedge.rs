@@ -1,0 +1,136 @@
+//! Hedging: when an attempt has not answered after a delay, the same request also goes to
+//! the next best upstream, and the first good answer wins (Dean and Barroso, "The Tail at
+//! Scale"). The delay is fixed, or `auto`: a high quantile of the first upstream's recent
+//! latencies, so that only its slowest few percent of calls are hedged. Extra load is bounded
+//! twice: at most `max_extra` hedges per call, and a budget of hedges as a share of recent
+//! calls (tower's `TpsBudget`), so that a slow upstream cannot double the load on the others.
+//!
+//! This type only decides when; `UpstreamSet::call` runs the attempts.
+
+use std::time::Duration;
+
+use tower::retry::budget::{Budget, TpsBudget};
+
+use super::Upstream;
+
+/// Quantile of recent latencies an `auto` delay waits for.
+pub const AUTO_QUANTILE: f64 = 0.95;
+/// Bounds of an `auto` delay; the upper one also serves until enough latencies are known.
+pub const AUTO_MIN: Duration = Duration::from_millis(20);
+pub const AUTO_MAX: Duration = Duration::from_secs(2);
+/// Latencies an upstream must have answered with before `auto` trusts its quantile.
+pub const AUTO_MIN_SAMPLES: usize = 20;
+/// Hedges allowed per second whatever the budget (so that a quiet chain still hedges).
+const MIN_PER_SECOND: u32 = 5;
+/// How long a call counts towards the budget.
+const BUDGET_TTL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HedgeDelay {
+    Off,
+    Auto,
+    Fixed(Duration),
+}
+
+/// `[chains.policy.hedge]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HedgePolicy {
+    pub delay: HedgeDelay,
+    /// Hedges per call at most.
+    pub max_extra: u32,
+    /// Hedges as a share of recent calls.
+    pub budget: f32,
+}
+
+impl Default for HedgePolicy {
+    fn default() -> Self {
+        Self {
+            delay: HedgeDelay::Auto,
+            max_extra: 1,
+            budget: 0.1,
+        }
+    }
+}
+
+impl HedgePolicy {
+    /// How long to wait for `first` before hedging; `None` when hedging is off.
+    pub fn delay(&self, first: &Upstream) -> Option<Duration> {
+        match self.delay {
+            HedgeDelay::Off => None,
+            _ if self.max_extra == 0 => None,
+            HedgeDelay::Fixed(d) => Some(d),
+            HedgeDelay::Auto => Some(auto_delay(
+                first.health().latency_samples(),
+                first.health().latency_quantile(AUTO_QUANTILE),
+            )),
+        }
+    }
+
+    /// For `/status` and `check-config`.
+    pub fn describe(&self) -> serde_json::Value {
+        let delay = match self.delay {
+            HedgeDelay::Off => "off".to_string(),
+            HedgeDelay::Auto => "auto".to_string(),
+            HedgeDelay::Fixed(d) => humantime::format_duration(d).to_string(),
+        };
+        serde_json::json!({ "delay": delay, "max_extra": self.max_extra, "budget": self.budget })
+    }
+
+    pub fn budget(&self) -> HedgeBudget {
+        HedgeBudget(TpsBudget::new(BUDGET_TTL, MIN_PER_SECOND, self.budget))
+    }
+}
+
+fn auto_delay(samples: usize, quantile: Option<Duration>) -> Duration {
+    match quantile {
+        Some(q) if samples >= AUTO_MIN_SAMPLES => q.clamp(AUTO_MIN, AUTO_MAX),
+        _ => AUTO_MAX,
+    }
+}
+
+/// Hedges a chain may still send: every call deposits, every hedge withdraws.
+#[derive(Debug)]
+pub struct HedgeBudget(TpsBudget);
+
+impl HedgeBudget {
+    pub fn deposit(&self) {
+        self.0.deposit();
+    }
+
+    pub fn withdraw(&self) -> bool {
+        self.0.withdraw()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_waits_for_a_high_quantile_clamped() {
+        let ms = Duration::from_millis;
+        assert_eq!(auto_delay(100, Some(ms(150))), ms(150));
+        assert_eq!(auto_delay(100, Some(ms(1))), AUTO_MIN);
+        assert_eq!(auto_delay(100, Some(ms(60_000))), AUTO_MAX);
+        // Too few latencies to trust: the cautious bound.
+        assert_eq!(auto_delay(AUTO_MIN_SAMPLES - 1, Some(ms(150))), AUTO_MAX);
+        assert_eq!(auto_delay(0, None), AUTO_MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_bounds_hedges_to_a_share_of_calls() {
+        let policy = HedgePolicy {
+            budget: 0.1,
+            ..HedgePolicy::default()
+        };
+        let budget = policy.budget();
+        // The floor: MIN_PER_SECOND * TTL hedges with no calls at all.
+        let floor = (0..1000).take_while(|_| budget.withdraw()).count();
+        assert_eq!(floor, 50);
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        let more = (0..1000).take_while(|_| budget.withdraw()).count();
+        assert_eq!(more, 10, "10% of 100 calls");
+    }
+}

@@ -1,0 +1,330 @@
+//! The resilience mechanisms end to end, against scriptable fake upstreams: circuit breakers,
+//! the retry budget, hedging, `max_rps` and the timeouts of slow-by-nature calls.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"eth_blockNumber"}"#;
+
+/// The value of one metric series from `/metrics` (0 when it is absent).
+async fn metric(proxy: &manifold::server::Running, series: &str) -> f64 {
+    let (_, text) = HttpClient::new().get(&admin_url(proxy, "/metrics")).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn breaker_state(proxy: &manifold::server::Running, upstream: &str) -> String {
+    let (_, body) = HttpClient::new().get(&admin_url(proxy, "/status")).await;
+    let status: Value = serde_json::from_str(&body).unwrap();
+    upstream_status(&status, upstream)["breaker"]["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn breaker_opens_on_failures_stops_traffic_then_closes_after_a_good_trial() {
+    let failing = Arc::new(AtomicBool::new(true));
+    let f = failing.clone();
+    let u0 = FakeUpstream::start(move |_, _| {
+        if f.load(Ordering::SeqCst) {
+            Action::Status(503, "down for maintenance".into())
+        } else {
+            Action::Result("\"0xa\"".into())
+        }
+    })
+    .await;
+    let u1 = FakeUpstream::ok("\"0xb\"").await;
+    let policy = "breaker = { consecutive_failures = 3, open_duration = \"300ms\", \
+                  half_open_requests = 1 }\nhedge = { delay = \"off\" }";
+    let proxy = start_proxy(&chain_config(&[&u0.url, &u1.url], policy)).await;
+    let url = rpc_url(&proxy, "/eth");
+    let c = HttpClient::new();
+    // The primary fails: each call is retried on u1 and the client sees no error.
+    for _ in 0..3 {
+        assert_eq!(c.rpc(&url, CALL).await["result"], "0xb");
+    }
+    assert_eq!(u0.hits(), 3);
+    assert_eq!(breaker_state(&proxy, "u0").await, "open");
+    let gauge = r#"manifold_breaker_state{chain="eth",upstream="u0"}"#;
+    assert_eq!(metric(&proxy, gauge).await, 2.0);
+    // Open: no request goes to it.
+    for _ in 0..5 {
+        assert_eq!(c.rpc(&url, CALL).await["result"], "0xb");
+    }
+    assert_eq!(u0.hits(), 3, "an open breaker lets nothing through");
+
+    // It recovers; once the open time (300 ms +-20%) is over, one trial request reaches it,
+    // succeeds, and the breaker closes.
+    failing.store(false, Ordering::SeqCst);
+    let started = Instant::now();
+    loop {
+        let v = c.rpc(&url, CALL).await;
+        if v["result"] == "0xa" {
+            break;
+        }
+        assert_eq!(v["result"], "0xb", "{v}");
+        assert!(started.elapsed() < Duration::from_secs(10), "no trial");
+        let wake = u0.next_request();
+        let _ = tokio::time::timeout(Duration::from_millis(50), wake).await;
+    }
+    assert_eq!(breaker_state(&proxy, "u0").await, "closed");
+    assert_eq!(metric(&proxy, gauge).await, 0.0);
+    // Closed: the primary serves again.
+    assert_eq!(c.rpc(&url, CALL).await["result"], "0xa");
+}
+
+#[tokio::test]
+async fn every_breaker_open_is_a_clear_error_and_not_ready() {
+    let u0 = FakeUpstream::start(|_, _| Action::Status(502, "bad gateway".into())).await;
+    let policy = "breaker = { consecutive_failures = 2, open_duration = \"1m\" }";
+    let proxy = start_proxy(&chain_config(&[&u0.url], policy)).await;
+    let url = rpc_url(&proxy, "/eth");
+    let c = HttpClient::new();
+    for _ in 0..2 {
+        assert_eq!(c.rpc(&url, CALL).await["error"]["code"], -32092);
+    }
+    let v = c.rpc(&url, CALL).await;
+    assert_eq!(v["error"]["code"], -32091, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("circuit breaker open"),
+        "{v}"
+    );
+    assert_eq!(u0.hits(), 2);
+    let (status, body) = c.get(&admin_url(&proxy, "/readyz")).await;
+    assert_eq!(status, 503, "{body}");
+}
+
+#[tokio::test]
+async fn the_retry_budget_stops_retries_when_spent() {
+    // Every upstream fails, and the breakers never open: only the budget limits retries.
+    // With `budget = 0` only the floor is left: 10 retries a second over 10 s, 100.
+    let ups = [
+        FakeUpstream::start(|_, _| Action::Status(503, "a".into())).await,
+        FakeUpstream::start(|_, _| Action::Status(503, "b".into())).await,
+        FakeUpstream::start(|_, _| Action::Status(503, "c".into())).await,
+    ];
+    let urls: Vec<&str> = ups.iter().map(|u| u.url.as_str()).collect();
+    let policy = "retry = { max_attempts = 3, budget = 0.0 }\n\
+                  breaker = { consecutive_failures = 10000, failure_rate = 1.0, window = 10000 }";
+    let proxy = start_proxy(&chain_config(&urls, policy)).await;
+    let url = rpc_url(&proxy, "/eth");
+    let c = HttpClient::new();
+    let calls = 80;
+    for _ in 0..calls {
+        assert_eq!(c.rpc(&url, CALL).await["error"]["code"], -32092);
+    }
+    let hits: usize = ups.iter().map(FakeUpstream::hits).sum();
+    let sent = metric(
+        &proxy,
+        r#"manifold_retries_total{chain="eth",result="sent"}"#,
+    )
+    .await;
+    let denied = metric(
+        &proxy,
+        r#"manifold_retries_total{chain="eth",result="budget_exhausted"}"#,
+    )
+    .await;
+    // Two retries wanted per call (160); the floor gives 100 in 10 s, then each call stops
+    // at its first refused retry.
+    assert_eq!(
+        hits,
+        calls + sent as usize,
+        "every sent retry reached an upstream"
+    );
+    assert!(sent >= 100.0, "the floor allows 100 in 10 s: sent {sent}");
+    assert!(sent < 2.0 * calls as f64, "the budget ran out: sent {sent}");
+    assert!(
+        denied >= 1.0 && sent + denied <= 2.0 * calls as f64,
+        "denied {denied}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_attempt_is_hedged_and_the_loser_cancelled() {
+    let u0 = FakeUpstream::start(|_, _| {
+        Action::Delay(
+            Duration::from_secs(10),
+            Box::new(Action::Result("\"0xslow\"".into())),
+        )
+    })
+    .await;
+    let u1 = FakeUpstream::ok("\"0xfast\"").await;
+    let proxy = start_proxy(&chain_config(
+        &[&u0.url, &u1.url],
+        "hedge = { delay = \"100ms\" }",
+    ))
+    .await;
+    let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+    assert_eq!(v["result"], "0xfast", "{v}");
+    assert_eq!((u0.hits(), u1.hits()), (1, 1));
+    // The first attempt is dropped, and with it its connection: u0 sees the cancellation.
+    u0.wait_cancelled(1).await;
+    let sent = metric(
+        &proxy,
+        r#"manifold_hedges_total{chain="eth",result="sent"}"#,
+    )
+    .await;
+    let won = metric(&proxy, r#"manifold_hedges_total{chain="eth",result="won"}"#).await;
+    assert_eq!((sent, won), (1.0, 1.0));
+}
+
+#[tokio::test]
+async fn a_fast_null_does_not_beat_a_real_answer_in_flight() {
+    let receipt = r#"{"transactionHash":"0x01","status":"0x1"}"#;
+    let u0 = FakeUpstream::start(move |_, _| {
+        Action::Delay(
+            Duration::from_millis(400),
+            Box::new(Action::Result(receipt.into())),
+        )
+    })
+    .await;
+    // Not seen the transaction yet.
+    let u1 = FakeUpstream::ok("null").await;
+    let proxy = start_proxy(&chain_config(
+        &[&u0.url, &u1.url],
+        "hedge = { delay = \"50ms\" }",
+    ))
+    .await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_getTransactionReceipt","params":["0x01"]}"#;
+    let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), call).await;
+    assert_eq!(v["result"]["status"], "0x1", "{v}");
+    assert_eq!(u1.hits(), 1, "the hedge was sent");
+}
+
+#[tokio::test]
+async fn the_hedge_budget_and_max_extra_bound_extra_load() {
+    let slow = || {
+        Action::Delay(
+            Duration::from_millis(300),
+            Box::new(Action::Result("\"0x1\"".into())),
+        )
+    };
+    let ups = [
+        FakeUpstream::start(move |_, _| slow()).await,
+        FakeUpstream::start(move |_, _| slow()).await,
+        FakeUpstream::start(move |_, _| slow()).await,
+    ];
+    let urls: Vec<&str> = ups.iter().map(|u| u.url.as_str()).collect();
+    // max_extra = 1: three slow upstreams, yet each call sends at most one hedge.
+    let proxy = start_proxy(&chain_config(
+        &urls,
+        "hedge = { delay = \"20ms\", max_extra = 1 }",
+    ))
+    .await;
+    let c = HttpClient::new();
+    for _ in 0..3 {
+        assert_eq!(c.rpc(&rpc_url(&proxy, "/eth"), CALL).await["result"], "0x1");
+    }
+    let hits: usize = ups.iter().map(FakeUpstream::hits).sum();
+    assert_eq!(hits, 6, "one first attempt and one hedge per call");
+}
+
+#[tokio::test]
+async fn a_revert_is_returned_once_and_never_retried() {
+    let revert = r#"{"code":3,"message":"execution reverted: not owner","data":"0x08c379a0"}"#;
+    let u0 = FakeUpstream::start(move |_, _| Action::Error(revert.into())).await;
+    let u1 = FakeUpstream::ok("\"0x\"").await;
+    let proxy = start_proxy(&chain_config(&[&u0.url, &u1.url], "")).await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_call","params":[{"to":"0x01"},"latest"]}"#;
+    let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), call).await;
+    assert_eq!(
+        v["error"]["message"], "execution reverted: not owner",
+        "{v}"
+    );
+    assert_eq!(v["error"]["data"], "0x08c379a0");
+    assert_eq!((u0.hits(), u1.hits()), (1, 0));
+}
+
+#[tokio::test]
+async fn max_rps_sends_the_excess_elsewhere() {
+    let u0 = FakeUpstream::ok("\"0xa\"").await;
+    let u1 = FakeUpstream::ok("\"0xb\"").await;
+    let toml = chain_config(&[&u0.url, &u1.url], "hedge = { delay = \"off\" }").replacen(
+        "name = \"u0\"\n",
+        "name = \"u0\"\nmax_rps = 2\n",
+        1,
+    );
+    let proxy = start_proxy(&toml).await;
+    let c = HttpClient::new();
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert!(c.rpc(&rpc_url(&proxy, "/eth"), CALL).await["result"].is_string());
+    }
+    // A burst of 2, then 2 a second.
+    let allowed = 2 + 2 * started.elapsed().as_secs_f64().ceil() as usize;
+    assert!(u0.hits() <= allowed, "u0 got {} > {allowed}", u0.hits());
+    assert!(u0.hits() >= 1);
+    assert_eq!(u0.hits() + u1.hits(), 20);
+}
+
+#[tokio::test]
+async fn max_rps_with_no_other_upstream_waits_for_room() {
+    let u0 = FakeUpstream::ok("\"0xa\"").await;
+    let toml =
+        chain_config(&[&u0.url], "").replacen("name = \"u0\"\n", "name = \"u0\"\nmax_rps = 5\n", 1);
+    let proxy = start_proxy(&toml).await;
+    let c = HttpClient::new();
+    let started = Instant::now();
+    for _ in 0..8 {
+        assert_eq!(c.rpc(&rpc_url(&proxy, "/eth"), CALL).await["result"], "0xa");
+    }
+    // 5 at once, then one every 200 ms: the last three waited.
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn slow_by_nature_calls_get_the_heavy_timeout() {
+    // Every answer takes 1.5 s; the upstream's own timeout is 1 s.
+    let u0 = FakeUpstream::start(|req, _| {
+        Action::Delay(
+            Duration::from_millis(1500),
+            Box::new(Action::Result(format!(
+                "\"{}\"",
+                req["method"].as_str().unwrap()
+            ))),
+        )
+    })
+    .await;
+    let u1 = FakeUpstream::ok("\"u1\"").await;
+    let toml = chain_config(
+        &[&u0.url, &u1.url],
+        "heavy_request_timeout = \"10s\"\nhedge = { delay = \"off\" }",
+    )
+    .replace("timeout = \"2s\"\n", "timeout = \"1s\"\n");
+    let proxy = start_proxy(&toml).await;
+    let c = HttpClient::new();
+    let url = rpc_url(&proxy, "/eth");
+    // eth_getLogs is heavy: the upstream's 1 s does not apply, the 10 s does.
+    let logs = r#"{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0x1","toBlock":"0x2"}]}"#;
+    assert_eq!(c.rpc(&url, logs).await["result"], "eth_getLogs");
+    // An ordinary call times out on u0 after 1 s and fails over.
+    assert_eq!(c.rpc(&url, CALL).await["result"], "u1");
+    let (_, body) = c.get(&admin_url(&proxy, "/status")).await;
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        upstream_status(&status, "u0")["consecutive_failures"],
+        1,
+        "only the ordinary call's timeout counts"
+    );
+}
