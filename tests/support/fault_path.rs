@@ -317,19 +317,12 @@ fn answer(head: http::response::Parts, body: Bytes) -> Response<Body> {
 fn truncated(head: http::response::Parts, body: Bytes) -> Response<Body> {
     let len = body.len();
     let half = body.slice(..len / 2);
-    let frames = futures_util::stream::unfold(0, move |step| {
-        let half = half.clone();
-        async move {
-            match step {
-                0 => Some((Ok(Frame::data(half)), 1)),
-                1 => {
-                    tokio::task::yield_now().await;
-                    Some((Err(io::Error::other("truncated")), 2))
-                }
-                _ => None,
-            }
-        }
+    let cut = futures_util::stream::once(async {
+        tokio::task::yield_now().await;
+        Err(io::Error::other("truncated"))
     });
+    let half = futures_util::stream::iter([Ok(Frame::data(half))]);
+    let frames = futures_util::StreamExt::chain(half, cut);
     let mut r = answer(head, Bytes::new());
     *r.body_mut() = StreamBody::new(frames).boxed();
     r.headers_mut().insert("content-length", len.into());
