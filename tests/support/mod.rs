@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+pub mod fault_path;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
