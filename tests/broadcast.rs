@@ -197,7 +197,8 @@ async fn no_answer_at_all_is_outcome_unknown_never_failed() {
     let v = rpc(&proxy).await;
     assert_eq!(v["error"]["code"], -32092, "{v}");
     assert_eq!(v["error"]["data"]["reason"], "outcome_unknown", "{v}");
-    // Nowhere reachable at all: certainly not sent.
+    // Nowhere reachable at all: tried anyway as a last resort, and refused: certainly not
+    // sent, which the client is told (safe to send again).
     let dead = closed_port_url().await;
     let proxy = start_proxy(&config(&[&dead], None)).await;
     wait_for_status(&proxy, "u0 unhealthy", |s| {
@@ -205,5 +206,10 @@ async fn no_answer_at_all_is_outcome_unknown_never_failed() {
     })
     .await;
     let v = rpc(&proxy).await;
-    assert_eq!(v["error"]["code"], -32091, "{v}");
+    assert_eq!(v["error"]["code"], -32092, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "all_attempts_failed", "{v}");
+    assert_eq!(
+        v["error"]["data"]["attempts"][0]["outcome"], "transport_error",
+        "{v}"
+    );
 }

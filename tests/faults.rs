@@ -42,14 +42,25 @@ fn assert_proxy_error(v: &Value, code: i64, outcome: &str, detail: &str) {
 
 #[tokio::test]
 async fn closed_port() {
-    // Dead from the start: the first probe takes it out, and requests are refused at once.
+    // Dead from the start: the first probe takes it out. With nothing healthy left it is
+    // still tried as a last resort (the checks may be what is wrong), and fails at once;
+    // after `consecutive_failures` such tries its breaker opens and calls are refused.
     let dead = closed_port_url().await;
-    let proxy = start_proxy(&chain_config(&[&dead], "")).await;
+    let proxy = start_proxy(&chain_config(
+        &[&dead],
+        "breaker = { consecutive_failures = 2, open_duration = \"1m\" }",
+    ))
+    .await;
     wait_for_status(&proxy, "u0 unhealthy", |s| {
         upstream_status(s, "u0")["status"] == "unhealthy"
     })
     .await;
-    let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+    let c = HttpClient::new();
+    for _ in 0..2 {
+        let v = c.rpc(&rpc_url(&proxy, "/eth"), CALL).await;
+        assert_proxy_error(&v, -32092, "transport_error", "connect");
+    }
+    let v = c.rpc(&rpc_url(&proxy, "/eth"), CALL).await;
     assert_eq!(v["error"]["code"], -32091, "{v}");
     assert!(
         v["error"]["message"]
@@ -292,7 +303,8 @@ async fn readyz_reports_a_chain_without_usable_upstreams() {
     );
     c.rpc(&rpc_url(&proxy, "/eth"), CALL).await;
     let (_, metrics) = c.get(&admin_url(&proxy, "/metrics")).await;
-    assert!(metrics.contains(r#"manifold_requests_total{chain="eth",method="eth_blockNumber",outcome="no_upstream"} 1"#), "{metrics}");
+    // Tried anyway as a last resort: the client gets the real failure.
+    assert!(metrics.contains(r#"manifold_requests_total{chain="eth",method="eth_blockNumber",outcome="upstream_failed"} 1"#), "{metrics}");
     assert!(
         metrics.contains(r#"manifold_upstream_healthy{chain="eth",upstream="u0"} 0"#),
         "{metrics}"

@@ -334,11 +334,17 @@ impl Validator {
             None => default.delay,
             Some("auto") => HedgeDelay::Auto,
             Some("off") => HedgeDelay::Off,
-            Some(d) => HedgeDelay::Fixed(self.duration(
-                &at.key("delay"),
-                Some(d),
-                crate::upstream::hedge::AUTO_MAX,
-            )),
+            Some(d) => {
+                let delay =
+                    self.duration(&at.key("delay"), Some(d), crate::upstream::hedge::AUTO_MAX);
+                if delay > Duration::from_secs(600) {
+                    self.fail(
+                        &at.key("delay"),
+                        "is longer than 10m: hedging would never happen (use \"off\")",
+                    );
+                }
+                HedgeDelay::Fixed(delay.min(Duration::from_secs(600)))
+            }
         };
         let max_extra = match h.max_extra {
             None => default.max_extra,

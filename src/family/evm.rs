@@ -350,22 +350,52 @@ pub const KNOWN_METHODS: &[&str] = &[
 /// transaction twice is harmless on chain but turns a success into "already known", and
 /// creating a filter twice leaks one; reads are always safe to repeat.
 pub fn is_repeatable(method: &str) -> bool {
-    !matches!(
-        method,
-        "eth_sendRawTransaction"
-            | "eth_sendTransaction"
-            | "eth_newFilter"
-            | "eth_newBlockFilter"
-            | "eth_newPendingTransactionFilter"
-            | "eth_uninstallFilter"
-            | "eth_subscribe"
-            | "eth_unsubscribe"
-    )
+    // Sends of every flavour (private, conditional, sync, bundles, account abstraction) and
+    // calls tied to state on one node (filters, subscriptions).
+    const WRITE_PREFIXES: &[&str] = &["eth_send", "personal_send", "mev_send"];
+    !(WRITE_PREFIXES.iter().any(|p| method.starts_with(p))
+        || matches!(
+            method,
+            "eth_newFilter"
+                | "eth_newBlockFilter"
+                | "eth_newPendingTransactionFilter"
+                | "eth_uninstallFilter"
+                | "eth_getFilterChanges"
+                | "eth_subscribe"
+                | "eth_unsubscribe"
+                | "eth_cancelPrivateTransaction"
+        ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_and_node_bound_calls_are_not_repeatable() {
+        for m in [
+            "eth_sendRawTransaction",
+            "eth_sendRawTransactionSync",
+            "eth_sendRawTransactionConditional",
+            "eth_sendPrivateTransaction",
+            "eth_sendBundle",
+            "eth_sendUserOperation",
+            "personal_sendTransaction",
+            "eth_newFilter",
+            "eth_getFilterChanges",
+            "eth_subscribe",
+        ] {
+            assert!(!is_repeatable(m), "{m}");
+        }
+        for m in [
+            "eth_call",
+            "eth_getBalance",
+            "eth_getLogs",
+            "eth_estimateGas",
+        ] {
+            assert!(is_repeatable(m), "{m}");
+        }
+    }
 
     fn ok(s: &str) -> ProbeAnswer {
         Ok(Ok(s.to_string()))

@@ -66,10 +66,30 @@ pub struct BroadcastRequest<'a> {
 impl UpstreamSet {
     /// Up to `fanout` eligible upstreams, best first, each outside the failure domains of
     /// those already picked while one such is eligible. `fallback` upstreams only when no
-    /// better one is.
-    pub fn broadcast_targets(&self, method: &str, route: &Route, fanout: usize) -> Vec<Pick<'_>> {
+    /// better one is; upstreams failing their probes only when fewer than `fanout` pass.
+    pub async fn broadcast_targets(
+        &self,
+        method: &str,
+        route: &Route,
+        fanout: usize,
+        deadline: Instant,
+    ) -> Result<Vec<Pick<'_>>, SetFailure> {
         let mut picked: Vec<Pick<'_>> = Vec::new();
         let mut chosen: Vec<&Arc<Upstream>> = Vec::new();
+        // The first target waits for `max_rps` room (until the deadline) rather than leave a
+        // transaction unsent; the others are whoever has room now.
+        match self.select_within(method, route, &[], deadline).await {
+            Ok(Some(p)) => {
+                chosen.push(p.upstream);
+                picked.push(p);
+            }
+            Ok(None) => {}
+            Err(_) => {
+                return Err(SetFailure::OverRate(format!(
+                    "every upstream that may take `{method}` is at its max_rps"
+                )))
+            }
+        }
         while picked.len() < fanout {
             let Some(p) = self.next_best(method, route, &chosen) else {
                 break;
@@ -82,7 +102,16 @@ impl UpstreamSet {
             chosen.push(p.upstream);
             picked.push(p);
         }
-        picked
+        // Too few healthy ones: also those failing their probes, which may be back by now.
+        // A transaction sent to one more node costs nothing; one sent to none is stuck.
+        while picked.len() < fanout {
+            let Some(p) = self.last_resort(method, route, &chosen) else {
+                break;
+            };
+            chosen.push(p.upstream);
+            picked.push(p);
+        }
+        Ok(picked)
     }
 }
 
@@ -95,15 +124,21 @@ pub async fn broadcast(
     // At start-up, wait for the first health verdicts like any call.
     set.wait_for_first_verdicts(req.method, &mut req.route, req.deadline)
         .await;
-    let targets = set.broadcast_targets(req.method, &req.route, req.fanout.max(1));
-    if targets.is_empty() {
-        return (
-            Err(SetFailure::NoUpstream(
-                "no upstream is passing health checks with its circuit breaker closed".into(),
-            )),
-            BroadcastResult::Unknown,
-        );
-    }
+    let targets = match set
+        .broadcast_targets(req.method, &req.route, req.fanout.max(1), req.deadline)
+        .await
+    {
+        Ok(t) if t.is_empty() => {
+            return (
+                Err(SetFailure::NoUpstream(
+                    "no upstream may take a transaction: none is configured for it, or none answers its health checks".into(),
+                )),
+                BroadcastResult::Unknown,
+            )
+        }
+        Ok(t) => t,
+        Err(e) => return (Err(e), BroadcastResult::Unknown),
+    };
     let mut sends = JoinSet::new();
     for Pick {
         upstream,
@@ -120,7 +155,7 @@ pub async fn broadcast(
         // client has its answer (more pools hold it, sooner).
         sends.spawn(async move {
             let outcome = u
-                .attempt(Some(admission), &id, body, deadline, Cost::Normal)
+                .attempt(admission, &id, body, deadline, Cost::Normal)
                 .await;
             (u, outcome)
         });

@@ -183,6 +183,12 @@ impl Upstream {
         let _in_flight = self.health.start();
         let _gauge = GaugeGuard::new(&self.metrics.in_flight);
         let started = Instant::now();
+        let mut unfinished = Unfinished {
+            health: &self.health,
+            started,
+            cost,
+            done: false,
+        };
         let limit = deadline.saturating_duration_since(started);
         let reply = match cost {
             Cost::Normal => self.client.post_within(body, limit).await,
@@ -227,6 +233,7 @@ impl Upstream {
         };
         // A rate limit means the request was turned away, not processed.
         let maybe_delivered = maybe_delivered && outcome != Outcome::RateLimited;
+        unfinished.done = true;
         self.health.record(outcome, cost, elapsed, retry_after);
         self.metrics.record(&self.config.name, outcome, elapsed);
         if let Some(admission) = admission {
@@ -353,6 +360,22 @@ fn breaker_verdict(outcome: Outcome, cost: Cost) -> Verdict {
 /// The start of a node's error object, for messages and logs.
 fn excerpt(error: &[u8]) -> String {
     String::from_utf8_lossy(error).chars().take(200).collect()
+}
+
+/// Records an attempt dropped before it answered (cancelled) as at least that slow.
+struct Unfinished<'a> {
+    health: &'a PassiveHealth,
+    started: Instant,
+    cost: Cost,
+    done: bool,
+}
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.done && self.cost == Cost::Normal {
+            self.health.record_unfinished(self.started.elapsed());
+        }
+    }
 }
 
 /// Holds a gauge up by one for as long as it lives.

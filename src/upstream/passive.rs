@@ -125,6 +125,19 @@ impl PassiveHealth {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         } else {
             self.consecutive_failures.store(0, Ordering::Relaxed);
+            self.record_latency(latency);
+        }
+    }
+
+    /// An attempt given up before it answered (a hedge's loser): how long it had run is a
+    /// lower bound of its latency, and counts as one. Otherwise an upstream that has stopped
+    /// answering would hide behind hedging with the fast latencies of its past.
+    pub fn record_unfinished(&self, elapsed: Duration) {
+        self.record_latency(elapsed);
+    }
+
+    fn record_latency(&self, latency: Duration) {
+        {
             let sample = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX) as f64;
             let old = self.latency_ewma_us.load(Ordering::Relaxed) as f64;
             let new = if old == 0.0 {
@@ -322,6 +335,21 @@ mod tests {
         // A heavy call failing in transport is still a failure.
         h.record(Outcome::Transport, Cost::Heavy, MS, None);
         assert_eq!(h.consecutive_failures(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_attempt_counts_as_at_least_that_slow() {
+        let h = PassiveHealth::default();
+        h.record(
+            Outcome::Success,
+            Cost::Normal,
+            Duration::from_millis(5),
+            None,
+        );
+        h.record_unfinished(Duration::from_secs(2));
+        assert!(h.latency_ewma_ms() > 300.0, "{}", h.latency_ewma_ms());
+        assert_eq!(h.latency_quantile(1.0), Some(Duration::from_secs(2)));
+        assert_eq!(h.snapshot()["failures"], 0);
     }
 
     #[tokio::test]

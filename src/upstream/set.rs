@@ -147,7 +147,8 @@ pub enum SetFailure {
 #[derive(Debug)]
 pub struct Pick<'a> {
     pub upstream: &'a Arc<Upstream>,
-    pub admission: Admission,
+    /// `None` for a last resort past an open breaker: the breaker neither gates nor learns.
+    pub admission: Option<Admission>,
 }
 
 enum Selection<'a> {
@@ -276,7 +277,7 @@ impl UpstreamSet {
                 Ok(admission) => {
                     return Selection::Picked(Pick {
                         upstream: u,
-                        admission,
+                        admission: Some(admission),
                     })
                 }
                 Err(refusal) => {
@@ -291,7 +292,7 @@ impl UpstreamSet {
 
     /// `select`, waiting for room when every candidate is at its `max_rps` (until
     /// `deadline`). `Err` says when nothing can be picked before the deadline.
-    async fn select_within(
+    pub(super) async fn select_within(
         &self,
         method: &str,
         route: &Route,
@@ -343,6 +344,16 @@ impl UpstreamSet {
                     Ok(Some(p)) => Ok(p),
                     Ok(None) => Err(Err(self.no_upstream(method, route))),
                     Err(wait) => over_rate(wait),
+                }
+            }
+            // Nothing passes its health checks, but the checks may be what is wrong (a probe
+            // method blocked, a path back since its last probe): rather try. Or every
+            // eligible upstream has its breaker open. Not when some upstream passes its
+            // checks but lags: a stale answer is refused, not risked.
+            Beyond::No if !self.any_serving(method) || self.only_broken(method, route) => {
+                match self.last_resort(method, route, &[]) {
+                    Some(p) => Ok(p),
+                    None => Err(Err(self.no_upstream(method, route))),
                 }
             }
             Beyond::No => Err(Err(self.no_upstream(method, route))),
@@ -401,7 +412,7 @@ impl UpstreamSet {
                         Err(f) => {
                             let repeat = plan.repeatable || !f.maybe_delivered;
                             failures.push(f);
-                            if repeat && held_null.is_none() {
+                            if repeat {
                                 if let Some(p) = self.retry(plan, &route, &tried).await {
                                     tried.push(p.upstream);
                                     running.push(run_attempt(p, plan, false));
@@ -452,18 +463,73 @@ impl UpstreamSet {
         if !self.may_start(tried, plan.deadline) {
             return None;
         }
-        let pick = self
-            .select_within(plan.method, route, tried, plan.deadline)
-            .await
-            .ok()
-            .flatten()?;
+        // The budget first: a pick takes a `max_rps` token, which a refused retry would waste.
         if !self.retry_budget.withdraw() {
             self.metrics.retries_denied.increment(1);
             tracing::debug!(method = plan.method, "retry budget exhausted: no retry");
             return None;
         }
+        let pick = match self
+            .select_within(plan.method, route, tried, plan.deadline)
+            .await
+        {
+            Ok(Some(p)) => p,
+            Ok(None) => self.last_resort(plan.method, route, tried)?,
+            Err(_) => return None,
+        };
         self.metrics.retries_sent.increment(1);
         Some(pick)
+    }
+
+    /// No healthy upstream is left to try: an upstream taken out by failed probes may be
+    /// back by now (a path restored since its last probe), and trying it costs less than
+    /// failing the call; its breaker stops a dead one from being tried on every call. Never one on the wrong chain, syncing or not probed
+    /// yet, and only within the call's block needs by its last known head and with its
+    /// breaker letting it through.
+    pub(super) fn last_resort(
+        &self,
+        method: &str,
+        route: &Route,
+        tried: &[&Arc<Upstream>],
+    ) -> Option<Pick<'_>> {
+        let mut candidates: Vec<&Arc<Upstream>> = self
+            .upstreams
+            .iter()
+            .filter(|u| !tried.iter().any(|t| Arc::ptr_eq(t, u)))
+            .filter(|u| {
+                u.active().status() == HealthStatus::Unhealthy
+                    && u.config.methods.allows(method)
+                    && !route.too_far_ahead(u)
+                    && reaches(u, route)
+                    && u.breaker_allows()
+            })
+            .collect();
+        while !candidates.is_empty() {
+            let u = power_of_two_choices(&candidates)?;
+            if let Ok(admission) = u.admit() {
+                tracing::debug!(upstream = %u.name(), "last resort: an upstream failing its probes");
+                return Some(Pick {
+                    upstream: u,
+                    admission: Some(admission),
+                });
+            }
+            candidates.retain(|c| !Arc::ptr_eq(c, u));
+        }
+        // Every upstream that could serve has its breaker open (a blip of the proxy's own
+        // network can open them all at once): one attempt past a breaker beats failing the
+        // call. It does not count for the breaker, which reopens on its own time.
+        let broken: Vec<&Arc<Upstream>> = self
+            .upstreams
+            .iter()
+            .filter(|u| !tried.iter().any(|t| Arc::ptr_eq(t, u)))
+            .filter(|u| Self::eligible(u, method, route) && !u.breaker_allows())
+            .collect();
+        let u = power_of_two_choices(&broken)?;
+        tracing::debug!(upstream = %u.name(), "last resort: past an open circuit breaker");
+        Some(Pick {
+            upstream: u,
+            admission: None,
+        })
     }
 
     /// No upstream is eligible: is it because the call wants a block no upstream had
@@ -530,6 +596,21 @@ impl UpstreamSet {
         SetFailure::NoUpstream(why)
     }
 
+    /// Some eligible upstream is held back by its breaker (when none could be picked: all
+    /// eligible ones are).
+    fn only_broken(&self, method: &str, route: &Route) -> bool {
+        self.upstreams
+            .iter()
+            .any(|u| Self::eligible(u, method, route) && !u.breaker_allows())
+    }
+
+    /// Some upstream allowed to serve `method` passes its health checks.
+    fn any_serving(&self, method: &str) -> bool {
+        self.upstreams
+            .iter()
+            .any(|u| u.config.methods.allows(method) && u.active().status().is_serving())
+    }
+
     /// At least one upstream may serve: passing health checks, not parked, breaker closed
     /// or ready for a trial.
     pub fn has_usable(&self) -> bool {
@@ -550,7 +631,7 @@ fn run_attempt<'a>(
         let result = pick
             .upstream
             .attempt(
-                Some(pick.admission),
+                pick.admission,
                 plan.request_id,
                 body,
                 plan.deadline,
