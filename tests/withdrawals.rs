@@ -76,6 +76,11 @@ fn hex_u128(v: &Value) -> u128 {
     u128::from_str_radix(s.trim_start_matches("0x"), 16).unwrap()
 }
 
+/// An account's nonce or balance (`method`) at the latest block, asked of the node directly.
+async fn on_chain(direct: &HttpClient, node: &str, method: &str, account: &str) -> u128 {
+    hex_u128(&direct.call(node, method, json!([account, "latest"])).await["result"])
+}
+
 /// The client's view of one call: its result, or what it got instead.
 async fn call(c: &HttpClient, url: &str, method: &str, params: Value) -> Result<Value, String> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
@@ -204,20 +209,8 @@ async fn withdrawals(pace: Pace, max_lag_blocks: Option<u64>) -> Vec<String> {
     .await;
 
     let direct = HttpClient::new();
-    let start_nonce = hex_u128(
-        &direct
-            .call(
-                &anvil.url,
-                "eth_getTransactionCount",
-                json!([SENDER, "latest"]),
-            )
-            .await["result"],
-    );
-    let balance_before = hex_u128(
-        &direct
-            .call(&anvil.url, "eth_getBalance", json!([RECIPIENT, "latest"]))
-            .await["result"],
-    );
+    let start_nonce = on_chain(&direct, &anvil.url, "eth_getTransactionCount", SENDER).await;
+    let balance_before = on_chain(&direct, &anvil.url, "eth_getBalance", RECIPIENT).await;
 
     let mut trouble = Trouble { seen: Vec::new() };
     let mut active = vec![Fault::Pass; 3];
@@ -316,25 +309,13 @@ async fn withdrawals(pace: Pace, max_lag_blocks: Option<u64>) -> Vec<String> {
         }
         assert_eq!(receipt["result"]["status"], "0x1", "{receipt}");
     }
-    let end_nonce = hex_u128(
-        &direct
-            .call(
-                &anvil.url,
-                "eth_getTransactionCount",
-                json!([SENDER, "latest"]),
-            )
-            .await["result"],
-    );
+    let end_nonce = on_chain(&direct, &anvil.url, "eth_getTransactionCount", SENDER).await;
     assert_eq!(
         end_nonce,
         start_nonce + u128::from(TRANSFERS),
         "the nonce moved by exactly the transfers"
     );
-    let balance_after = hex_u128(
-        &direct
-            .call(&anvil.url, "eth_getBalance", json!([RECIPIENT, "latest"]))
-            .await["result"],
-    );
+    let balance_after = on_chain(&direct, &anvil.url, "eth_getBalance", RECIPIENT).await;
     assert_eq!(balance_after - balance_before, u128::from(TRANSFERS));
     let forwarded: Vec<usize> = paths.iter().map(FaultPath::forwarded).collect();
     assert!(

@@ -303,17 +303,12 @@ impl Validator {
         let hedge = self.hedge(&at.key("hedge"), p.hedge.as_ref());
         let breaker = self.breaker(&at.key("breaker"), p.breaker.as_ref());
         let health = self.health(&at.key("health"), p.health.as_ref());
-        let broadcast_fanout = match p.broadcast.as_ref().and_then(|b| b.fanout) {
-            None => defaults::BROADCAST_FANOUT,
-            Some(n @ 1..=16) => n,
-            Some(n) => {
-                self.fail(
-                    &at.key("broadcast").key("fanout"),
-                    format!("{n} is out of range 1..=16"),
-                );
-                defaults::BROADCAST_FANOUT
-            }
-        };
+        let broadcast_fanout = self.count(
+            &at.key("broadcast").key("fanout"),
+            p.broadcast.as_ref().and_then(|b| b.fanout),
+            1..=16,
+            defaults::BROADCAST_FANOUT,
+        );
         Policy {
             broadcast_fanout,
             request_timeout,
@@ -346,14 +341,7 @@ impl Validator {
                 HedgeDelay::Fixed(delay.min(Duration::from_secs(600)))
             }
         };
-        let max_extra = match h.max_extra {
-            None => default.max_extra,
-            Some(n @ 0..=4) => n,
-            Some(n) => {
-                self.fail(&at.key("max_extra"), format!("{n} is out of range 0..=4"));
-                default.max_extra
-            }
-        };
+        let max_extra = self.count(&at.key("max_extra"), h.max_extra, 0..=4, default.max_extra);
         HedgePolicy {
             delay,
             max_extra,
@@ -364,14 +352,8 @@ impl Validator {
     fn breaker(&mut self, at: &KeyPath, b: Option<&FileBreaker>) -> BreakerPolicy {
         let default = BreakerPolicy::default();
         let Some(b) = b else { return default };
-        let mut count = |key: &str, value: Option<u32>, default: u32| match value {
-            None => default,
-            Some(n @ 1..=10_000) => n,
-            Some(n) => {
-                self.fail(&at.key(key), format!("{n} is out of range 1..=10000"));
-                default
-            }
-        };
+        let mut count =
+            |key: &str, value, default| self.count(&at.key(key), value, 1..=10_000, default);
         let consecutive_failures = count(
             "consecutive_failures",
             b.consecutive_failures,
@@ -424,6 +406,24 @@ impl Validator {
         }
     }
 
+    /// A count within `range` ("7 is out of range 1..=4" otherwise).
+    fn count(
+        &mut self,
+        at: &KeyPath,
+        value: Option<u32>,
+        range: std::ops::RangeInclusive<u32>,
+        default: u32,
+    ) -> u32 {
+        match value {
+            None => default,
+            Some(n) if range.contains(&n) => n,
+            Some(n) => {
+                self.fail(at, format!("{n} is out of range {range:?}"));
+                default
+            }
+        }
+    }
+
     /// A share such as a budget: 0 to 1.
     fn share(&mut self, at: &KeyPath, value: Option<f64>, default: f32) -> f32 {
         match value {
@@ -466,14 +466,8 @@ impl Validator {
                 ),
             );
         }
-        let mut count = |key: &str, value: Option<u32>, default: u32| match value {
-            None => default,
-            Some(n @ 1..=100) => n,
-            Some(n) => {
-                self.fail(&at.key(key), format!("{n} is out of range 1..=100"));
-                default
-            }
-        };
+        let mut count =
+            |key: &str, value, default| self.count(&at.key(key), value, 1..=100, default);
         HealthPolicy {
             interval,
             timeout,

@@ -84,11 +84,7 @@ impl UpstreamSet {
                 picked.push(p);
             }
             Ok(None) => {}
-            Err(_) => {
-                return Err(SetFailure::OverRate(format!(
-                    "every upstream that may take `{method}` is at its max_rps"
-                )))
-            }
+            Err(wait) => return Err(SetFailure::over_rate(method, wait)),
         }
         while picked.len() < fanout {
             let Some(p) = self.next_best(method, route, &chosen) else {

@@ -156,8 +156,7 @@ impl Upstream {
             Some(d) => tracing::info!(
                 chain = %self.metrics.chain, upstream = %self.config.name,
                 from = t.from.label(), to = t.to.label(), reason = %t.reason,
-                open_for = %humantime::format_duration(std::time::Duration::from_millis(
-                    u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+                open_for = %humantime::format_duration(whole_millis(d)),
                 "circuit breaker"
             ),
             None => tracing::info!(
@@ -180,15 +179,9 @@ impl Upstream {
         deadline: Instant,
         cost: Cost,
     ) -> Result<Payload, AttemptFailure> {
-        let _in_flight = self.health.start();
+        let mut in_flight = self.health.start(cost);
         let _gauge = GaugeGuard::new(&self.metrics.in_flight);
         let started = Instant::now();
-        let mut unfinished = Unfinished {
-            health: &self.health,
-            started,
-            cost,
-            done: false,
-        };
         let limit = deadline.saturating_duration_since(started);
         let reply = match cost {
             Cost::Normal => self.client.post_within(body, limit).await,
@@ -233,7 +226,7 @@ impl Upstream {
         };
         // A rate limit means the request was turned away, not processed.
         let maybe_delivered = maybe_delivered && outcome != Outcome::RateLimited;
-        unfinished.done = true;
+        in_flight.finish();
         self.health.record(outcome, cost, elapsed, retry_after);
         self.metrics.record(&self.config.name, outcome, elapsed);
         if let Some(admission) = admission {
@@ -357,25 +350,14 @@ fn breaker_verdict(outcome: Outcome, cost: Cost) -> Verdict {
     }
 }
 
+/// `d` without its sub-millisecond part, for messages ("4.8s", not "4s 812ms 301us 2ns").
+fn whole_millis(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// The start of a node's error object, for messages and logs.
 fn excerpt(error: &[u8]) -> String {
     String::from_utf8_lossy(error).chars().take(200).collect()
-}
-
-/// Records an attempt dropped before it answered (cancelled) as at least that slow.
-struct Unfinished<'a> {
-    health: &'a PassiveHealth,
-    started: Instant,
-    cost: Cost,
-    done: bool,
-}
-
-impl Drop for Unfinished<'_> {
-    fn drop(&mut self) {
-        if !self.done && self.cost == Cost::Normal {
-            self.health.record_unfinished(self.started.elapsed());
-        }
-    }
 }
 
 /// Holds a gauge up by one for as long as it lives.

@@ -61,13 +61,31 @@ impl Default for PassiveHealth {
     }
 }
 
-/// Decrements the in-flight count when the attempt ends, however it ends (cancelled too).
+/// One attempt in flight: decrements the in-flight count when the attempt ends, however it
+/// ends. An ordinary attempt dropped before `finish` (cancelled: a hedge's loser) counts as
+/// at least as slow as it had run; otherwise an upstream that has stopped answering would
+/// hide behind hedging with the fast latencies of its past.
 #[derive(Debug)]
-pub struct InFlight<'a>(&'a PassiveHealth);
+pub struct InFlight<'a> {
+    health: &'a PassiveHealth,
+    started: Instant,
+    cost: Cost,
+    finished: bool,
+}
+
+impl InFlight<'_> {
+    /// The attempt has an outcome (recorded with `PassiveHealth::record`).
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.health.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !self.finished && self.cost == Cost::Normal {
+            self.health.record_latency(self.started.elapsed());
+        }
     }
 }
 
@@ -76,9 +94,14 @@ impl PassiveHealth {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    pub fn start(&self) -> InFlight<'_> {
+    pub fn start(&self, cost: Cost) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(self)
+        InFlight {
+            health: self,
+            started: Instant::now(),
+            cost,
+            finished: false,
+        }
     }
 
     pub fn record(
@@ -129,30 +152,21 @@ impl PassiveHealth {
         }
     }
 
-    /// An attempt given up before it answered (a hedge's loser): how long it had run is a
-    /// lower bound of its latency, and counts as one. Otherwise an upstream that has stopped
-    /// answering would hide behind hedging with the fast latencies of its past.
-    pub fn record_unfinished(&self, elapsed: Duration) {
-        self.record_latency(elapsed);
-    }
-
     fn record_latency(&self, latency: Duration) {
-        {
-            let sample = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX) as f64;
-            let old = self.latency_ewma_us.load(Ordering::Relaxed) as f64;
-            let new = if old == 0.0 {
-                sample
-            } else {
-                old + EWMA_ALPHA * (sample - old)
-            };
-            self.latency_ewma_us.store(new as u64, Ordering::Relaxed);
-            let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) % WINDOW;
-            if let Some(cell) = self.window.get(slot) {
-                let us = u32::try_from(latency.as_micros())
-                    .unwrap_or(u32::MAX)
-                    .max(1);
-                cell.store(us, Ordering::Relaxed);
-            }
+        let sample = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX) as f64;
+        let old = self.latency_ewma_us.load(Ordering::Relaxed) as f64;
+        let new = if old == 0.0 {
+            sample
+        } else {
+            old + EWMA_ALPHA * (sample - old)
+        };
+        self.latency_ewma_us.store(new as u64, Ordering::Relaxed);
+        let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) % WINDOW;
+        if let Some(cell) = self.window.get(slot) {
+            let us = u32::try_from(latency.as_micros())
+                .unwrap_or(u32::MAX)
+                .max(1);
+            cell.store(us, Ordering::Relaxed);
         }
     }
 
@@ -337,7 +351,7 @@ mod tests {
         assert_eq!(h.consecutive_failures(), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_unfinished_attempt_counts_as_at_least_that_slow() {
         let h = PassiveHealth::default();
         h.record(
@@ -346,17 +360,25 @@ mod tests {
             Duration::from_millis(5),
             None,
         );
-        h.record_unfinished(Duration::from_secs(2));
+        let cancelled = h.start(Cost::Normal);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        drop(cancelled);
         assert!(h.latency_ewma_ms() > 300.0, "{}", h.latency_ewma_ms());
         assert_eq!(h.latency_quantile(1.0), Some(Duration::from_secs(2)));
         assert_eq!(h.snapshot()["failures"], 0);
+        // A finished attempt leaves its latency to `record`; a heavy one stays out.
+        let mut finished = h.start(Cost::Normal);
+        finished.finish();
+        drop(finished);
+        drop(h.start(Cost::Heavy));
+        assert_eq!(h.latency_samples(), 2);
     }
 
     #[tokio::test]
     async fn in_flight_is_released_on_drop() {
         let h = PassiveHealth::default();
-        let a = h.start();
-        let b = h.start();
+        let a = h.start(Cost::Normal);
+        let b = h.start(Cost::Normal);
         assert_eq!(h.snapshot()["in_flight"], 2);
         drop(a);
         drop(b);

@@ -143,6 +143,16 @@ pub enum SetFailure {
     AllFailed(Vec<AttemptFailure>),
 }
 
+impl SetFailure {
+    /// Every upstream that may serve `method` is at its `max_rps` for `wait` more.
+    pub(super) fn over_rate(method: &str, wait: Duration) -> Self {
+        SetFailure::OverRate(format!(
+            "every upstream that may serve `{method}` is at its max_rps (room in {})",
+            humantime::format_duration(super::whole_millis(wait))
+        ))
+    }
+}
+
 /// An upstream chosen for the next attempt, with its leave to send it.
 #[derive(Debug)]
 pub struct Pick<'a> {
@@ -249,7 +259,7 @@ impl UpstreamSet {
         let rank = |u: &Upstream| {
             (
                 !route.in_sync(u),
-                !u.is_usable(),
+                !u.health().is_usable(),
                 u.config.tier,
                 tried_domains.contains(&u.config.failure_domain.as_str()),
             )
@@ -322,14 +332,7 @@ impl UpstreamSet {
     ) -> Result<Pick<'_>, Result<Payload, SetFailure>> {
         let (method, deadline) = (plan.method, plan.deadline);
         self.wait_for_first_verdicts(method, route, deadline).await;
-        let over_rate = |wait: Duration| {
-            Err(Err(SetFailure::OverRate(format!(
-                "every upstream that may serve `{method}` is at its max_rps (room in {})",
-                humantime::format_duration(Duration::from_millis(
-                    u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
-                ))
-            ))))
-        };
+        let over_rate = |wait: Duration| Err(Err(SetFailure::over_rate(method, wait)));
         match self.select_within(method, route, &[], deadline).await {
             Ok(Some(p)) => return Ok(p),
             Ok(None) => {}
@@ -567,21 +570,14 @@ impl UpstreamSet {
             .upstreams
             .iter()
             .any(|u| u.config.methods.allows(method));
-        let serving = self
-            .upstreams
-            .iter()
-            .any(|u| u.config.methods.allows(method) && u.active().status().is_serving());
+        let serving = self.any_serving(method);
         let pending = self
             .upstreams
             .iter()
             .any(|u| u.active().status() == HealthStatus::Unknown);
-        let broken = self
-            .upstreams
-            .iter()
-            .any(|u| Self::eligible(u, method, route) && !u.breaker_allows());
         let why = if !allowed {
             format!("no upstream is configured to serve `{method}`")
-        } else if broken {
+        } else if self.only_broken(method, route) {
             "every upstream that may serve this call has its circuit breaker open".to_string()
         } else if !serving && pending {
             "no upstream has answered its first health check yet".to_string()

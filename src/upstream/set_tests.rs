@@ -203,9 +203,9 @@ proptest! {
     }
 }
 
-#[test]
-fn fallback_only_when_nothing_better_is_left() {
-    let healthy = |tier| Spec {
+/// A healthy upstream at head 10 of this tier, in the failure domain of the same number.
+fn healthy(tier: u8) -> Spec {
+    Spec {
         tier,
         status: 0,
         head: 10,
@@ -214,7 +214,11 @@ fn fallback_only_when_nothing_better_is_left() {
         denies_method: false,
         broken: false,
         capped: false,
-    };
+    }
+}
+
+#[test]
+fn fallback_only_when_nothing_better_is_left() {
     let set = build(&[healthy(2), healthy(0)]);
     let route = Route::any();
     for _ in 0..50 {
@@ -240,16 +244,7 @@ fn fallback_only_when_nothing_better_is_left() {
 
 #[test]
 fn load_spreads_over_equal_upstreams() {
-    let healthy = Spec {
-        tier: 0,
-        status: 0,
-        head: 10,
-        skipped: false,
-        domain: 0,
-        denies_method: false,
-        broken: false,
-        capped: false,
-    };
+    let healthy = healthy(0);
     let set = build(&[healthy.clone(), healthy.clone(), healthy]);
     let mut counts = std::collections::HashMap::new();
     for _ in 0..3000 {
@@ -262,16 +257,7 @@ fn load_spreads_over_equal_upstreams() {
 
 #[test]
 fn a_slow_upstream_gets_less_traffic() {
-    let healthy = Spec {
-        tier: 0,
-        status: 0,
-        head: 10,
-        skipped: false,
-        domain: 0,
-        denies_method: false,
-        broken: false,
-        capped: false,
-    };
+    let healthy = healthy(0);
     let set = build(&[healthy.clone(), healthy]);
     let slow = set.iter().next().unwrap();
     for _ in 0..20 {
