@@ -217,8 +217,10 @@ async fn stopping_one_of_two_nodes_loses_no_request() {
     let a_requests = upstream_status(&status, "a")["requests"].as_u64().unwrap();
     let a_failures = upstream_status(&status, "a")["failures"].as_u64().unwrap();
     assert!(a_requests > 10, "a served before it died: {status}");
+    // The breaker opens at its fifth consecutive failure (the default); a batch's other item
+    // may already be on its way to the dead node then, so one more failure can follow.
     assert!(
-        a_failures <= 5,
+        a_failures <= 5 + 1,
         "only a few attempts met the dead node: {status}"
     );
     for _ in 0..20 {
