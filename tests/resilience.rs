@@ -337,3 +337,60 @@ async fn slow_by_nature_calls_get_the_heavy_timeout() {
         "only the ordinary call's timeout counts"
     );
 }
+
+/// A heavy call runs as long as `heavy_request_timeout` allows, and its timeout blames no
+/// one; but when its upstream is found dead meanwhile (here by failed probes), the call
+/// moves to another upstream at once instead of waiting out its deadline.
+#[tokio::test]
+async fn a_heavy_call_leaves_an_upstream_taken_out_while_it_ran() {
+    let u0 = FakeUpstream::start(|_, _| Action::Hang).await;
+    let u1 = FakeUpstream::ok("\"u1\"").await;
+    let toml = chain_config_with_health(
+        &[&u0.url, &u1.url],
+        "heavy_request_timeout = \"60s\"\nhedge = { delay = \"off\" }",
+        "interval = \"100ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1",
+    );
+    let proxy = start_proxy(&toml).await;
+    let url = rpc_url(&proxy, "/eth");
+    let logs = r#"{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0x1","toBlock":"0x2"}]}"#;
+    let sent = u0.next_request();
+    let call = tokio::spawn(async move { HttpClient::new().rpc(&url, logs).await });
+    sent.await;
+    // The primary hangs on it; then its probes start failing.
+    u0.probes.failing.store(true, Ordering::SeqCst);
+    let v = tokio::time::timeout(Duration::from_secs(20), call)
+        .await
+        .expect("the call moved on before its 60 s deadline")
+        .unwrap();
+    assert_eq!(v["result"], "u1", "{v}");
+    u0.wait_cancelled(1).await;
+    assert_eq!(u1.hits(), 1);
+}
+
+/// An open breaker whose time is over shows as half-open in `/status` and the gauge even
+/// when no call has reached it since: the health checker moves it along.
+#[tokio::test]
+async fn an_open_breaker_turns_half_open_on_time_without_traffic() {
+    let u0 = FakeUpstream::start(|_, _| Action::Status(503, "down".into())).await;
+    let u1 = FakeUpstream::ok("\"0xb\"").await;
+    let policy = "breaker = { consecutive_failures = 2, open_duration = \"500ms\" }\n\
+                  hedge = { delay = \"off\" }";
+    let toml = chain_config_with_health(
+        &[&u0.url, &u1.url],
+        policy,
+        "interval = \"100ms\"\ntimeout = \"100ms\"",
+    );
+    let proxy = start_proxy(&toml).await;
+    let (url, c) = (rpc_url(&proxy, "/eth"), HttpClient::new());
+    for _ in 0..2 {
+        assert_eq!(c.rpc(&url, CALL).await["result"], "0xb");
+    }
+    assert_eq!(breaker_state(&proxy, "u0").await, "open");
+    wait_for_status(&proxy, "u0's breaker half-open", |s| {
+        upstream_status(s, "u0")["breaker"]["state"] == "half_open"
+    })
+    .await;
+    let gauge = r#"manifold_breaker_state{chain="eth",upstream="u0"}"#;
+    assert_eq!(metric(&proxy, gauge).await, 1.0);
+    assert_eq!(u0.hits(), 2, "no traffic reached it meanwhile");
+}

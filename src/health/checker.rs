@@ -68,6 +68,7 @@ pub async fn run(ctx: Arc<ChainHealth>, upstream: Arc<Upstream>, mut stop: watch
                 tracing::warn!(chain = %ctx.chain, upstream = %upstream.name(), from = t.from.label(), to = t.to.label(), reason = %t.reason, "upstream down");
             }
         }
+        upstream.refresh_breaker();
         ctx.refresh_head();
         ctx.probed.notify_waiters();
         tokio::select! {

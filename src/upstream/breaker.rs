@@ -3,10 +3,16 @@
 //!
 //! Closed → Open after `consecutive_failures` failures in a row, or a failure share of at
 //! least `failure_rate` over the last `window` attempts (once the window is full). Open for
-//! `open_duration`, doubled at each trip that follows a failed trial, up to
-//! `max_open_duration`, with ±20% jitter so that many proxies do not return at once.
-//! Half-open lets `half_open_requests` trial requests through; when all of them succeed the
-//! breaker closes, and the first failure opens it again, for longer.
+//! `open_duration`, doubled at each further trip, up to `max_open_duration`, with ±20%
+//! jitter so that many proxies do not return at once. Half-open lets `half_open_requests`
+//! trial requests through; when all of them succeed the breaker closes, and the first
+//! failure opens it again, for longer. Closing does not forget the trips: an upstream that
+//! passes its trials and fails again under full traffic (flapping) is kept out longer each
+//! time. Only after it has stayed closed for `max_open_duration` does the count start over.
+//!
+//! Each half-open round has a number; a trial permit belongs to its round. A trial still
+//! running when its round ends (the breaker reopened or closed) neither gives its permit
+//! back to a later round nor has its verdict counted there.
 //!
 //! Written here rather than taken from a crate: the gate must be readable on the request
 //! path with one atomic load, trial permits must be handed back when a hedged attempt is
@@ -102,6 +108,8 @@ pub struct CircuitBreaker {
     open_until_ms: AtomicU64,
     /// Trial permits left to hand out while half-open.
     trial_permits: AtomicU32,
+    /// The current half-open round (bumped each time the breaker goes half-open).
+    round: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -111,9 +119,11 @@ struct Inner {
     /// Last `window` verdicts, `true` for a failure (a ring).
     recent: Vec<bool>,
     next: usize,
-    /// Trips since the breaker last closed: each doubles the open duration.
+    /// Trips since the count last started over: each doubles the open duration.
     trips: u32,
     trial_successes: u32,
+    /// When the breaker last closed after trials (ms since `epoch`).
+    closed_at_ms: Option<u64>,
 }
 
 /// A trial permit taken while half-open; handed back if the attempt ends without a verdict
@@ -121,24 +131,27 @@ struct Inner {
 #[derive(Debug)]
 pub struct Admission {
     breaker: Arc<CircuitBreaker>,
-    trial: bool,
+    /// The half-open round this trial belongs to; `None` when admitted while closed.
+    trial: Option<u64>,
 }
 
 impl Admission {
     /// Record the attempt's verdict; returns the transition it caused, if any.
     pub fn record(mut self, verdict: Verdict) -> Option<BreakerTransition> {
-        let counted = self.trial && verdict != Verdict::Neutral;
-        if counted {
-            self.trial = false;
-        }
-        self.breaker.record(verdict, counted)
+        let trial = if verdict == Verdict::Neutral {
+            None
+        } else {
+            // Counted: the permit is spent, not handed back on drop.
+            self.trial.take()
+        };
+        self.breaker.record(verdict, trial)
     }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        if self.trial {
-            self.breaker.trial_permits.fetch_add(1, Ordering::AcqRel);
+        if let Some(round) = self.trial {
+            self.breaker.give_back(round);
         }
     }
 }
@@ -151,6 +164,7 @@ impl CircuitBreaker {
             state: AtomicU8::new(BreakerState::Closed as u8),
             open_until_ms: AtomicU64::new(0),
             trial_permits: AtomicU32::new(0),
+            round: AtomicU64::new(0),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -172,64 +186,85 @@ impl CircuitBreaker {
         }
     }
 
+    /// An open breaker whose time is up turns half-open: on the next `admit`, or when the
+    /// health checker calls this after a probe, so that `/status` and the gauge do not show
+    /// "open" for an upstream no traffic has reached since. Returns the transition, if any.
+    pub fn refresh(&self) -> Option<BreakerTransition> {
+        if self.state() != BreakerState::Open
+            || self.now_ms() < self.open_until_ms.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        let _inner = self.lock();
+        // Re-checked under the lock: one caller makes the change.
+        if self.state() != BreakerState::Open
+            || self.now_ms() < self.open_until_ms.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        self.round.fetch_add(1, Ordering::AcqRel);
+        self.trial_permits
+            .store(self.policy.half_open_requests.max(1), Ordering::Release);
+        self.state
+            .store(BreakerState::HalfOpen as u8, Ordering::Release);
+        Some(BreakerTransition {
+            from: BreakerState::Open,
+            to: BreakerState::HalfOpen,
+            reason: "open duration over: trial requests".into(),
+            open_for: None,
+        })
+    }
+
     /// Let one request through, or not. An open breaker whose time is up turns half-open
     /// here (the returned transition is for the log).
     pub fn admit(self: &Arc<Self>) -> (Option<Admission>, Option<BreakerTransition>) {
-        let mut transition = None;
-        if self.state() == BreakerState::Open {
-            if self.now_ms() < self.open_until_ms.load(Ordering::Acquire) {
-                return (None, None);
-            }
-            let inner = self.lock();
-            // Re-checked under the lock: one caller makes the change.
-            if self.state() == BreakerState::Open
-                && self.now_ms() >= self.open_until_ms.load(Ordering::Acquire)
-            {
-                self.trial_permits
-                    .store(self.policy.half_open_requests.max(1), Ordering::Release);
-                self.state
-                    .store(BreakerState::HalfOpen as u8, Ordering::Release);
-                transition = Some(BreakerTransition {
-                    from: BreakerState::Open,
-                    to: BreakerState::HalfOpen,
-                    reason: "open duration over: trial requests".into(),
-                    open_for: None,
-                });
-            }
-            drop(inner);
-        }
+        let transition = self.refresh();
         let admission = match self.state() {
             BreakerState::Closed => Some(Admission {
                 breaker: self.clone(),
-                trial: false,
+                trial: None,
             }),
-            BreakerState::HalfOpen => self
-                .trial_permits
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| p.checked_sub(1))
-                .ok()
-                .map(|_| Admission {
-                    breaker: self.clone(),
-                    trial: true,
-                }),
+            BreakerState::HalfOpen => {
+                let round = self.round.load(Ordering::Acquire);
+                self.trial_permits
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| p.checked_sub(1))
+                    .ok()
+                    .map(|_| Admission {
+                        breaker: self.clone(),
+                        trial: Some(round),
+                    })
+            }
             BreakerState::Open => None,
         };
         (admission, transition)
+    }
+
+    /// A trial of `round` ended without a verdict: its permit goes back, if that round is
+    /// still on.
+    fn give_back(&self, round: u64) {
+        let _inner = self.lock();
+        if self.state() == BreakerState::HalfOpen && self.round.load(Ordering::Acquire) == round {
+            self.trial_permits.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn record(&self, verdict: Verdict, trial: bool) -> Option<BreakerTransition> {
+    /// `trial`: the half-open round of the attempt's trial permit, if it had one.
+    fn record(&self, verdict: Verdict, trial: Option<u64>) -> Option<BreakerTransition> {
         if verdict == Verdict::Neutral {
             return None;
         }
         let failed = verdict == Verdict::Failure;
         let mut inner = self.lock();
+        let this_round = trial == Some(self.round.load(Ordering::Acquire));
         match self.state() {
             // A straggler from before the trip: the trip has already said enough.
             BreakerState::Open => None,
-            BreakerState::HalfOpen if !trial => None,
+            // Not a trial of this round: admitted while closed, or a trial of a round over.
+            BreakerState::HalfOpen if !this_round => None,
             BreakerState::HalfOpen if failed => {
                 Some(self.trip(&mut inner, BreakerState::HalfOpen, "a trial request failed"))
             }
@@ -238,7 +273,13 @@ impl CircuitBreaker {
                 if inner.trial_successes < self.policy.half_open_requests.max(1) {
                     return None;
                 }
-                *inner = Inner::default();
+                // The trips are kept (see the module's doc): a flapping upstream's next trip
+                // keeps it out longer.
+                *inner = Inner {
+                    trips: inner.trips,
+                    closed_at_ms: Some(self.now_ms()),
+                    ..Inner::default()
+                };
                 self.state
                     .store(BreakerState::Closed as u8, Ordering::Release);
                 Some(BreakerTransition {
@@ -279,6 +320,15 @@ impl CircuitBreaker {
     }
 
     fn trip(&self, inner: &mut Inner, from: BreakerState, reason: &str) -> BreakerTransition {
+        let max_open_ms = u64::try_from(self.policy.max_open_duration.as_millis()).unwrap_or(0);
+        if from == BreakerState::Closed
+            && inner
+                .closed_at_ms
+                .is_some_and(|at| self.now_ms().saturating_sub(at) >= max_open_ms)
+        {
+            // Closed long enough: a new trip is a new outage, not the same one flapping.
+            inner.trips = 0;
+        }
         let doublings = inner.trips.min(16);
         inner.trips += 1;
         inner.consecutive = 0;
@@ -465,6 +515,98 @@ mod tests {
         c.expect("trial").record(Verdict::Neutral);
         assert!(b.admit().0.is_some());
         assert_eq!(b.state(), BreakerState::HalfOpen);
+    }
+
+    fn trip(b: &Arc<CircuitBreaker>) -> Duration {
+        let mut last = None;
+        for _ in 0..3 {
+            last = attempt(b, Verdict::Failure);
+        }
+        last.and_then(|t| t.open_for).expect("tripped")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trial_of_an_earlier_round_neither_frees_nor_counts_in_a_new_one() {
+        let b = Arc::new(CircuitBreaker::new(policy()));
+        trip(&b);
+        tokio::time::advance(Duration::from_secs(13)).await;
+        let (old, _) = b.admit();
+        let (failing, _) = b.admit();
+        let t = failing.expect("trial").record(Verdict::Failure);
+        assert_eq!(t.map(|t| t.to), Some(BreakerState::Open));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(
+            b.refresh().map(|t| t.to),
+            Some(BreakerState::HalfOpen),
+            "a new round"
+        );
+        let old = old.expect("trial of the first round");
+        // Its verdict is not a trial of this round...
+        assert_eq!(old.record(Verdict::Success), None);
+        // ...and dropping it gave no third permit: exactly two trials, both needed.
+        let (a, _) = b.admit();
+        let (c, _) = b.admit();
+        assert!(b.admit().0.is_none(), "only this round's two permits");
+        assert_eq!(a.expect("trial").record(Verdict::Success), None);
+        let t = c.expect("trial").record(Verdict::Success);
+        assert_eq!(t.map(|t| t.to), Some(BreakerState::Closed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancelled_trial_of_an_earlier_round_gives_nothing_back() {
+        let b = Arc::new(CircuitBreaker::new(policy()));
+        trip(&b);
+        tokio::time::advance(Duration::from_secs(13)).await;
+        let (old, _) = b.admit();
+        let (failing, _) = b.admit();
+        failing.expect("trial").record(Verdict::Failure);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        b.refresh();
+        drop(old);
+        let (x, _) = b.admit();
+        let (y, _) = b.admit();
+        assert!(x.is_some() && y.is_some());
+        assert!(
+            b.admit().0.is_none(),
+            "the old permit was not added to this round"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_open_state_ends_on_time_without_traffic() {
+        let b = Arc::new(CircuitBreaker::new(policy()));
+        trip(&b);
+        assert_eq!(b.refresh(), None, "still open");
+        assert_eq!(b.snapshot()["state"], "open");
+        tokio::time::advance(Duration::from_secs(13)).await;
+        assert_eq!(b.refresh().map(|t| t.to), Some(BreakerState::HalfOpen));
+        assert_eq!(b.refresh(), None, "one transition");
+        assert_eq!(b.snapshot()["state"], "half_open");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flapping_upstream_is_kept_out_longer_until_it_stays_closed() {
+        let b = Arc::new(CircuitBreaker::new(policy()));
+        let close = |b: &Arc<CircuitBreaker>| {
+            let (x, _) = b.admit();
+            let (y, _) = b.admit();
+            x.expect("trial").record(Verdict::Success);
+            let t = y.expect("trial").record(Verdict::Success);
+            assert_eq!(t.map(|t| t.to), Some(BreakerState::Closed));
+        };
+        let first = trip(&b);
+        assert!(first <= Duration::from_secs(12), "{first:?}");
+        tokio::time::advance(Duration::from_secs(13)).await;
+        close(&b);
+        // Passes its trials, fails again under traffic: the same outage, kept out longer.
+        let second = trip(&b);
+        assert!(second >= Duration::from_secs(16), "{second:?}");
+        tokio::time::advance(Duration::from_secs(25)).await;
+        close(&b);
+        // Closed for max_open_duration (30 s): a new outage starts from the base again.
+        tokio::time::advance(Duration::from_secs(31)).await;
+        let third = trip(&b);
+        assert!(third <= Duration::from_secs(12), "{third:?}");
     }
 
     #[tokio::test(start_paused = true)]

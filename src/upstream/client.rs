@@ -141,6 +141,11 @@ impl UpstreamClient {
         })
     }
 
+    /// The upstream's own `timeout` for an ordinary call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// POST a JSON body and read the whole answer, within the upstream's `timeout`.
     pub async fn post(&self, body: Bytes) -> Result<HttpReply, TransportError> {
         self.post_within(body, self.timeout).await

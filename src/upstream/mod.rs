@@ -15,6 +15,7 @@ mod reply;
 mod set;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use metrics::{Counter, Gauge, Histogram, Label};
@@ -150,6 +151,14 @@ impl Upstream {
         &self.breaker
     }
 
+    /// An open breaker whose time is up turns half-open even if no traffic reaches it
+    /// (the health checker calls this after each probe): `/status` and the gauge stay true.
+    pub fn refresh_breaker(&self) {
+        if let Some(t) = self.breaker.refresh() {
+            self.breaker_changed(&t);
+        }
+    }
+
     fn breaker_changed(&self, t: &BreakerTransition) {
         self.metrics.breaker.set(f64::from(t.to as u8));
         match t.open_for {
@@ -185,7 +194,22 @@ impl Upstream {
         let limit = deadline.saturating_duration_since(started);
         let reply = match cost {
             Cost::Normal => self.client.post_within(body, limit).await,
-            Cost::Heavy => self.client.post_for(body, limit).await,
+            // A heavy attempt may run for minutes, and its timeout blames no one: if the
+            // upstream is found dead meanwhile (by probes or other calls), the call moves
+            // on instead of waiting out the deadline. Unrecorded: that verdict is made.
+            Cost::Heavy => tokio::select! {
+                r = self.client.post_for(body, limit) => r,
+                () = self.taken_out() => {
+                    return Err(AttemptFailure {
+                        upstream: self.config.name.clone(),
+                        outcome: Outcome::Transport,
+                        detail: "abandoned: the upstream was taken out of service while the call ran".into(),
+                        retry_after: None,
+                        maybe_delivered: true,
+                        node_answer: None,
+                    });
+                }
+            },
         };
         let (result, retry_after, maybe_delivered) = match reply {
             Ok(reply) => {
@@ -227,10 +251,26 @@ impl Upstream {
         // A rate limit means the request was turned away, not processed.
         let maybe_delivered = maybe_delivered && outcome != Outcome::RateLimited;
         in_flight.finish();
-        self.health.record(outcome, cost, elapsed, retry_after);
+        let blameless = outcome == Outcome::Timeout
+            && timeout_is_blameless(
+                cost,
+                limit < self.client.timeout(),
+                elapsed,
+                self.health.latency_quantile(0.99),
+            );
+        if blameless {
+            self.health.record_blameless();
+        } else {
+            self.health.record(outcome, cost, elapsed, retry_after);
+        }
         self.metrics.record(&self.config.name, outcome, elapsed);
         if let Some(admission) = admission {
-            if let Some(t) = admission.0.record(breaker_verdict(outcome, cost)) {
+            let verdict = if blameless {
+                Verdict::Neutral
+            } else {
+                breaker_verdict(outcome)
+            };
+            if let Some(t) = admission.0.record(verdict) {
                 self.breaker_changed(&t);
             }
         }
@@ -250,6 +290,21 @@ impl Upstream {
                     node_answer,
                 })
             }
+        }
+    }
+
+    /// Resolves when the upstream goes from serving to out of service (failed probes, or
+    /// its breaker opened); never, if it was out already (a last resort). Polled: it runs
+    /// only beside heavy attempts, which are few, and a quarter of a second is nothing
+    /// next to their timeout.
+    async fn taken_out(&self) {
+        let serving =
+            || self.active().status().is_serving() && self.breaker.state() != BreakerState::Open;
+        if !serving() {
+            return std::future::pending().await;
+        }
+        while serving() {
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
@@ -337,22 +392,34 @@ impl UpstreamMetrics {
 
 /// What an attempt's outcome tells the breaker. Only faults of the upstream itself count:
 /// not a node that is behind (any client can ask every node for a block none has), not a
-/// rate limit (parked instead), not a request the upstream refused for its own sake, and
-/// not a slow-by-nature call that ran out of time.
-fn breaker_verdict(outcome: Outcome, cost: Cost) -> Verdict {
+/// rate limit (parked instead), and not a request the upstream refused for its own sake.
+/// (Timeouts that blame no one are sorted out before: `attempt`.)
+fn breaker_verdict(outcome: Outcome) -> Verdict {
     match outcome {
         Outcome::Success | Outcome::RpcError => Verdict::Success,
         Outcome::NodeError | Outcome::RateLimited | Outcome::Rejected => Verdict::Neutral,
-        Outcome::Timeout if cost == Cost::Heavy => Verdict::Neutral,
         Outcome::Timeout | Outcome::Transport | Outcome::HttpStatus | Outcome::BadReply => {
             Verdict::Failure
         }
     }
 }
 
+/// Whether an attempt's timeout says nothing about the upstream. A call slow by nature
+/// times out on the best of nodes; so does one that arrived with little of its deadline
+/// left (`cut_short`: given less than the upstream's own `timeout`), unless it had already
+/// run longer than the upstream's usual slow answers (its p99).
+fn timeout_is_blameless(
+    cost: Cost,
+    cut_short: bool,
+    elapsed: Duration,
+    p99: Option<Duration>,
+) -> bool {
+    cost == Cost::Heavy || (cut_short && p99.is_none_or(|p99| elapsed < p99))
+}
+
 /// `d` without its sub-millisecond part, for messages ("4.8s", not "4s 812ms 301us 2ns").
-fn whole_millis(d: std::time::Duration) -> std::time::Duration {
-    std::time::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+fn whole_millis(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// The start of a node's error object, for messages and logs.
@@ -373,5 +440,26 @@ impl<'a> GaugeGuard<'a> {
 impl Drop for GaugeGuard<'_> {
     fn drop(&mut self) {
         self.0.decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_timeout_blames_the_upstream_only_when_it_had_its_time() {
+        let p99 = Some(MS * 50);
+        // Its whole timeout, and no answer: the upstream's fault.
+        assert!(!timeout_is_blameless(Cost::Normal, false, MS * 10, p99));
+        // Cut short by the call's deadline, before its usual slow answers: nobody's.
+        assert!(timeout_is_blameless(Cost::Normal, true, MS * 10, p99));
+        assert!(timeout_is_blameless(Cost::Normal, true, MS * 10, None));
+        // Cut short, but already slower than 99% of its answers: the upstream's.
+        assert!(!timeout_is_blameless(Cost::Normal, true, MS * 80, p99));
+        // Slow by nature: never.
+        assert!(timeout_is_blameless(Cost::Heavy, false, MS * 10_000, p99));
     }
 }

@@ -6,8 +6,9 @@
 //! the others. Taking a failing upstream out of traffic is the circuit breaker's job
 //! (`super::breaker`). Answers, errors from the node
 //! included, are successes here: a revert is the request's fault, not the upstream's. Calls
-//! slow by nature (`Cost::Heavy`) stay out of the latencies, and their timeouts out of the
-//! failures. The request path only touches atomics.
+//! slow by nature (`Cost::Heavy`) stay out of the latencies; timeouts that blame no one
+//! (`Upstream::attempt` decides) are only counted as requests. The request path only
+//! touches atomics.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -94,6 +95,12 @@ impl PassiveHealth {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// An attempt that says nothing about the upstream (see `Upstream::attempt`): counted as
+    /// a request, and nothing more.
+    pub fn record_blameless(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn start(&self, cost: Cost) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight {
@@ -113,11 +120,6 @@ impl PassiveHealth {
     ) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let heavy = cost == Cost::Heavy;
-        // A slow-by-nature call running out of time says more about the call than about
-        // the upstream.
-        if heavy && outcome == Outcome::Timeout {
-            return;
-        }
         let fault = if outcome.is_upstream_fault() {
             1.0
         } else {
@@ -336,13 +338,14 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn heavy_calls_stay_out_of_latencies_and_their_timeouts_out_of_failures() {
+    async fn heavy_calls_stay_out_of_latencies_and_blameless_timeouts_out_of_failures() {
         let h = PassiveHealth::default();
         for _ in 0..10 {
-            h.record(Outcome::Timeout, Cost::Heavy, Duration::from_secs(60), None);
+            h.record_blameless();
         }
         assert_eq!(h.consecutive_failures(), 0);
         assert_eq!(h.error_rate(), 0.0);
+        assert_eq!(h.snapshot()["requests"], 10);
         h.record(Outcome::Success, Cost::Heavy, Duration::from_secs(30), None);
         assert_eq!(h.latency_samples(), 0);
         assert_eq!(h.latency_ewma_ms(), 0.0);
