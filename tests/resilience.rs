@@ -394,3 +394,51 @@ async fn an_open_breaker_turns_half_open_on_time_without_traffic() {
     assert_eq!(metric(&proxy, gauge).await, 1.0);
     assert_eq!(u0.hits(), 2, "no traffic reached it meanwhile");
 }
+
+/// A retry that has to wait for an upstream's `max_rps` room does not hold up the call's
+/// other attempts: a hedge answering meanwhile ends the call, and the waiting retry is
+/// never sent.
+#[tokio::test]
+async fn a_retry_waiting_for_room_does_not_hold_up_an_answer() {
+    let u0 = FakeUpstream::start(|_, _| {
+        Action::Delay(
+            Duration::from_millis(50),
+            Box::new(Action::Status(503, "down".into())),
+        )
+    })
+    .await;
+    let u1 = FakeUpstream::ok("\"u1\"").await;
+    let u2 = FakeUpstream::start(|_, _| {
+        Action::Delay(
+            Duration::from_millis(300),
+            Box::new(Action::Result("\"u2\"".into())),
+        )
+    })
+    .await;
+    let toml = chain_config(
+        &[&u0.url, &u1.url, &u2.url],
+        "hedge = { delay = \"20ms\", max_extra = 1 }\nbreaker = { consecutive_failures = 100 }",
+    )
+    .replacen(
+        &format!("url = \"{}\"\n", u1.url),
+        &format!("url = \"{}\"\nmax_rps = 1\n", u1.url),
+        1,
+    );
+    let proxy = start_proxy(&toml).await;
+    let (url, c) = (rpc_url(&proxy, "/eth"), HttpClient::new());
+    // The primary is slow to fail: the hedge goes to u1, which answers and spends its one
+    // request of this second.
+    assert_eq!(c.rpc(&url, CALL).await["result"], "u1");
+    assert_eq!(u1.hits(), 1);
+    // Now the hedge goes to u2 (u1 has no room), the primary fails, and the retry can only
+    // go to u1 in about a second; u2 answers long before.
+    assert_eq!(c.rpc(&url, CALL).await["result"], "u2");
+    assert_eq!(u0.hits(), 2);
+    assert_eq!(u1.hits(), 1);
+    let retries = r#"manifold_retries_total{chain="eth",result="sent"}"#;
+    assert_eq!(
+        metric(&proxy, retries).await,
+        0.0,
+        "the retry still waiting for room was never sent"
+    );
+}

@@ -161,6 +161,14 @@ pub struct Pick<'a> {
     pub admission: Option<Admission>,
 }
 
+/// Where a retry goes.
+enum RetryPick<'a> {
+    Now(Pick<'a>),
+    /// Every candidate is at its `max_rps`: try again then (before the deadline).
+    At(Instant),
+    Nowhere,
+}
+
 enum Selection<'a> {
     Picked(Pick<'a>),
     /// Candidates there are, but all at their `max_rps`: one has room after this long.
@@ -271,10 +279,21 @@ impl UpstreamSet {
             .filter(|u| Self::eligible(u, method, route) && u.breaker_allows())
             .collect();
         let mut over_rate: Option<Duration> = None;
+        let mut class = None;
         loop {
             let Some(best) = candidates.iter().map(|u| rank(u)).min() else {
                 return over_rate.map_or(Selection::None, Selection::OverRate);
             };
+            // An upstream at its `max_rps` passes the call to another of its class (any tier
+            // or domain), never to a worse one: a lagging node's answer may be stale, and a
+            // parked one is rate limited already. Waiting for room beats either.
+            let best_class = (best.0, best.1);
+            if let Some(wait) = over_rate {
+                if class.is_some_and(|c| c != best_class) {
+                    return Selection::OverRate(wait);
+                }
+            }
+            class.get_or_insert(best_class);
             let group: Vec<&Arc<Upstream>> = candidates
                 .iter()
                 .copied()
@@ -394,18 +413,20 @@ impl UpstreamSet {
         let mut hedges = 0u32;
         let mut held_null: Option<Payload> = None;
         let mut failures: Vec<AttemptFailure> = Vec::new();
+        // A retry waiting for `max_rps` room: a timer here, so that the attempts still
+        // running are heard meanwhile.
+        let mut retry_at: Option<Instant> = None;
         loop {
-            let hedge_timer = async {
-                match next_hedge {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            if running.is_empty() && retry_at.is_none() {
+                break;
+            }
+            let hedge_timer = sleep_until_or_never(next_hedge);
+            let retry_timer = sleep_until_or_never(retry_at);
             tokio::select! {
-                done = running.next() => {
-                    let Some((hedged, result)) = done else { break };
+                Some((hedged, result)) = running.next(), if !running.is_empty() => {
+                    let more_coming = !running.is_empty() || retry_at.is_some();
                     match result {
-                        Ok(p) if is_null(&p) && !running.is_empty() => held_null = Some(p),
+                        Ok(p) if is_null(&p) && more_coming => held_null = Some(p),
                         Ok(p) => {
                             if hedged {
                                 self.metrics.hedges_won.increment(1);
@@ -415,16 +436,30 @@ impl UpstreamSet {
                         Err(f) => {
                             let repeat = plan.repeatable || !f.maybe_delivered;
                             failures.push(f);
-                            if repeat {
-                                if let Some(p) = self.retry(plan, &route, &tried).await {
-                                    tried.push(p.upstream);
-                                    running.push(run_attempt(p, plan, false));
+                            if repeat && retry_at.is_none() && self.retry_allowed(plan, &tried) {
+                                match self.retry_pick(plan, &route, &tried) {
+                                    RetryPick::Now(p) => {
+                                        self.metrics.retries_sent.increment(1);
+                                        tried.push(p.upstream);
+                                        running.push(run_attempt(p, plan, false));
+                                    }
+                                    RetryPick::At(at) => retry_at = Some(at),
+                                    RetryPick::Nowhere => {}
                                 }
                             }
-                            if running.is_empty() {
-                                break;
-                            }
                         }
+                    }
+                }
+                () = retry_timer => {
+                    retry_at = None;
+                    match self.retry_pick(plan, &route, &tried) {
+                        RetryPick::Now(p) => {
+                            self.metrics.retries_sent.increment(1);
+                            tried.push(p.upstream);
+                            running.push(run_attempt(p, plan, false));
+                        }
+                        RetryPick::At(at) => retry_at = Some(at),
+                        RetryPick::Nowhere => {}
                     }
                 }
                 () = hedge_timer => {
@@ -456,32 +491,44 @@ impl UpstreamSet {
         tried.len() < self.max_attempts && Instant::now() < deadline
     }
 
-    /// The upstream for a retry, if the attempts, the deadline and the budget allow one.
-    async fn retry(
+    /// Whether the call may have one more attempt, by `max_attempts`, its deadline and the
+    /// retry budget (which this withdraws from).
+    fn retry_allowed(&self, plan: &CallPlan<'_>, tried: &[&Arc<Upstream>]) -> bool {
+        if !self.may_start(tried, plan.deadline) {
+            return false;
+        }
+        // The budget before the pick: a pick takes a `max_rps` token, which a refused retry
+        // would waste.
+        if !self.retry_budget.withdraw() {
+            self.metrics.retries_denied.increment(1);
+            tracing::debug!(method = plan.method, "retry budget exhausted: no retry");
+            return false;
+        }
+        true
+    }
+
+    /// The upstream for an allowed retry: the next best, the next with `max_rps` room (and
+    /// when), or a last resort.
+    fn retry_pick(
         &self,
         plan: &CallPlan<'_>,
         route: &Route,
         tried: &[&Arc<Upstream>],
-    ) -> Option<Pick<'_>> {
-        if !self.may_start(tried, plan.deadline) {
-            return None;
+    ) -> RetryPick<'_> {
+        match self.select(plan.method, route, tried) {
+            Selection::Picked(p) => RetryPick::Now(p),
+            Selection::OverRate(wait) => {
+                let at = Instant::now() + wait;
+                if at < plan.deadline {
+                    RetryPick::At(at)
+                } else {
+                    RetryPick::Nowhere
+                }
+            }
+            Selection::None => self
+                .last_resort(plan.method, route, tried)
+                .map_or(RetryPick::Nowhere, RetryPick::Now),
         }
-        // The budget first: a pick takes a `max_rps` token, which a refused retry would waste.
-        if !self.retry_budget.withdraw() {
-            self.metrics.retries_denied.increment(1);
-            tracing::debug!(method = plan.method, "retry budget exhausted: no retry");
-            return None;
-        }
-        let pick = match self
-            .select_within(plan.method, route, tried, plan.deadline)
-            .await
-        {
-            Ok(Some(p)) => p,
-            Ok(None) => self.last_resort(plan.method, route, tried)?,
-            Err(_) => return None,
-        };
-        self.metrics.retries_sent.increment(1);
-        Some(pick)
     }
 
     /// No healthy upstream is left to try: an upstream taken out by failed probes may be
@@ -635,6 +682,14 @@ fn run_attempt<'a>(
             )
             .await;
         (hedged, result)
+    }
+}
+
+/// Sleeps until `at`, or forever when there is no `at`.
+async fn sleep_until_or_never(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

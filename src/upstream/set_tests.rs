@@ -147,9 +147,10 @@ fn route_strategy() -> impl Strategy<Value = Route> {
     })
 }
 
-/// The routing rules, restated from the specs alone (not from the code under test).
+/// The routing rules, restated from the specs alone (not from the code under test). An
+/// upstream at its `max_rps` is eligible, but has no room now.
 fn spec_eligible(s: &Spec, route: &Route) -> bool {
-    if s.status != 0 || s.denies_method || s.broken || s.capped {
+    if s.status != 0 || s.denies_method || s.broken {
         return false;
     }
     let chain_head = route.chain_head.unwrap_or(0);
@@ -187,8 +188,20 @@ proptest! {
         let tried_idx: Vec<usize> = (0..specs.len()).filter(|i| tried_mask & (1 << i) != 0).collect();
         let tried: Vec<&Arc<Upstream>> = tried_idx.iter().map(|i| all[*i]).collect();
         let tried_domains: Vec<u8> = tried_idx.iter().map(|i| specs[*i].domain).collect();
-        let open: Vec<usize> = (0..specs.len())
+        let eligible: Vec<usize> = (0..specs.len())
             .filter(|i| !tried_idx.contains(i) && spec_eligible(&specs[*i], &route))
+            .collect();
+        // An upstream at its max_rps passes the call on only within its class (in sync,
+        // not parked): never to a lagging or parked one.
+        let class = |j: usize| {
+            let r = spec_rank(&specs[j], &route, &tried_domains);
+            (r.0, r.1)
+        };
+        let best_class = eligible.iter().map(|j| class(*j)).min();
+        let open: Vec<usize> = eligible
+            .iter()
+            .copied()
+            .filter(|j| !specs[*j].capped && Some(class(*j)) == best_class)
             .collect();
         let picked = set.next_best("m", &route, &tried);
         prop_assert_eq!(picked.is_some(), !open.is_empty(), "eligible by the rules: {:?}", open);
@@ -287,4 +300,38 @@ fn a_slow_upstream_gets_less_traffic() {
         .count();
     // With replacement, the worse of two is picked only when drawn twice: about a quarter.
     assert!((300..700).contains(&slow_picks), "{slow_picks}");
+}
+
+#[test]
+fn max_rps_never_spills_to_a_lagging_upstream() {
+    let capped = Spec {
+        capped: true,
+        ..healthy(0)
+    };
+    let lagging = Spec {
+        head: 2,
+        ..healthy(1)
+    };
+    let set = build(&[capped, lagging]);
+    let route = Route {
+        chain_head: Some(10),
+        max_lag_blocks: 3,
+        ..Route::any()
+    };
+    assert!(
+        matches!(set.select("m", &route, &[]), Selection::OverRate(_)),
+        "waits for room rather than asking a node 8 blocks behind"
+    );
+    // Another in-sync upstream of a worse tier takes the excess.
+    let set = build(&[
+        Spec {
+            capped: true,
+            ..healthy(0)
+        },
+        healthy(2),
+    ]);
+    let p = set
+        .next_best("m", &route, &[])
+        .expect("spilled within the class");
+    assert_eq!(p.upstream.config.tier, Tier::Fallback);
 }
