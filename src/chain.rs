@@ -196,6 +196,7 @@ impl Chain {
             chain_head: self.head(),
             max_lag_blocks: self.config.policy.max_lag_blocks,
             max_ahead_blocks: crate::health::outlier_tolerance(self.config.policy.max_lag_blocks),
+            cost: class.cost,
         };
         // Every attempt is bounded by the deadline itself; this outer bound is a safety net
         // that should never fire first.
@@ -236,7 +237,6 @@ impl Chain {
                         body,
                         deadline,
                         repeatable,
-                        cost: class.cost,
                     };
                     self.upstreams.call(&plan).await
                 }

@@ -177,12 +177,15 @@ impl CircuitBreaker {
         BreakerState::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    /// Whether a request could be let through now (read-only: selection filters on this).
-    pub fn allows(&self) -> bool {
+    /// Whether a request could be let through now (read-only: selection filters on this);
+    /// past a half-open breaker only one that `may_trial` (see `admit`).
+    pub fn allows(&self, may_trial: bool) -> bool {
         match self.state() {
             BreakerState::Closed => true,
-            BreakerState::Open => self.now_ms() >= self.open_until_ms.load(Ordering::Acquire),
-            BreakerState::HalfOpen => self.trial_permits.load(Ordering::Acquire) > 0,
+            BreakerState::Open => {
+                may_trial && self.now_ms() >= self.open_until_ms.load(Ordering::Acquire)
+            }
+            BreakerState::HalfOpen => may_trial && self.trial_permits.load(Ordering::Acquire) > 0,
         }
     }
 
@@ -215,15 +218,20 @@ impl CircuitBreaker {
         })
     }
 
-    /// Let one request through, or not. An open breaker whose time is up turns half-open
-    /// here (the returned transition is for the log).
-    pub fn admit(self: &Arc<Self>) -> (Option<Admission>, Option<BreakerTransition>) {
+    /// Let one request through, or not; a half-open breaker only one that `may_trial`. An
+    /// open breaker whose time is up turns half-open here (the returned transition is for
+    /// the log).
+    pub fn admit(
+        self: &Arc<Self>,
+        may_trial: bool,
+    ) -> (Option<Admission>, Option<BreakerTransition>) {
         let transition = self.refresh();
         let admission = match self.state() {
             BreakerState::Closed => Some(Admission {
                 breaker: self.clone(),
                 trial: None,
             }),
+            BreakerState::HalfOpen if !may_trial => None,
             BreakerState::HalfOpen => {
                 let round = self.round.load(Ordering::Acquire);
                 self.trial_permits
@@ -390,7 +398,7 @@ mod tests {
     }
 
     fn attempt(b: &Arc<CircuitBreaker>, v: Verdict) -> Option<BreakerTransition> {
-        let (admission, _) = b.admit();
+        let (admission, _) = b.admit(true);
         admission.expect("admitted").record(v)
     }
 
@@ -403,8 +411,8 @@ mod tests {
         assert_eq!((t.from, t.to), (BreakerState::Closed, BreakerState::Open));
         assert!(t.reason.contains("3 consecutive"), "{}", t.reason);
         assert_eq!(b.state(), BreakerState::Open);
-        assert!(!b.allows());
-        assert!(b.admit().0.is_none());
+        assert!(!b.allows(true));
+        assert!(b.admit(true).0.is_none());
     }
 
     #[tokio::test(start_paused = true)]
@@ -449,16 +457,16 @@ mod tests {
         }
         // Jitter: 8..12 s.
         tokio::time::advance(Duration::from_millis(7_900)).await;
-        assert!(!b.allows());
+        assert!(!b.allows(true));
         tokio::time::advance(Duration::from_millis(4_200)).await;
-        assert!(b.allows());
-        let (first, t) = b.admit();
+        assert!(b.allows(true));
+        let (first, t) = b.admit(true);
         assert_eq!(t.map(|t| t.to), Some(BreakerState::HalfOpen));
-        let (second, t) = b.admit();
+        let (second, t) = b.admit(true);
         assert!(t.is_none());
         // Limited trial traffic: two permits, no third.
-        assert!(b.admit().0.is_none());
-        assert!(!b.allows());
+        assert!(b.admit(true).0.is_none());
+        assert!(!b.allows(true));
         assert_eq!(first.expect("trial").record(Verdict::Success), None);
         let t = second
             .expect("trial")
@@ -468,7 +476,7 @@ mod tests {
             (t.from, t.to),
             (BreakerState::HalfOpen, BreakerState::Closed)
         );
-        assert!(b.allows());
+        assert!(b.allows(true));
         // Closed again with a clean slate: two failures do not trip it.
         attempt(&b, Verdict::Failure);
         attempt(&b, Verdict::Failure);
@@ -505,15 +513,15 @@ mod tests {
             attempt(&b, Verdict::Failure);
         }
         tokio::time::advance(Duration::from_secs(13)).await;
-        let (a, _) = b.admit();
-        let (c, _) = b.admit();
+        let (a, _) = b.admit(true);
+        let (c, _) = b.admit(true);
         assert!(a.is_some() && c.is_some());
-        assert!(!b.allows());
+        assert!(!b.allows(true));
         drop(a);
-        assert!(b.allows(), "a cancelled trial frees its permit");
+        assert!(b.allows(true), "a cancelled trial frees its permit");
         // A neutral verdict says nothing: the permit comes back too.
         c.expect("trial").record(Verdict::Neutral);
-        assert!(b.admit().0.is_some());
+        assert!(b.admit(true).0.is_some());
         assert_eq!(b.state(), BreakerState::HalfOpen);
     }
 
@@ -530,8 +538,8 @@ mod tests {
         let b = Arc::new(CircuitBreaker::new(policy()));
         trip(&b);
         tokio::time::advance(Duration::from_secs(13)).await;
-        let (old, _) = b.admit();
-        let (failing, _) = b.admit();
+        let (old, _) = b.admit(true);
+        let (failing, _) = b.admit(true);
         let t = failing.expect("trial").record(Verdict::Failure);
         assert_eq!(t.map(|t| t.to), Some(BreakerState::Open));
         tokio::time::advance(Duration::from_secs(30)).await;
@@ -544,9 +552,9 @@ mod tests {
         // Its verdict is not a trial of this round...
         assert_eq!(old.record(Verdict::Success), None);
         // ...and dropping it gave no third permit: exactly two trials, both needed.
-        let (a, _) = b.admit();
-        let (c, _) = b.admit();
-        assert!(b.admit().0.is_none(), "only this round's two permits");
+        let (a, _) = b.admit(true);
+        let (c, _) = b.admit(true);
+        assert!(b.admit(true).0.is_none(), "only this round's two permits");
         assert_eq!(a.expect("trial").record(Verdict::Success), None);
         let t = c.expect("trial").record(Verdict::Success);
         assert_eq!(t.map(|t| t.to), Some(BreakerState::Closed));
@@ -557,17 +565,17 @@ mod tests {
         let b = Arc::new(CircuitBreaker::new(policy()));
         trip(&b);
         tokio::time::advance(Duration::from_secs(13)).await;
-        let (old, _) = b.admit();
-        let (failing, _) = b.admit();
+        let (old, _) = b.admit(true);
+        let (failing, _) = b.admit(true);
         failing.expect("trial").record(Verdict::Failure);
         tokio::time::advance(Duration::from_secs(30)).await;
         b.refresh();
         drop(old);
-        let (x, _) = b.admit();
-        let (y, _) = b.admit();
+        let (x, _) = b.admit(true);
+        let (y, _) = b.admit(true);
         assert!(x.is_some() && y.is_some());
         assert!(
-            b.admit().0.is_none(),
+            b.admit(true).0.is_none(),
             "the old permit was not added to this round"
         );
     }
@@ -588,8 +596,8 @@ mod tests {
     async fn a_flapping_upstream_is_kept_out_longer_until_it_stays_closed() {
         let b = Arc::new(CircuitBreaker::new(policy()));
         let close = |b: &Arc<CircuitBreaker>| {
-            let (x, _) = b.admit();
-            let (y, _) = b.admit();
+            let (x, _) = b.admit(true);
+            let (y, _) = b.admit(true);
             x.expect("trial").record(Verdict::Success);
             let t = y.expect("trial").record(Verdict::Success);
             assert_eq!(t.map(|t| t.to), Some(BreakerState::Closed));
@@ -610,10 +618,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn only_calls_that_may_trial_are_let_through_half_open() {
+        let b = Arc::new(CircuitBreaker::new(policy()));
+        trip(&b);
+        tokio::time::advance(Duration::from_secs(13)).await;
+        assert!(!b.allows(false));
+        assert!(b.admit(false).0.is_none(), "a heavy call is no trial");
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert!(b.admit(true).0.is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn stragglers_do_not_move_an_open_breaker() {
         let b = Arc::new(CircuitBreaker::new(policy()));
         // Admitted while closed, answered after the trip.
-        let (late, _) = b.admit();
+        let (late, _) = b.admit(true);
         for _ in 0..3 {
             attempt(&b, Verdict::Failure);
         }

@@ -209,7 +209,6 @@ pub async fn broadcast(
                 body: req.lookup_body.clone(),
                 deadline: req.deadline,
                 repeatable: true,
-                cost: Cost::Normal,
             })
             .await;
         return match found {

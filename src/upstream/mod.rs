@@ -124,10 +124,10 @@ impl Upstream {
         &self.config.name
     }
 
-    /// Ask to send one attempt: the breaker's gate, then `max_rps`. An open breaker whose
-    /// time is up turns half-open here.
-    pub fn admit(&self) -> Result<Admission, Refusal> {
-        let (admission, transition) = self.breaker.admit();
+    /// Ask to send one attempt of a call of `cost`: the breaker's gate, then `max_rps`. An
+    /// open breaker whose time is up turns half-open here; its trials are ordinary calls.
+    pub fn admit(&self, cost: Cost) -> Result<Admission, Refusal> {
+        let (admission, transition) = self.breaker.admit(cost == Cost::Normal);
         if let Some(t) = transition {
             self.breaker_changed(&t);
         }
@@ -143,8 +143,8 @@ impl Upstream {
     }
 
     /// Whether the breaker would let an attempt through now (selection reads only this).
-    pub fn breaker_allows(&self) -> bool {
-        self.breaker.allows()
+    pub fn breaker_allows(&self, cost: Cost) -> bool {
+        self.breaker.allows(cost == Cost::Normal)
     }
 
     pub fn breaker(&self) -> &Arc<CircuitBreaker> {
@@ -310,7 +310,7 @@ impl Upstream {
 
     /// Not parked after a rate limit, and not cut off by its breaker.
     pub fn is_usable(&self) -> bool {
-        self.health.is_usable() && self.breaker.allows()
+        self.health.is_usable() && self.breaker.allows(true)
     }
 
     pub fn health(&self) -> &PassiveHealth {

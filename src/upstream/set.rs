@@ -49,6 +49,9 @@ pub struct Route {
     /// An upstream further ahead of the chain head than this is an outlier (a fork, a
     /// broken node): it does not serve.
     pub max_ahead_blocks: u64,
+    /// A heavy call is never a half-open breaker's trial: a trial must tell quickly whether
+    /// the upstream is back, and a heavy call's timeout says nothing.
+    pub cost: Cost,
 }
 
 impl Route {
@@ -60,6 +63,7 @@ impl Route {
             chain_head: None,
             max_lag_blocks: u64::MAX,
             max_ahead_blocks: u64::MAX,
+            cost: Cost::Normal,
         }
     }
 
@@ -129,7 +133,6 @@ pub struct CallPlan<'a> {
     pub deadline: Instant,
     /// May be sent again after an attempt that may have reached a node.
     pub repeatable: bool,
-    pub cost: Cost,
 }
 
 /// Why no upstream answered.
@@ -276,7 +279,7 @@ impl UpstreamSet {
             .upstreams
             .iter()
             .filter(|u| !tried.iter().any(|t| Arc::ptr_eq(t, u)))
-            .filter(|u| Self::eligible(u, method, route) && u.breaker_allows())
+            .filter(|u| Self::eligible(u, method, route) && u.breaker_allows(route.cost))
             .collect();
         let mut over_rate: Option<Duration> = None;
         let mut class = None;
@@ -302,7 +305,7 @@ impl UpstreamSet {
             let Some(u) = power_of_two_choices(&group) else {
                 return Selection::None;
             };
-            match u.admit() {
+            match u.admit(route.cost) {
                 Ok(admission) => {
                     return Selection::Picked(Pick {
                         upstream: u,
@@ -401,7 +404,7 @@ impl UpstreamSet {
             Ok(p) => p,
             Err(answer) => return answer,
         };
-        let hedge_delay = if plan.repeatable && plan.cost == Cost::Normal {
+        let hedge_delay = if plan.repeatable && plan.route.cost == Cost::Normal {
             self.hedge.delay(first.upstream)
         } else {
             None
@@ -551,12 +554,12 @@ impl UpstreamSet {
                     && u.config.methods.allows(method)
                     && !route.too_far_ahead(u)
                     && reaches(u, route)
-                    && u.breaker_allows()
+                    && u.breaker_allows(route.cost)
             })
             .collect();
         while !candidates.is_empty() {
             let u = power_of_two_choices(&candidates)?;
-            if let Ok(admission) = u.admit() {
+            if let Ok(admission) = u.admit(route.cost) {
                 tracing::debug!(upstream = %u.name(), "last resort: an upstream failing its probes");
                 return Some(Pick {
                     upstream: u,
@@ -572,7 +575,7 @@ impl UpstreamSet {
             .upstreams
             .iter()
             .filter(|u| !tried.iter().any(|t| Arc::ptr_eq(t, u)))
-            .filter(|u| Self::eligible(u, method, route) && !u.breaker_allows())
+            .filter(|u| Self::eligible(u, method, route) && !u.breaker_allows(route.cost))
             .collect();
         let u = power_of_two_choices(&broken)?;
         tracing::debug!(upstream = %u.name(), "last resort: past an open circuit breaker");
@@ -644,7 +647,7 @@ impl UpstreamSet {
     fn only_broken(&self, method: &str, route: &Route) -> bool {
         self.upstreams
             .iter()
-            .any(|u| Self::eligible(u, method, route) && !u.breaker_allows())
+            .any(|u| Self::eligible(u, method, route) && !u.breaker_allows(route.cost))
     }
 
     /// Some upstream allowed to serve `method` passes its health checks.
@@ -678,7 +681,7 @@ fn run_attempt<'a>(
                 plan.request_id,
                 body,
                 plan.deadline,
-                plan.cost,
+                plan.route.cost,
             )
             .await;
         (hedged, result)

@@ -110,11 +110,11 @@ fn build(specs: &[Spec]) -> UpstreamSet {
                 }
             }
             if s.capped {
-                drop(up.admit().unwrap());
+                drop(up.admit(Cost::Normal).unwrap());
             }
             if s.broken {
                 while up.breaker().state() != BreakerState::Open {
-                    let (a, _) = up.breaker().admit();
+                    let (a, _) = up.breaker().admit(true);
                     a.unwrap().record(Verdict::Failure);
                 }
             }
@@ -143,6 +143,7 @@ fn route_strategy() -> impl Strategy<Value = Route> {
             chain_head: Some(head),
             max_lag_blocks: lag,
             max_ahead_blocks: ahead,
+            cost: Cost::Normal,
         }
     })
 }
