@@ -833,6 +833,10 @@ async fn check_no_growth(rig: &Rig, baseline_tasks: usize) {
         let tasks = alive_tasks();
         if in_flight == 0 && connections <= CONNECTION_LIMIT && tasks <= baseline_tasks + TASK_SLACK
         {
+            eprintln!(
+                "after the scenario: {tasks} live tasks (warm-up: {baseline_tasks}), \
+                 {connections} path connections"
+            );
             return;
         }
         assert!(
