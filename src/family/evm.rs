@@ -117,7 +117,12 @@ const NODE_CANNOT_ANSWER: &[&str] = &[
     "no available nodes",
     "upstream error",
     "bad gateway",
+    "internal error",
+    "internal server error",
 ];
+
+/// JSON-RPC 2.0's "Internal error" code.
+const INTERNAL_ERROR: i64 = -32603;
 
 /// Error messages meaning a rate limit. Specific phrases only: "max code size exceeded" is
 /// a deterministic answer, not a rate limit.
@@ -203,7 +208,9 @@ fn classify_error(error: &[u8]) -> ErrorClass {
     {
         return ErrorClass::RateLimited;
     }
-    if NODE_CANNOT_ANSWER.iter().any(|m| message.contains(m)) {
+    // -32603 is JSON-RPC's "internal error": the server failed, not the request (reverts,
+    // which some nodes send with this code, were sorted out above).
+    if e.code == Some(INTERNAL_ERROR) || NODE_CANNOT_ANSWER.iter().any(|m| message.contains(m)) {
         return ErrorClass::NodeCannotAnswer;
     }
     ErrorClass::Answer
@@ -407,6 +414,7 @@ mod tests {
         for answer in [
             r#"{"code":3,"message":"execution reverted: rate limit exceeded","data":"0x08c3"}"#,
             r#"{"code":-32000,"message":"execution reverted"}"#,
+            r#"{"code":-32603,"message":"execution reverted: not owner","data":"0x08c3"}"#,
             r#"{"code":-32602,"message":"invalid argument 0: hex string has length 3"}"#,
             r#"{"code":-32000,"message":"insufficient funds for gas * price + value"}"#,
             r#"{"code":-32000,"message":"nonce too low"}"#,
@@ -424,6 +432,9 @@ mod tests {
             r#"{"code":-32000,"message":"missing trie node 1234abcd (path )"}"#,
             r#"{"code":-32000,"message":"Unknown block"}"#,
             r#"{"code":-32603,"message":"request timed out"}"#,
+            r#"{"code":-32603,"message":"internal error"}"#,
+            r#"{"code":-32603,"message":"Internal JSON-RPC error."}"#,
+            r#"{"code":-32000,"message":"internal server error"}"#,
         ] {
             assert_eq!(class(behind), ErrorClass::NodeCannotAnswer, "{behind}");
         }

@@ -405,16 +405,17 @@ fn breaker_verdict(outcome: Outcome) -> Verdict {
 }
 
 /// Whether an attempt's timeout says nothing about the upstream. A call slow by nature
-/// times out on the best of nodes; so does one that arrived with little of its deadline
-/// left (`cut_short`: given less than the upstream's own `timeout`), unless it had already
-/// run longer than the upstream's usual slow answers (its p99).
+/// times out on the best of nodes; so does one given less time (`cut_short`: less than the
+/// upstream's own `timeout`, by the call's deadline) than the upstream's usual slow answers
+/// take (its p99). An upstream with no answers to go by is blamed: a dead one must not hide
+/// behind a short `request_timeout`.
 fn timeout_is_blameless(
     cost: Cost,
     cut_short: bool,
     elapsed: Duration,
     p99: Option<Duration>,
 ) -> bool {
-    cost == Cost::Heavy || (cut_short && p99.is_none_or(|p99| elapsed < p99))
+    cost == Cost::Heavy || (cut_short && p99.is_some_and(|p99| elapsed < p99))
 }
 
 /// `d` without its sub-millisecond part, for messages ("4.8s", not "4s 812ms 301us 2ns").
@@ -456,7 +457,8 @@ mod tests {
         assert!(!timeout_is_blameless(Cost::Normal, false, MS * 10, p99));
         // Cut short by the call's deadline, before its usual slow answers: nobody's.
         assert!(timeout_is_blameless(Cost::Normal, true, MS * 10, p99));
-        assert!(timeout_is_blameless(Cost::Normal, true, MS * 10, None));
+        // Cut short, with no answers to go by (a hung node under a short request_timeout).
+        assert!(!timeout_is_blameless(Cost::Normal, true, MS * 10, None));
         // Cut short, but already slower than 99% of its answers: the upstream's.
         assert!(!timeout_is_blameless(Cost::Normal, true, MS * 80, p99));
         // Slow by nature: never.
