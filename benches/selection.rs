@@ -97,6 +97,7 @@ fn route() -> Route {
         chain_head: Some(HEAD),
         max_lag_blocks: 3,
         max_ahead_blocks: 16,
+        cost: Cost::Normal,
     }
 }
 
