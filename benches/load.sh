@@ -306,6 +306,19 @@ start_upstream c; C="$UP_PORT"; C_PID="$UP_PID"
 start_manifold blackhole "$A" "$B" "$C"
 ( sleep "$BLACKHOLE_AT"; kill -USR1 "$C_PID" ) &
 PIDS+=("$!")
+# Calls answered in each second of the run, and attempts waiting on u2: a stall shows here.
+(
+  last=0
+  for ((t = 1; t <= BLACKHOLE_DURATION; t++)); do
+    sleep 1
+    m="$(curl -sf "http://127.0.0.1:$MF_ADMIN/metrics" || true)"
+    n="$(awk '/^manifold_requests_total/ {s += $NF} END {printf "%d", s}' <<<"$m")"
+    w="$(awk '/^manifold_upstream_in_flight.*"u2"/ {printf "%d", $NF}' <<<"$m")"
+    printf '%s:%s/%s ' "$t" "$((n - last))" "${w:-?}"
+    last="$n"
+  done >"$WORK/progress"
+) &
+PIDS+=("$!")
 run manifold-blackhole "http://127.0.0.1:$MF_PORT/" "$MF_PID" "$CONNECTIONS" "$BLACKHOLE_DURATION"
 HEDGE_LINES="$(curl -sf "http://127.0.0.1:$MF_ADMIN/metrics" | grep -E '^manifold_(hedges|retries)_total' || true)"
 OUTCOMES="$(curl -sf "http://127.0.0.1:$MF_ADMIN/metrics" | grep -E '^manifold_requests_total' || true)"
@@ -330,5 +343,7 @@ awk -v mr="$MF_RPS" -v nr="$NGINX_RPS" -v mc="$MF_CPU" -v nc="$NGINX_CPU" -v mm=
     mr / nr, (nc > 0 ? mc / nc : 0), (nm > 0 ? mm / nm : 0) }'
 echo
 echo "blackhole run (u2 hangs at ${BLACKHOLE_AT}s; hedging auto, max_extra 1):"
-printf '%s\n' "$HEDGE_LINES" "$OUTCOMES" "$UP_OUTCOMES" "u2 at the end: $C_STATUS" "log:" "$C_LOG" |
+sleep 1.5
+printf '%s\n' "$HEDGE_LINES" "$OUTCOMES" "$UP_OUTCOMES" "u2 at the end: $C_STATUS" \
+  "second:calls answered/attempts waiting on u2: $(cat "$WORK/progress" 2>/dev/null)" "log:" "$C_LOG" |
   sed 's/^/  /'
