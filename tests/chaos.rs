@@ -39,12 +39,15 @@ use manifold::family::evm_tx::transaction_hash_hex;
 use manifold::server::Running;
 use serde_json::{json, Value};
 use support::fault_path::{Fault, FaultPath};
-use support::{admin_url, rpc_url, start_proxy, upstream_status, wait_for_status, Anvil};
+use support::{
+    admin_url, hex_u128, rpc_url, start_proxy, upstream_status, wait_for_status, Anvil,
+    ANVIL_ACCOUNT_0, ANVIL_ACCOUNT_1,
+};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-const SENDER: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
-const RECIPIENT: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+const SENDER: &str = ANVIL_ACCOUNT_0;
+const RECIPIENT: &str = ANVIL_ACCOUNT_1;
 const UPSTREAMS: [&str; 3] = ["u0", "u1", "u2"];
 const DOMAINS: [&str; 3] = ["cloud-a", "cloud-a", "cloud-b"];
 /// Sized as for a fast chain: anvil mines a block per transfer.
@@ -183,9 +186,11 @@ impl Rig {
 
     /// An account's nonce or balance (`method`), asked of the node directly.
     async fn on_chain(&self, method: &str, account: &str) -> u128 {
-        hex(&Raw::new()
-            .call(&self.anvil.url, method, json!([account, "latest"]))
-            .await["result"])
+        hex_u128(
+            &Raw::new()
+                .call(&self.anvil.url, method, json!([account, "latest"]))
+                .await["result"],
+        )
     }
 }
 
@@ -226,13 +231,6 @@ fn view(status: &Value) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-fn hex(v: &Value) -> u128 {
-    let s = v
-        .as_str()
-        .unwrap_or_else(|| panic!("not a hex string: {v}"));
-    u128::from_str_radix(s.trim_start_matches("0x"), 16).unwrap()
 }
 
 fn is_hex_quantity(v: &Value) -> bool {
@@ -718,7 +716,7 @@ async fn sender(s: Arc<Shared>) {
                           "params": [SENDER, "pending"]});
         let answer = client.post(&s.rpc, body.to_string()).await;
         match judge(answer, &[is_hex_quantity], false) {
-            Verdict::Good(n) if hex(&n) == nonce => {}
+            Verdict::Good(n) if hex_u128(&n) == nonce => {}
             Verdict::Good(n) => {
                 let wrong = Verdict::Broken(format!("pending nonce {n}, expected {nonce}"));
                 s.note("eth_getTransactionCount", start, faults, wrong)
@@ -781,7 +779,7 @@ async fn check_chain(rig: &Rig, start_nonce: u128, start_balance: u128, hashes: 
             .await;
         assert_eq!(tx["result"]["hash"], *hash, "{tx}");
         assert_eq!(
-            hex(&tx["result"]["nonce"]),
+            hex_u128(&tx["result"]["nonce"]),
             start_nonce + i as u128,
             "nonces are consecutive: {tx}"
         );
@@ -957,17 +955,23 @@ async fn two_paths_fail_at_once() {
             [(1, Fault::Truncate), (2, Fault::Status503)],
         ];
         for faults in rounds {
-            for (path, fault) in &faults {
-                rig.set(*path, fault.clone()).await;
-            }
-            rig.wait_truth(&format!("{faults:?} out"), &faults).await;
-            traffic.progress(60, 6).await;
-            rig.restore_all().await;
-            traffic.progress(20, 2).await;
+            outage(&rig, &traffic, &format!("{faults:?} out"), &faults).await;
         }
         traffic.finish(&rig).await;
     })
     .await;
+}
+
+/// Fault several paths at once until Manifold shows them out, keep the traffic going for a
+/// while, then restore every path and let the traffic go on.
+async fn outage(rig: &Rig, traffic: &Traffic, label: &str, faults: &[(usize, Fault)]) {
+    for (path, fault) in faults {
+        rig.set(*path, fault.clone()).await;
+    }
+    rig.wait_truth(label, faults).await;
+    traffic.progress(60, 6).await;
+    rig.restore_all().await;
+    traffic.progress(20, 2).await;
 }
 
 /// The whole of `cloud-a` (u0 and u1) goes offline, then is cut off by a partition that
@@ -979,14 +983,7 @@ async fn a_whole_failure_domain_fails() {
         let traffic = Traffic::start(&rig).await;
         for fault in [Fault::Refuse, Fault::Blackhole] {
             let faults = [(0, fault.clone()), (1, fault.clone())];
-            for (path, fault) in &faults {
-                rig.set(*path, fault.clone()).await;
-            }
-            rig.wait_truth(&format!("cloud-a out: {fault:?}"), &faults)
-                .await;
-            traffic.progress(60, 6).await;
-            rig.restore_all().await;
-            traffic.progress(20, 2).await;
+            outage(&rig, &traffic, &format!("cloud-a out: {fault:?}"), &faults).await;
         }
         traffic.finish(&rig).await;
     })

@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 use support::fault_path::{Fault, FaultPath};
 use support::*;
 
-const SENDER: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
-const RECIPIENT: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+const SENDER: &str = ANVIL_ACCOUNT_0;
+const RECIPIENT: &str = ANVIL_ACCOUNT_1;
 const TRANSFERS: u64 = 50;
 
 /// The faults a killed path shows, in turn.
@@ -67,13 +67,6 @@ fn config(urls: &[String], max_lag_blocks: Option<u64>) -> String {
         "[chains.policy.health]\ninterval = \"200ms\"\ntimeout = \"200ms\"\nrise = 1\nfall = 1\n",
     );
     s
-}
-
-fn hex_u128(v: &Value) -> u128 {
-    let s = v
-        .as_str()
-        .unwrap_or_else(|| panic!("not a hex string: {v}"));
-    u128::from_str_radix(s.trim_start_matches("0x"), 16).unwrap()
 }
 
 /// An account's nonce or balance (`method`) at the latest block, asked of the node directly.

@@ -425,6 +425,8 @@ impl UpstreamSet {
             }
             let hedge_timer = sleep_until_or_never(next_hedge);
             let retry_timer = sleep_until_or_never(retry_at);
+            // Set by a failure the budget allows a retry for, or by the retry timer.
+            let mut retry_now = false;
             tokio::select! {
                 Some((hedged, result)) = running.next(), if !running.is_empty() => {
                     let more_coming = !running.is_empty() || retry_at.is_some();
@@ -439,31 +441,15 @@ impl UpstreamSet {
                         Err(f) => {
                             let repeat = plan.repeatable || !f.maybe_delivered;
                             failures.push(f);
-                            if repeat && retry_at.is_none() && self.retry_allowed(plan, &tried) {
-                                match self.retry_pick(plan, &route, &tried) {
-                                    RetryPick::Now(p) => {
-                                        self.metrics.retries_sent.increment(1);
-                                        tried.push(p.upstream);
-                                        running.push(run_attempt(p, plan, false));
-                                    }
-                                    RetryPick::At(at) => retry_at = Some(at),
-                                    RetryPick::Nowhere => {}
-                                }
-                            }
+                            retry_now = repeat
+                                && retry_at.is_none()
+                                && self.retry_allowed(plan, &tried);
                         }
                     }
                 }
                 () = retry_timer => {
                     retry_at = None;
-                    match self.retry_pick(plan, &route, &tried) {
-                        RetryPick::Now(p) => {
-                            self.metrics.retries_sent.increment(1);
-                            tried.push(p.upstream);
-                            running.push(run_attempt(p, plan, false));
-                        }
-                        RetryPick::At(at) => retry_at = Some(at),
-                        RetryPick::Nowhere => {}
-                    }
+                    retry_now = true;
                 }
                 () = hedge_timer => {
                     next_hedge = None;
@@ -481,6 +467,17 @@ impl UpstreamSet {
                     tried.push(p.upstream);
                     running.push(run_attempt(p, plan, true));
                     next_hedge = hedge_delay.map(|d| Instant::now() + d);
+                }
+            }
+            if retry_now {
+                match self.retry_pick(plan, &route, &tried) {
+                    RetryPick::Now(p) => {
+                        self.metrics.retries_sent.increment(1);
+                        tried.push(p.upstream);
+                        running.push(run_attempt(p, plan, false));
+                    }
+                    RetryPick::At(at) => retry_at = Some(at),
+                    RetryPick::Nowhere => {}
                 }
             }
         }

@@ -359,6 +359,18 @@ impl FakeUpstream {
 }
 
 /// A port with nothing listening on it.
+/// anvil's first two dev accounts (funded, and the first's key signs `eth_sendTransaction`).
+pub const ANVIL_ACCOUNT_0: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+pub const ANVIL_ACCOUNT_1: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+
+/// A JSON-RPC hex quantity ("0x1a") as a number; panics on anything else.
+pub fn hex_u128(v: &serde_json::Value) -> u128 {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("not a hex string: {v}"));
+    u128::from_str_radix(s.trim_start_matches("0x"), 16).unwrap()
+}
+
 pub async fn closed_port_url() -> String {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
