@@ -25,7 +25,8 @@
 # Needs root or an installed nginx and wrk (installs them with apt-get when missing), cargo.
 # Environment: DURATION (s per run, default 10), CONNECTIONS (64), WRK_THREADS (2),
 # MANY (1000), BLACKHOLE_AT (2), BLACKHOLE_DURATION (2 x DURATION), METHOD (eth_getBalance |
-# eth_blockNumber), CARGO_TARGET_DIR. Total time: about 7 x DURATION plus the build.
+# eth_blockNumber), RUNS ("compare blackhole", the default, or either one), CARGO_TARGET_DIR.
+# Total time: about 7 x DURATION plus the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,8 @@ BLACKHOLE_AT="${BLACKHOLE_AT:-2}"
 # take the hung upstream out during the run.
 BLACKHOLE_DURATION="${BLACKHOLE_DURATION:-$((2 * DURATION))}"
 METHOD="${METHOD:-eth_getBalance}"
+RUNS="${RUNS:-compare blackhole}"
+want() { [[ " $RUNS " == *" $1 "* ]]; }
 TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 say() { printf '== %s\n' "$*" >&2; }
@@ -285,6 +288,7 @@ say "upstream, nginx and manifold on 127.0.0.1; $DURATION s per run, $METHOD"
 start_upstream fixed
 FIXED="$UP_PORT"
 
+if want compare; then
 run direct "http://127.0.0.1:$FIXED/" - "$CONNECTIONS"
 
 start_nginx "$FIXED"
@@ -298,8 +302,10 @@ run manifold "http://127.0.0.1:$MF_PORT/" "$MF_PID" "$CONNECTIONS"
 MF_RPS="$RPS" MF_CPU="$CPU_US" MF_RSS="$RSS"
 run manifold-c$MANY "http://127.0.0.1:$MF_PORT/" "$MF_PID" "$MANY"
 stop "$MF_PID"
+fi
 
 # Three upstreams, the third hangs BLACKHOLE_AT s into the run.
+if want blackhole; then
 start_upstream a; A="$UP_PORT"
 start_upstream b; B="$UP_PORT"
 start_upstream c; C="$UP_PORT"; C_PID="$UP_PID"
@@ -325,6 +331,7 @@ OUTCOMES="$(curl -sf "http://127.0.0.1:$MF_ADMIN/metrics" | grep -E '^manifold_r
 UP_OUTCOMES="$(curl -sf "http://127.0.0.1:$MF_ADMIN/metrics" | grep -E '^manifold_upstream_requests_total' | grep -v ' 0$' || true)"
 C_STATUS="$(curl -sf "http://127.0.0.1:$MF_ADMIN/status" | tr -d '\n' | grep -o '"name":"u2"[^}]*' | head -1 || true)"
 C_LOG="$(grep -E 'u2' "$WORK/blackhole.log" | grep -v 'serving chain' | cut -c1-240 || true)"
+fi
 
 # ---------------------------------------------------------------------------------------
 # summary
@@ -338,9 +345,10 @@ echo
   printf '%s\n' "${ROWS[@]}"
 } | column -t -s '|'
 echo
-awk -v mr="$MF_RPS" -v nr="$NGINX_RPS" -v mc="$MF_CPU" -v nc="$NGINX_CPU" -v mm="$MF_RSS" -v nm="$NGINX_RSS" 'BEGIN {
+want compare && awk -v mr="$MF_RPS" -v nr="$NGINX_RPS" -v mc="$MF_CPU" -v nc="$NGINX_CPU" -v mm="$MF_RSS" -v nm="$NGINX_RSS" 'BEGIN {
   printf "manifold/nginx at c=%s: req/s %.2f, CPU per request %.2f, peak RSS %.2f\n", "'"$CONNECTIONS"'",
     mr / nr, (nc > 0 ? mc / nc : 0), (nm > 0 ? mm / nm : 0) }'
+want blackhole || exit 0
 echo
 echo "blackhole run (u2 hangs at ${BLACKHOLE_AT}s; hedging auto, max_extra 1):"
 sleep 1.5

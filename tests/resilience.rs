@@ -195,6 +195,62 @@ async fn a_slow_attempt_is_hedged_and_the_loser_cancelled() {
 }
 
 #[tokio::test]
+async fn a_hedge_with_nowhere_to_go_yet_is_tried_again_after_another_delay() {
+    // u0 hangs; u1, the only other, takes one request a second.
+    let u0 = FakeUpstream::start(|_, _| {
+        Action::Delay(
+            Duration::from_secs(30),
+            Box::new(Action::Result("\"0xslow\"".into())),
+        )
+    })
+    .await;
+    let u1 = FakeUpstream::ok("\"0xfast\"").await;
+    let toml = chain_config(
+        &[&u0.url, &u1.url],
+        "request_timeout = \"20s\"\nhedge = { delay = \"20ms\" }",
+    )
+    .replacen("name = \"u1\"\n", "name = \"u1\"\nmax_rps = 1\n", 1)
+    .replacen(
+        "tier = \"primary\"\ntimeout = \"2s\"",
+        "tier = \"primary\"\ntimeout = \"15s\"",
+        1,
+    );
+    let proxy = start_proxy(&toml).await;
+    let c = HttpClient::new();
+    // The first call's hedge takes u1's room for this second; the second call's hedge finds
+    // none, and goes once u1 has room again (about a second later), long before u0's
+    // timeout.
+    for _ in 0..2 {
+        assert_eq!(
+            c.rpc(&rpc_url(&proxy, "/eth"), CALL).await["result"],
+            "0xfast"
+        );
+    }
+    let hedges = metric(
+        &proxy,
+        r#"manifold_hedges_total{chain="eth",result="sent"}"#,
+    )
+    .await;
+    let retries = metric(
+        &proxy,
+        r#"manifold_retries_total{chain="eth",result="sent"}"#,
+    )
+    .await;
+    assert_eq!(
+        (hedges, retries),
+        (2.0, 0.0),
+        "both answers came from hedges"
+    );
+    u0.wait_cancelled(2).await;
+    let cancelled = metric(
+        &proxy,
+        r#"manifold_upstream_requests_total{chain="eth",upstream="u0",outcome="cancelled"}"#,
+    )
+    .await;
+    assert_eq!(cancelled, 2.0);
+}
+
+#[tokio::test]
 async fn a_fast_null_does_not_beat_a_real_answer_in_flight() {
     let receipt = r#"{"transactionHash":"0x01","status":"0x1"}"#;
     let u0 = FakeUpstream::start(move |_, _| {

@@ -98,7 +98,7 @@ impl Upstream {
         let metrics = UpstreamMetrics {
             registry: metrics.clone(),
             chain: chain.clone(),
-            by_outcome: LabelTable::new(Outcome::ALL.len()),
+            by_outcome: LabelTable::new(Outcome::ALL.len() + 1),
             duration: metrics.histogram(UPSTREAM_DURATION, labels()),
             in_flight: metrics.gauge(UPSTREAM_IN_FLIGHT, labels()),
             breaker: metrics.gauge(BREAKER_STATE, labels()),
@@ -188,8 +188,7 @@ impl Upstream {
         deadline: Instant,
         cost: Cost,
     ) -> Result<Payload, AttemptFailure> {
-        let mut in_flight = self.health.start(cost);
-        let _gauge = GaugeGuard::new(&self.metrics.in_flight);
+        let mut in_flight = AttemptGuard::new(self, cost);
         let started = Instant::now();
         let limit = deadline.saturating_duration_since(started);
         let reply = match cost {
@@ -250,7 +249,7 @@ impl Upstream {
         };
         // A rate limit means the request was turned away, not processed.
         let maybe_delivered = maybe_delivered && outcome != Outcome::RateLimited;
-        in_flight.finish();
+        in_flight.passive.finish();
         let blameless = outcome == Outcome::Timeout
             && timeout_is_blameless(
                 cost,
@@ -328,7 +327,7 @@ impl Upstream {
     /// Lower is better: recent latency times the requests waiting on it (as tower's
     /// PeakEwma balancer costs an endpoint), inflated by the error rate, divided by the weight.
     pub fn score(&self) -> f64 {
-        let latency = self.health.latency_ewma_ms() + 1.0;
+        let latency = self.health.latency_estimate_ms() + 1.0;
         let load = 1.0 + self.health.in_flight() as f64;
         latency * load * (1.0 + 10.0 * self.health.error_rate())
             / f64::from(self.config.weight.max(1))
@@ -374,19 +373,23 @@ impl Upstream {
 
 impl UpstreamMetrics {
     fn record(&self, upstream: &Arc<str>, outcome: Outcome, elapsed: std::time::Duration) {
+        self.count(upstream, outcome.index(), outcome.label());
+        self.duration.record(elapsed.as_secs_f64());
+    }
+
+    fn count(&self, upstream: &Arc<str>, slot: usize, label: &'static str) {
         self.by_outcome
-            .get(outcome.index(), || {
+            .get(slot, || {
                 self.registry.counter(
                     UPSTREAM_REQUESTS,
                     vec![
                         Label::new("chain", self.chain.to_string()),
                         Label::new("upstream", upstream.to_string()),
-                        Label::new("outcome", outcome.label()),
+                        Label::new("outcome", label),
                     ],
                 )
             })
             .increment(1);
-        self.duration.record(elapsed.as_secs_f64());
     }
 }
 
@@ -428,21 +431,36 @@ fn excerpt(error: &[u8]) -> String {
     String::from_utf8_lossy(error).chars().take(200).collect()
 }
 
-/// Holds a gauge up by one for as long as it lives.
-struct GaugeGuard<'a>(&'a Gauge);
+/// One attempt in flight, in passive health and in the metrics (the in-flight gauge, and
+/// `outcome="cancelled"` for an attempt dropped before it had an outcome: a hedge's loser,
+/// the rest of a call answered elsewhere or whose client went away).
+struct AttemptGuard<'a> {
+    upstream: &'a Upstream,
+    passive: passive::InFlight<'a>,
+}
 
-impl<'a> GaugeGuard<'a> {
-    fn new(g: &'a Gauge) -> Self {
-        g.increment(1.0);
-        Self(g)
+impl<'a> AttemptGuard<'a> {
+    fn new(upstream: &'a Upstream, cost: Cost) -> Self {
+        upstream.metrics.in_flight.increment(1.0);
+        Self {
+            upstream,
+            passive: upstream.health.start(cost),
+        }
     }
 }
 
-impl Drop for GaugeGuard<'_> {
+impl Drop for AttemptGuard<'_> {
     fn drop(&mut self) {
-        self.0.decrement(1.0);
+        let metrics = &self.upstream.metrics;
+        metrics.in_flight.decrement(1.0);
+        if !self.passive.is_finished() {
+            metrics.count(&self.upstream.config.name, CANCELLED, "cancelled");
+        }
     }
 }
+
+/// `UpstreamMetrics::by_outcome`'s slot for cancelled attempts, after the outcomes'.
+const CANCELLED: usize = Outcome::ALL.len();
 
 #[cfg(test)]
 mod tests {

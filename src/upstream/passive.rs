@@ -1,7 +1,7 @@
 //! Passive health: what real requests tell us about an upstream.
 //!
 //! Every attempt's outcome feeds: the latency average and a window of recent latencies
-//! (for p50/p99), the error rate (both steer selection's score), and the parking of a rate
+//! (for p50/p99 and the hedge delay), the error rate (both steer selection's score), and the parking of a rate
 //! limited upstream: a 429's `Retry-After` (or a second) during which it is tried only after
 //! the others. Taking a failing upstream out of traffic is the circuit breaker's job
 //! (`super::breaker`). Answers, errors from the node
@@ -26,6 +26,11 @@ const EWMA_ALPHA: f64 = 0.2;
 const ERROR_ALPHA: f64 = 0.05;
 /// Recent latencies kept for quantiles.
 const WINDOW: usize = 128;
+/// Time constant of the latency average's decay towards zero while no sample comes (as
+/// tower's PeakEwma decays an endpoint's cost): an upstream that was slow once and has had
+/// no traffic since looks fast again after some tens of seconds, gets a call, and is
+/// measured anew. Without it, power of two choices would never pick it again.
+const DECAY: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct PassiveHealth {
@@ -35,7 +40,15 @@ pub struct PassiveHealth {
     requests: AtomicU64,
     failures: AtomicU64,
     in_flight: AtomicU64,
+    /// Ordinary (not heavy) attempts in flight, and when the upstream last made progress
+    /// on them: an answer or a failure came back, or the first of them started. A hung
+    /// upstream answers nothing; the time since then is a lower bound on its latency that
+    /// the score reads at once, long before any attempt of it ends.
+    normal_in_flight: AtomicU64,
+    last_progress_ms: AtomicU64,
     latency_ewma_us: AtomicU64,
+    /// When the average last had a sample (its decay starts then).
+    last_sample_ms: AtomicU64,
     /// f64 bits.
     error_rate: AtomicU64,
     /// A ring of the last `WINDOW` successful latencies in µs (0: empty slot). A
@@ -54,7 +67,10 @@ impl Default for PassiveHealth {
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            normal_in_flight: AtomicU64::new(0),
+            last_progress_ms: AtomicU64::new(0),
             latency_ewma_us: AtomicU64::new(0),
+            last_sample_ms: AtomicU64::new(0),
             error_rate: AtomicU64::new(0f64.to_bits()),
             window: (0..WINDOW).map(|_| AtomicU32::new(0)).collect(),
             next_slot: AtomicUsize::new(0),
@@ -63,9 +79,11 @@ impl Default for PassiveHealth {
 }
 
 /// One attempt in flight: decrements the in-flight count when the attempt ends, however it
-/// ends. An ordinary attempt dropped before `finish` (cancelled: a hedge's loser) counts as
-/// at least as slow as it had run; otherwise an upstream that has stopped answering would
-/// hide behind hedging with the fast latencies of its past.
+/// ends. An ordinary attempt dropped before `finish` (cancelled: a hedge's loser) counts in
+/// the latency average as at least as slow as it had run; otherwise an upstream that has
+/// stopped answering would hide behind hedging with the fast latencies of its past. It stays
+/// out of the quantile window: the hedge delay is read from there, and hedge losers cut
+/// short at that delay would pull it up towards its bound, and the hedges with it.
 #[derive(Debug)]
 pub struct InFlight<'a> {
     health: &'a PassiveHealth,
@@ -79,13 +97,20 @@ impl InFlight<'_> {
     pub fn finish(&mut self) {
         self.finished = true;
     }
+
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.health.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if !self.finished && self.cost == Cost::Normal {
-            self.health.record_latency(self.started.elapsed());
+        if self.cost == Cost::Normal {
+            self.health.normal_in_flight.fetch_sub(1, Ordering::Relaxed);
+            if !self.finished {
+                self.health.record_average(self.started.elapsed());
+            }
         }
     }
 }
@@ -103,6 +128,10 @@ impl PassiveHealth {
 
     pub fn start(&self, cost: Cost) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if cost == Cost::Normal && self.normal_in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.last_progress_ms
+                .store(self.now_ms(), Ordering::Relaxed);
+        }
         InFlight {
             health: self,
             started: Instant::now(),
@@ -119,6 +148,8 @@ impl PassiveHealth {
         retry_after: Option<Duration>,
     ) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.last_progress_ms
+            .fetch_max(self.now_ms(), Ordering::Relaxed);
         let heavy = cost == Cost::Heavy;
         let fault = if outcome.is_upstream_fault() {
             1.0
@@ -155,14 +186,7 @@ impl PassiveHealth {
     }
 
     fn record_latency(&self, latency: Duration) {
-        let sample = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX) as f64;
-        let old = self.latency_ewma_us.load(Ordering::Relaxed) as f64;
-        let new = if old == 0.0 {
-            sample
-        } else {
-            old + EWMA_ALPHA * (sample - old)
-        };
-        self.latency_ewma_us.store(new as u64, Ordering::Relaxed);
+        self.record_average(latency);
         let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) % WINDOW;
         if let Some(cell) = self.window.get(slot) {
             let us = u32::try_from(latency.as_micros())
@@ -172,9 +196,49 @@ impl PassiveHealth {
         }
     }
 
-    /// Average latency of recent answers, in milliseconds (0 before the first).
+    /// A sample for the average only (a cancelled attempt's time so far).
+    fn record_average(&self, latency: Duration) {
+        let now = self.now_ms();
+        let sample = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX) as f64;
+        // The decayed average, so that a sample after a quiet spell is not averaged with a
+        // stale figure.
+        let old = self.decayed_ewma_us(now);
+        let new = if old < 1.0 {
+            sample
+        } else {
+            old + EWMA_ALPHA * (sample - old)
+        };
+        self.latency_ewma_us.store(new as u64, Ordering::Relaxed);
+        self.last_sample_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn decayed_ewma_us(&self, now_ms: u64) -> f64 {
+        let ewma = self.latency_ewma_us.load(Ordering::Relaxed) as f64;
+        let quiet = now_ms.saturating_sub(self.last_sample_ms.load(Ordering::Relaxed));
+        if quiet == 0 || ewma == 0.0 {
+            return ewma;
+        }
+        ewma * (-(quiet as f64) / DECAY.as_millis() as f64).exp()
+    }
+
+    /// Average latency of recent answers, in milliseconds (0 before the first), decayed
+    /// while no sample comes.
     pub fn latency_ewma_ms(&self) -> f64 {
-        self.latency_ewma_us.load(Ordering::Relaxed) as f64 / 1000.0
+        self.decayed_ewma_us(self.now_ms()) / 1000.0
+    }
+
+    /// What selection's score takes as this upstream's latency, in milliseconds: the
+    /// average, or, when ordinary attempts are in flight, at least the time since the
+    /// upstream last made progress on them. A hung upstream's figure grows by the
+    /// millisecond, and new calls go elsewhere while its first attempts still wait.
+    pub fn latency_estimate_ms(&self) -> f64 {
+        let now = self.now_ms();
+        let average = self.decayed_ewma_us(now) / 1000.0;
+        if self.normal_in_flight.load(Ordering::Relaxed) == 0 {
+            return average;
+        }
+        let stalled = now.saturating_sub(self.last_progress_ms.load(Ordering::Relaxed));
+        average.max(stalled as f64)
     }
 
     /// Share of recent attempts that failed through the upstream's fault, 0..=1.
@@ -355,7 +419,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_unfinished_attempt_counts_as_at_least_that_slow() {
+    async fn an_unfinished_attempt_counts_as_at_least_that_slow_but_not_in_the_window() {
         let h = PassiveHealth::default();
         h.record(
             Outcome::Success,
@@ -367,14 +431,76 @@ mod tests {
         tokio::time::advance(Duration::from_secs(2)).await;
         drop(cancelled);
         assert!(h.latency_ewma_ms() > 300.0, "{}", h.latency_ewma_ms());
-        assert_eq!(h.latency_quantile(1.0), Some(Duration::from_secs(2)));
+        // The hedge delay's window holds answers only.
+        assert_eq!(h.latency_quantile(1.0), Some(Duration::from_millis(5)));
+        assert_eq!(h.latency_samples(), 1);
         assert_eq!(h.snapshot()["failures"], 0);
         // A finished attempt leaves its latency to `record`; a heavy one stays out.
         let mut finished = h.start(Cost::Normal);
         finished.finish();
         drop(finished);
         drop(h.start(Cost::Heavy));
-        assert_eq!(h.latency_samples(), 2);
+        assert_eq!(h.latency_samples(), 1);
+        assert!(h.latency_ewma_ms() > 300.0, "{}", h.latency_ewma_ms());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_upstream_looks_slower_by_the_millisecond() {
+        let h = PassiveHealth::default();
+        for _ in 0..10 {
+            h.record(Outcome::Success, Cost::Normal, MS, None);
+        }
+        assert!(h.latency_estimate_ms() < 2.0);
+        let first = h.start(Cost::Normal);
+        tokio::time::advance(Duration::from_millis(50)).await;
+        let _second = h.start(Cost::Normal);
+        tokio::time::advance(Duration::from_millis(50)).await;
+        // Nothing back for 100 ms, whenever the attempts started.
+        assert!(
+            h.latency_estimate_ms() >= 100.0,
+            "{}",
+            h.latency_estimate_ms()
+        );
+        // An answer is progress: the stall starts again from there.
+        h.record(Outcome::Success, Cost::Normal, MS, None);
+        assert!(h.latency_estimate_ms() < 2.0, "{}", h.latency_estimate_ms());
+        drop(first);
+        // A heavy call running long is not a stall.
+        let g = PassiveHealth::default();
+        let _heavy = g.start(Cost::Heavy);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(g.latency_estimate_ms(), 0.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_average_decays_while_no_sample_comes() {
+        let h = PassiveHealth::default();
+        h.record(
+            Outcome::Success,
+            Cost::Normal,
+            Duration::from_millis(200),
+            None,
+        );
+        assert!((h.latency_ewma_ms() - 200.0).abs() < 1.0);
+        tokio::time::advance(DECAY).await;
+        let decayed = h.latency_ewma_ms();
+        assert!(
+            (decayed - 200.0 / std::f64::consts::E).abs() < 1.0,
+            "{decayed}"
+        );
+        // A new sample averages with the decayed figure, not the stale one.
+        h.record(
+            Outcome::Success,
+            Cost::Normal,
+            Duration::from_millis(10),
+            None,
+        );
+        let expected = decayed + EWMA_ALPHA * (10.0 - decayed);
+        assert!(
+            (h.latency_ewma_ms() - expected).abs() < 1.0,
+            "{}",
+            h.latency_ewma_ms()
+        );
     }
 
     #[tokio::test]

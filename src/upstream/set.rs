@@ -4,7 +4,7 @@
 //! for the block the call needs. Among the eligible, the next attempt goes to an in-sync
 //! upstream not parked after a rate limit, of the best tier (`fallback`
 //! only when no better tier is left), preferring, after a failure, upstreams outside the
-//! failure domains already tried. Within that group, two are drawn at random and the one with
+//! failure domains already tried. Within that group, two distinct ones are drawn at random and the one with
 //! the better score serves ("power of two choices", Mitzenmacher; as in Finagle and tower's
 //! p2c balancer): load spreads over the good upstreams instead of piling on the single best,
 //! and a slow one gets little traffic without any coordination. An upstream whose circuit
@@ -452,16 +452,23 @@ impl UpstreamSet {
                     retry_now = true;
                 }
                 () = hedge_timer => {
-                    next_hedge = None;
+                    // Re-armed whatever happens below: a hedge refused now (by the budget,
+                    // or with nowhere to go) may be allowed a delay later, and a call stuck
+                    // on a hung upstream must not give up on hedging for good.
+                    next_hedge = hedge_delay.map(|d| Instant::now() + d);
                     if hedges >= self.hedge.max_extra || !self.may_start(&tried, plan.deadline) {
+                        next_hedge = None;
+                        continue;
+                    }
+                    // The budget before the pick: a pick takes a `max_rps` token, which a
+                    // refused hedge would waste (with nowhere to go, the budget's share is
+                    // spent instead: rarer, and cheaper).
+                    if !self.hedge_budget.withdraw() {
                         continue;
                     }
                     let Some(p) = self.next_best(plan.method, &route, &tried) else {
                         continue;
                     };
-                    if !self.hedge_budget.withdraw() {
-                        continue;
-                    }
                     hedges += 1;
                     self.metrics.hedges_sent.increment(1);
                     tried.push(p.upstream);
@@ -717,14 +724,48 @@ fn reaches(u: &Upstream, route: &Route) -> bool {
     }
 }
 
-/// Two upstreams drawn at random, independently (with replacement, as in the classic
-/// power-of-d-choices scheme); the better scored one. With replacement, the worse of two
-/// still gets a quarter of the traffic, so that its latency keeps being measured and it
-/// takes over when it becomes the better one.
+/// Two distinct upstreams drawn at random (as tower's p2c balancer draws), and one of them
+/// by odds on their scores: `a` serves with probability `sb² / (sa² + sb²)`. Near-equal
+/// upstreams share the load even when calls come one at a time (a plain "better of two"
+/// would send all of them to whichever measured a microsecond faster); a clearly better one
+/// takes most (3x better: 90%); a far worse one, such as a hung upstream whose figure grows
+/// by the millisecond, almost none. The odds also keep the worse ones measured, and a
+/// worse one's latency average decays while it gets no traffic (`PassiveHealth`), so a
+/// recovered upstream is tried again.
+///
+/// Hand-written rather than tower's `p2c::Balance`: the candidates change per call (block
+/// needs, tiers, domains already tried, breakers), which a `Discover`-fed service does not
+/// model.
 fn power_of_two_choices<'a>(group: &[&'a Arc<Upstream>]) -> Option<&'a Arc<Upstream>> {
-    let a = group.get(fastrand::usize(..group.len().max(1)))?;
-    let b = group.get(fastrand::usize(..group.len()))?;
-    Some(if b.score() < a.score() { b } else { a })
+    let (i, j) = match group.len() {
+        0 => return None,
+        1 => (0, 0),
+        n => {
+            let i = fastrand::usize(..n);
+            // Any other index, uniformly.
+            let j = (i + 1 + fastrand::usize(..n - 1)) % n;
+            (i, j)
+        }
+    };
+    let (a, b) = (group.get(i)?, group.get(j)?);
+    if i == j {
+        return Some(a);
+    }
+    Some(if takes_first(a.score(), b.score(), fastrand::f64()) {
+        a
+    } else {
+        b
+    })
+}
+
+/// Whether the first of two scores (lower is better) serves, for `roll` uniform in 0..1.
+fn takes_first(sa: f64, sb: f64, roll: f64) -> bool {
+    let (a2, b2) = (sa * sa, sb * sb);
+    // Scores are at least 1 (latency + 1 ms); a NaN or infinity must not panic or stick.
+    if !(a2 + b2).is_finite() || a2 + b2 <= 0.0 {
+        return sa <= sb;
+    }
+    roll * (a2 + b2) < b2
 }
 
 #[cfg(test)]

@@ -299,8 +299,66 @@ fn a_slow_upstream_gets_less_traffic() {
             )
         })
         .count();
-    // With replacement, the worse of two is picked only when drawn twice: about a quarter.
-    assert!((300..700).contains(&slow_picks), "{slow_picks}");
+    // Odds on the squared scores (201 against 6): about 1 in 1000.
+    assert!(slow_picks < 20, "{slow_picks}");
+}
+
+#[test]
+fn the_odds_of_two_choices() {
+    let share = |sa: f64, sb: f64| {
+        (0..1000)
+            .filter(|i| takes_first(sa, sb, f64::from(*i) / 1000.0))
+            .count()
+    };
+    assert_eq!(share(5.0, 5.0), 500);
+    assert_eq!(share(1.0, 3.0), 900);
+    assert_eq!(share(3.0, 1.0), 100);
+    assert_eq!(share(1.0, 1000.0), 1000);
+    assert_eq!(share(f64::INFINITY, 2.0), 0);
+    assert_eq!(share(f64::NAN, 2.0), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_upstream_gets_almost_no_new_calls_and_a_quiet_one_gets_tried_again() {
+    let set = build(&[healthy(0), healthy(0), healthy(0)]);
+    for u in set.iter() {
+        for _ in 0..20 {
+            u.health().record(
+                Outcome::Success,
+                Cost::Normal,
+                Duration::from_millis(2),
+                None,
+            );
+        }
+    }
+    let hung = set.iter().next().unwrap();
+    let picks_of = |u: &Arc<Upstream>| {
+        (0..3000)
+            .filter(|_| Arc::ptr_eq(set.next_best("m", &Route::any(), &[]).unwrap().upstream, u))
+            .count()
+    };
+    // About a third each.
+    assert!((700..1300).contains(&picks_of(hung)));
+    // It takes attempts and answers none of them: its figure grows by the millisecond.
+    let stuck: Vec<_> = (0..3).map(|_| hung.health().start(Cost::Normal)).collect();
+    tokio::time::advance(Duration::from_millis(20)).await;
+    assert!(picks_of(hung) < 15);
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert!(picks_of(hung) < 3);
+    // Given up (hedged elsewhere) after half a second each: in the average.
+    drop(stuck);
+    assert!(picks_of(hung) < 15);
+    // No traffic for a while: its figure decays and it is tried again.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    for u in set.iter().skip(1) {
+        u.health().record(
+            Outcome::Success,
+            Cost::Normal,
+            Duration::from_millis(2),
+            None,
+        );
+    }
+    assert!(picks_of(hung) > 300);
 }
 
 #[test]
