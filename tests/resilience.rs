@@ -251,6 +251,48 @@ async fn a_hedge_with_nowhere_to_go_yet_is_tried_again_after_another_delay() {
 }
 
 #[tokio::test]
+async fn max_in_flight_queues_attempts_beyond_it_and_never_probes() {
+    let u0 = FakeUpstream::start(|_, _| {
+        Action::Delay(
+            Duration::from_secs(1),
+            Box::new(Action::Result("\"0x1\"".into())),
+        )
+    })
+    .await;
+    let toml = chain_config_with_health(
+        &[&u0.url],
+        "hedge = { delay = \"off\" }",
+        "interval = \"200ms\"\ntimeout = \"200ms\"",
+    )
+    .replacen("name = \"u0\"\n", "name = \"u0\"\nmax_in_flight = 2\n", 1)
+    // The wait for a slot counts in the attempt's timeout.
+    .replacen("timeout = \"2s\"", "timeout = \"10s\"", 1);
+    let proxy = start_proxy(&toml).await;
+    let url = rpc_url(&proxy, "/eth");
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { HttpClient::new().rpc(&url, CALL).await })
+        })
+        .collect();
+    // While both slots are taken, probes still get through and find the node healthy.
+    u0.next_request().await;
+    let rounds = u0.probes.rounds.load(Ordering::SeqCst);
+    while u0.probes.rounds.load(Ordering::SeqCst) < rounds + 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Two probe rounds answered while calls still waited for a slot (a probe in the queue
+    // would have timed out unsent).
+    assert!(u0.hits() < 6, "probes waited for the queue");
+    for c in calls {
+        assert_eq!(c.await.unwrap()["result"], "0x1");
+    }
+    assert_eq!(u0.hits(), 6);
+    assert_eq!(u0.peak_busy(), 2, "two at a time, the rest queued");
+    assert_eq!(breaker_state(&proxy, "u0").await, "closed");
+}
+
+#[tokio::test]
 async fn a_fast_null_does_not_beat_a_real_answer_in_flight() {
     let receipt = r#"{"transactionHash":"0x01","status":"0x1"}"#;
     let u0 = FakeUpstream::start(move |_, _| {

@@ -57,6 +57,7 @@ pub struct FileUpstream {
     pub failure_domain: Option<String>,
     pub weight: Option<u32>,
     pub max_rps: Option<u32>,
+    pub max_in_flight: Option<u32>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub timeout: Option<String>,

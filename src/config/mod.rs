@@ -143,6 +143,9 @@ pub struct UpstreamConfig {
     pub methods: MethodFilter,
     /// Most requests per second sent to it (health probes excluded).
     pub max_rps: Option<std::num::NonZeroU32>,
+    /// Most attempts sent to it at once (each its own connection over HTTP/1.1); more wait
+    /// for one to finish. Health probes are not counted.
+    pub max_in_flight: u32,
 }
 
 impl std::fmt::Debug for UpstreamConfig {
@@ -163,6 +166,7 @@ impl std::fmt::Debug for UpstreamConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("methods", &self.methods)
             .field("max_rps", &self.max_rps)
+            .field("max_in_flight", &self.max_in_flight)
             .finish()
     }
 }
@@ -227,6 +231,10 @@ pub mod defaults {
     pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
     pub const MAX_BATCH_LEN: usize = 1000;
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// An upstream's `max_in_flight`: as many HTTP/1.1 connections at most. Enough for a
+    /// node answering in 10 ms to serve 12,800 requests a second; a provider rarely allows
+    /// more connections from one client.
+    pub const MAX_IN_FLIGHT: u32 = 128;
     pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -340,6 +348,7 @@ impl UpstreamConfig {
             "tier": self.tier.as_str(),
             "failure_domain": &self.failure_domain,
             "weight": self.weight,
+            "max_in_flight": self.max_in_flight,
             "timeout": humantime::format_duration(self.timeout).to_string(),
             "connect_timeout": humantime::format_duration(self.connect_timeout).to_string(),
         });

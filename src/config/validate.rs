@@ -493,6 +493,12 @@ impl Validator {
                 rps
             }
         };
+        let max_in_flight = self.count(
+            &at.key("max_in_flight"),
+            u.max_in_flight,
+            1..=65_536,
+            defaults::MAX_IN_FLIGHT,
+        );
         if u.ws_url.is_some() {
             self.fail(
                 &at.key("ws_url"),
@@ -591,6 +597,7 @@ impl Validator {
             connect_timeout,
             methods,
             max_rps,
+            max_in_flight,
         })
     }
 

@@ -191,11 +191,16 @@ fn resilience_policy_errors_name_the_key() {
     }
     let e = errors(&MINIMAL.replace(
         "url = \"http://127.0.0.1:8545\"",
-        "url = \"http://127.0.0.1:8545\"\nmax_rps = 0",
+        "url = \"http://127.0.0.1:8545\"\nmax_rps = 0\nmax_in_flight = 0",
     ));
     assert!(
         e.iter()
             .any(|l| l.contains("upstreams[0].max_rps: must be at least 1")),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|l| l.contains("upstreams[0].max_in_flight: 0 is out of range 1..=65536")),
         "{e:?}"
     );
 }

@@ -229,7 +229,7 @@ async fn call(
         r#"{{"jsonrpc":"2.0","id":"health","method":"{method}","params":[]}}"#
     ));
     let reply = client
-        .post_within(body, timeout)
+        .probe(body, timeout)
         .await
         .map_err(|e| format!("{method}: {e}"))?;
     match read_reply(br#""health""#, &reply) {

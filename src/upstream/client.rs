@@ -5,8 +5,16 @@
 //! negotiates HTTP/2 by ALPN when the provider offers it; plain `http://` uses HTTP/1.1
 //! keep-alive. The whole exchange, from sending to the last body byte, is bounded by the
 //! upstream's `timeout`, and the body by `max_response_bytes`, compressed or not.
+//!
+//! At most `max_in_flight` attempts are sent at once (a semaphore; hyper's pool has no such
+//! cap): over HTTP/1.1 each is a connection, and without a cap a burst of a thousand client
+//! connections would open as many to the provider, which rate limits or refuses them, and
+//! cost the proxy their buffers. Attempts over the cap wait their turn, within their
+//! timeout. Health probes skip the queue: they must tell whether the node answers, not
+//! how busy Manifold keeps it. The idle pool is bounded by the same number.
 
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -18,6 +26,8 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use crate::config::UpstreamConfig;
 
@@ -38,6 +48,9 @@ pub enum TransportError {
     Connect(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
+    /// Never sent: all `max_in_flight` slots stayed busy for the whole time allowed.
+    #[error("not sent: {0} attempts in flight (max_in_flight) for all of {1:?}")]
+    Saturated(u32, Duration),
     #[error("connection failed: {0}")]
     Io(String),
     #[error("response body larger than {0} bytes")]
@@ -53,6 +66,9 @@ pub struct UpstreamClient {
     headers: HeaderMap,
     timeout: Duration,
     max_response_bytes: usize,
+    /// One permit per attempt in flight (`max_in_flight`).
+    slots: Arc<Semaphore>,
+    max_in_flight: u32,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -100,7 +116,7 @@ impl UpstreamClient {
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
+            .pool_max_idle_per_host(usize::try_from(cfg.max_in_flight).unwrap_or(usize::MAX))
             // A silently dead HTTP/2 connection would otherwise hold every request sent on it
             // until TCP gives up, minutes later.
             .http2_keep_alive_interval(Duration::from_secs(15))
@@ -138,6 +154,10 @@ impl UpstreamClient {
             headers,
             timeout: cfg.timeout,
             max_response_bytes,
+            slots: Arc::new(Semaphore::new(
+                usize::try_from(cfg.max_in_flight).unwrap_or(Semaphore::MAX_PERMITS),
+            )),
+            max_in_flight: cfg.max_in_flight,
         })
     }
 
@@ -162,13 +182,37 @@ impl UpstreamClient {
     }
 
     /// As `post_within`, bounded by `limit` alone: for calls slow by nature, which the
-    /// chain's `heavy_request_timeout` bounds instead of the upstream's `timeout`.
+    /// chain's `heavy_request_timeout` bounds instead of the upstream's `timeout`. The wait
+    /// for a `max_in_flight` slot counts in `limit`.
     pub async fn post_for(
         &self,
         body: Bytes,
         limit: Duration,
     ) -> Result<HttpReply, TransportError> {
-        match tokio::time::timeout(limit, self.exchange(body)).await {
+        let deadline = Instant::now() + limit;
+        let _slot = match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
+            Ok(Ok(permit)) => permit,
+            // Never closed; were it, sending beats failing.
+            Ok(Err(_)) => return self.exchange_until(body, deadline, limit).await,
+            Err(_) => return Err(TransportError::Saturated(self.max_in_flight, limit)),
+        };
+        self.exchange_until(body, deadline, limit).await
+    }
+
+    /// A health probe: as `post_within`, outside the `max_in_flight` cap.
+    pub async fn probe(&self, body: Bytes, limit: Duration) -> Result<HttpReply, TransportError> {
+        let limit = limit.min(self.timeout);
+        self.exchange_until(body, Instant::now() + limit, limit)
+            .await
+    }
+
+    async fn exchange_until(
+        &self,
+        body: Bytes,
+        deadline: Instant,
+        limit: Duration,
+    ) -> Result<HttpReply, TransportError> {
+        match tokio::time::timeout_at(deadline, self.exchange(body)).await {
             Ok(r) => r,
             Err(_) => Err(TransportError::Timeout(limit)),
         }

@@ -221,6 +221,9 @@ impl Upstream {
             Err(e) => {
                 let (outcome, delivered) = match e {
                     TransportError::Timeout(_) => (Outcome::Timeout, true),
+                    // Queued behind `max_in_flight` the whole time: never sent, so safe to
+                    // send elsewhere; slow all the same.
+                    TransportError::Saturated(..) => (Outcome::Timeout, false),
                     TransportError::Connect(_) => (Outcome::Transport, false),
                     // An answer too large to take is the request's doing, not the node's.
                     TransportError::TooLarge(_) => (Outcome::Rejected, true),

@@ -202,18 +202,24 @@ pub struct FakeUpstream {
     received: Arc<Notify>,
     /// Signalled when a request is cancelled.
     cancel_seen: Arc<Notify>,
+    /// Scripted requests being answered now, and the most at once.
+    busy: Arc<AtomicUsize>,
+    peak_busy: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
-/// Counts a scripted answer as cancelled if it is dropped before it is produced.
+/// Counts a scripted answer as cancelled if it is dropped before it is produced, and as
+/// busy while it lives.
 struct CancelGuard {
     done: bool,
     cancelled: Arc<AtomicUsize>,
     seen: Arc<Notify>,
+    busy: Arc<AtomicUsize>,
 }
 
 impl Drop for CancelGuard {
     fn drop(&mut self) {
+        self.busy.fetch_sub(1, Ordering::SeqCst);
         if !self.done {
             self.cancelled.fetch_add(1, Ordering::SeqCst);
             self.seen.notify_waiters();
@@ -247,6 +253,9 @@ impl FakeUpstream {
             probes.clone(),
         );
         let (c, cs) = (cancelled.clone(), cancel_seen.clone());
+        let busy = Arc::new(AtomicUsize::new(0));
+        let peak_busy = Arc::new(AtomicUsize::new(0));
+        let (b, pb) = (busy.clone(), peak_busy.clone());
         let task = tokio::spawn(async move {
             // Connections live in this set: aborting the accept task closes them all, as
             // a process that dies would.
@@ -260,6 +269,7 @@ impl FakeUpstream {
                 let lh = lh.clone();
                 let pa = pa.clone();
                 let (c, cs) = (c.clone(), cs.clone());
+                let (b, pb) = (b.clone(), pb.clone());
                 connections.spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (script, hits, received) =
@@ -267,6 +277,7 @@ impl FakeUpstream {
                         let pa = pa.clone();
                         let lh = lh.clone();
                         let (c, cs) = (c.clone(), cs.clone());
+                        let (b, pb) = (b.clone(), pb.clone());
                         let headers = req.headers().clone();
                         async move {
                             let body = req
@@ -284,10 +295,12 @@ impl FakeUpstream {
                             *lh.lock().unwrap() = headers;
                             hits.fetch_add(1, Ordering::SeqCst);
                             received.notify_waiters();
+                            pb.fetch_max(b.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
                             let mut guard = CancelGuard {
                                 done: false,
                                 cancelled: c,
                                 seen: cs,
+                                busy: b,
                             };
                             let action = script(&json, &body);
                             let response = respond(action, &json).await;
@@ -310,8 +323,15 @@ impl FakeUpstream {
             last_headers,
             received,
             cancel_seen,
+            busy,
+            peak_busy,
             task,
         }
+    }
+
+    /// The most scripted requests it was answering at once.
+    pub fn peak_busy(&self) -> usize {
+        self.peak_busy.load(Ordering::SeqCst)
     }
 
     /// The headers of the last request received.
