@@ -83,12 +83,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A port nothing listens on (checked, not reserved: good enough on a quiet machine).
+# A port no socket uses (checked, not reserved: good enough on a quiet machine), below the
+# kernel's ephemeral range, which the load's own connections fill.
 free_port() {
-  local p
+  local p low
+  low="$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
   while :; do
-    p=$((20000 + RANDOM % 40000))
-    if [ -z "$(ss -Htln "sport = :$p")" ]; then echo "$p"; return; fi
+    p=$((10000 + RANDOM % (low - 10000)))
+    if [ -z "$(ss -Htan "sport = :$p")" ]; then echo "$p"; return; fi
   done
 }
 

@@ -13,8 +13,8 @@ use tower::retry::budget::{Budget, TpsBudget};
 
 use super::Upstream;
 
-/// Quantile of recent latencies an `auto` delay waits for.
-pub const AUTO_QUANTILE: f64 = 0.95;
+/// An `auto` delay waits for the 95th percentile of the first upstream's recent latencies
+/// (`PassiveHealth::latency_p95`).
 /// Bounds of an `auto` delay; the upper one also serves until enough latencies are known.
 pub const AUTO_MIN: Duration = Duration::from_millis(20);
 pub const AUTO_MAX: Duration = Duration::from_secs(2);
@@ -61,7 +61,7 @@ impl HedgePolicy {
             HedgeDelay::Fixed(d) => Some(d),
             HedgeDelay::Auto => Some(auto_delay(
                 first.health().latency_samples(),
-                first.health().latency_quantile(AUTO_QUANTILE),
+                first.health().latency_p95(),
             )),
         }
     }
