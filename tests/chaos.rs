@@ -927,11 +927,9 @@ async fn internal_errors_on_one_path() {
 }
 
 /// A path re-pointed at another chain (its `eth_chainId` says 1) is shown `wrong_chain`,
-/// and no client is told the wrong chain id: the answer comes from a path on the right
-/// chain, or Manifold knows the configured id.
+/// and no client is told the wrong chain id: an answer with another id than the configured
+/// one is never passed on, and takes the path out at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "open: a client's eth_chainId is forwarded and its answer passed on unchecked, so a \
-            re-pointed path's chain id reaches clients until its next probe (noted on issue 5)"]
 async fn a_path_on_the_wrong_chain() {
     bounded(one_path_at_a_time(vec![Fault::WrongChain(1)])).await;
 }

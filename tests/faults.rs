@@ -231,7 +231,7 @@ async fn a_hung_upstream_does_not_delay_other_requests() {
         tasks.push(tokio::spawn(async move {
             c.rpc(
                 &url,
-                &format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"eth_chainId"}}"#),
+                &format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"web3_clientVersion"}}"#),
             )
             .await
         }));

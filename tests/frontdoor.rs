@@ -37,7 +37,7 @@ async fn ids_of_every_kind_come_back_byte_for_byte() {
         let (status, text) = c
             .post(
                 &rpc_url(&proxy, "/eth"),
-                format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"eth_chainId"}}"#),
+                format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"web3_clientVersion"}}"#),
             )
             .await;
         assert_eq!(status, 200);
@@ -120,7 +120,7 @@ async fn notifications_get_empty_bodies() {
     let c = HttpClient::new();
     let url = rpc_url(&proxy, "/eth");
     let (status, text) = c
-        .post(&url, r#"{"jsonrpc":"2.0","method":"eth_chainId"}"#)
+        .post(&url, r#"{"jsonrpc":"2.0","method":"web3_clientVersion"}"#)
         .await;
     assert_eq!((status.as_u16(), text.as_str()), (200, ""));
     let (status, text) = c
@@ -232,7 +232,7 @@ async fn h2c_clients_are_served() {
     let v = HttpClient::http2()
         .rpc(
             &rpc_url(&proxy, "/eth"),
-            r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"web3_clientVersion"}"#,
         )
         .await;
     assert_eq!(v["result"], "0x2a");
@@ -244,7 +244,7 @@ async fn admin_endpoints() {
     let c = HttpClient::new();
     c.rpc(
         &rpc_url(&proxy, "/eth"),
-        r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#,
+        r#"{"jsonrpc":"2.0","id":1,"method":"web3_clientVersion"}"#,
     )
     .await;
     let (s, body) = c.get(&admin_url(&proxy, "/healthz")).await;
@@ -260,7 +260,7 @@ async fn admin_endpoints() {
     assert_eq!(s, 200);
     assert!(
         metrics.contains(
-            r#"manifold_requests_total{chain="eth",method="eth_chainId",outcome="success"} 1"#
+            r#"manifold_requests_total{chain="eth",method="web3_clientVersion",outcome="success"} 1"#
         ),
         "{metrics}"
     );
@@ -272,7 +272,7 @@ async fn admin_endpoints() {
     );
     assert!(
         metrics.contains(
-            "manifold_request_duration_seconds_bucket{chain=\"eth\",method=\"eth_chainId\""
+            "manifold_request_duration_seconds_bucket{chain=\"eth\",method=\"web3_clientVersion\""
         ),
         "{metrics}"
     );

@@ -293,7 +293,7 @@ async fn tiers_in_order_and_load_spread_within_a_tier() {
     let c = HttpClient::new();
     let url = rpc_url(&proxy, "/eth");
     for _ in 0..200 {
-        c.call(&url, "eth_chainId", json!([])).await;
+        c.call(&url, "web3_clientVersion", json!([])).await;
     }
     assert_eq!(
         fallback.hits(),
@@ -314,7 +314,7 @@ async fn tiers_in_order_and_load_spread_within_a_tier() {
             && upstream_status(s, "p2")["status"] == "unhealthy"
     })
     .await;
-    let v = c.call(&url, "eth_chainId", json!([])).await;
+    let v = c.call(&url, "web3_clientVersion", json!([])).await;
     assert_eq!(v["result"], "fallback", "{v}");
     // They recover after `rise` good probes.
     p1.probes.failing.store(false, Ordering::SeqCst);
@@ -322,7 +322,7 @@ async fn tiers_in_order_and_load_spread_within_a_tier() {
         upstream_status(s, "p1")["status"] == "healthy"
     })
     .await;
-    let v = c.call(&url, "eth_chainId", json!([])).await;
+    let v = c.call(&url, "web3_clientVersion", json!([])).await;
     assert_eq!(v["result"], "p1", "{v}");
 }
 
@@ -396,7 +396,7 @@ async fn a_node_first_seen_down_has_its_chain_id_checked_before_serving() {
         "{status}"
     );
     let v = HttpClient::new()
-        .call(&rpc_url(&proxy, "/eth"), "eth_chainId", json!([]))
+        .call(&rpc_url(&proxy, "/eth"), "web3_clientVersion", json!([]))
         .await;
     assert_eq!(v["result"], "right");
     assert_eq!(node.hits(), 0);
@@ -420,7 +420,7 @@ async fn a_syncing_upstream_is_not_used() {
         "{status}"
     );
     let v = HttpClient::new()
-        .call(&rpc_url(&proxy, "/eth"), "eth_chainId", json!([]))
+        .call(&rpc_url(&proxy, "/eth"), "web3_clientVersion", json!([]))
         .await;
     assert_eq!(v["result"], "ok");
     assert_eq!(syncing.hits(), 0);
@@ -439,7 +439,7 @@ async fn a_rate_limited_upstream_is_parked() {
     let c = HttpClient::new();
     for _ in 0..10 {
         let v = c
-            .call(&rpc_url(&proxy, "/eth"), "eth_chainId", json!([]))
+            .call(&rpc_url(&proxy, "/eth"), "web3_clientVersion", json!([]))
             .await;
         assert_eq!(v["result"], "ok", "{v}");
     }
@@ -472,7 +472,7 @@ async fn retries_prefer_another_failure_domain() {
     let proxy = start_proxy(&cfg).await;
     all_healthy(&proxy).await;
     let v = HttpClient::new()
-        .call(&rpc_url(&proxy, "/eth"), "eth_chainId", json!([]))
+        .call(&rpc_url(&proxy, "/eth"), "web3_clientVersion", json!([]))
         .await;
     assert_eq!(
         v["result"], "other-domain",
@@ -505,4 +505,40 @@ async fn readyz_waits_for_the_first_probes_and_reports_unhealthy_chains() {
     })
     .await;
     assert_eq!(c.get(&admin_url(&proxy, "/readyz")).await.0, 200);
+}
+
+#[tokio::test]
+async fn an_eth_chain_id_answer_from_another_chain_is_never_passed_on() {
+    // u0's probes say the configured chain (31337), but calls reach another chain: a
+    // provider re-pointed the endpoint between two probes.
+    let u0 = FakeUpstream::ok("\"0x1\"").await;
+    let u1 = FakeUpstream::ok("\"0x7a69\"").await;
+    let proxy = start_proxy(&chain_config(
+        &[&u0.url, &u1.url],
+        "hedge = { delay = \"off\" }",
+    ))
+    .await;
+    let c = HttpClient::new();
+    let v = c
+        .call(&rpc_url(&proxy, "/eth"), "eth_chainId", json!([]))
+        .await;
+    assert_eq!(v["result"], "0x7a69", "{v}");
+    assert_eq!((u0.hits(), u1.hits()), (1, 1));
+    // Out at once, not at its next probe (a minute away).
+    let (_, body) = c.get(&admin_url(&proxy, "/status")).await;
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let u0_status = upstream_status(&status, "u0");
+    assert_eq!(u0_status["status"], "wrong_chain", "{u0_status}");
+    assert!(
+        u0_status["reason"]
+            .as_str()
+            .unwrap()
+            .contains("eth_chainId with 1, expected 31337"),
+        "{u0_status}"
+    );
+    for _ in 0..5 {
+        c.call(&rpc_url(&proxy, "/eth"), "eth_chainId", json!([]))
+            .await;
+    }
+    assert_eq!(u0.hits(), 1, "no more calls to it");
 }

@@ -85,7 +85,7 @@ async fn serves_json_rpc_over_tls_with_h1_and_h2() {
         let req = http::Request::post(&url)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from_static(
-                br#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#,
+                br#"{"jsonrpc":"2.0","id":1,"method":"web3_clientVersion"}"#,
             )))
             .unwrap();
         let resp = client(&certs, http2)
@@ -189,7 +189,7 @@ async fn upstream_client_speaks_http2_over_tls() {
     for _ in 0..3 {
         let reply = client
             .post(Bytes::from_static(
-                br#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}"#,
+                br#"{"jsonrpc":"2.0","id":1,"method":"web3_clientVersion"}"#,
             ))
             .await
             .unwrap();

@@ -62,6 +62,10 @@ impl ChainFamily for Evm {
         classify_error(error)
     }
 
+    fn check_answer(&self, method: &str, result: &[u8]) -> Option<ProbeVerdict> {
+        check_chain_id(self.chain_id, method, result)
+    }
+
     fn broadcast(&self, method: &str, params: Option<&[u8]>) -> Option<Result<Broadcast, String>> {
         if method != "eth_sendRawTransaction" {
             return None;
@@ -239,6 +243,29 @@ async fn call(
     }
 }
 
+/// `ChainFamily::check_answer`: an `eth_chainId` result must be the configured id.
+fn check_chain_id(chain_id: u64, method: &str, result: &[u8]) -> Option<ProbeVerdict> {
+    if method != "eth_chainId" {
+        return None;
+    }
+    let text = std::str::from_utf8(result).unwrap_or_default().trim();
+    match parse_quantity(text.trim_matches('"')) {
+        Some(id) if id == chain_id => None,
+        Some(id) => Some(ProbeVerdict::WrongChain(format!(
+            "answered a client's eth_chainId with {id}, expected {chain_id}"
+        ))),
+        None => Some(ProbeVerdict::Failed(format!(
+            "eth_chainId: unreadable answer {}",
+            excerpt_text(text)
+        ))),
+    }
+}
+
+/// The first 100 characters of `text`.
+fn excerpt_text(text: &str) -> String {
+    text.chars().take(100).collect()
+}
+
 type ProbeAnswer = Result<Result<String, String>, String>;
 
 /// The verdict from the three answers.
@@ -376,6 +403,21 @@ pub fn is_repeatable(method: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_clients_eth_chain_id_answer_must_be_the_configured_id() {
+        assert_eq!(check_chain_id(1, "eth_chainId", br#""0x1""#), None);
+        assert!(matches!(
+            check_chain_id(1, "eth_chainId", br#""0x7a69""#),
+            Some(ProbeVerdict::WrongChain(w)) if w.contains("31337, expected 1")
+        ));
+        assert!(matches!(
+            check_chain_id(1, "eth_chainId", br#""p1""#),
+            Some(ProbeVerdict::Failed(w)) if w.contains("unreadable answer \"p1\"")
+        ));
+        // Other calls are not checked.
+        assert_eq!(check_chain_id(1, "eth_blockNumber", br#""0x7a69""#), None);
+    }
+
     use super::*;
 
     #[test]

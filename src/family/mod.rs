@@ -120,6 +120,14 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
     /// What a node's error object means.
     fn classify_error(&self, error: &[u8]) -> ErrorClass;
 
+    /// Checks a `result` answering a client's call of `method` for what a probe would have
+    /// caught: `Some(WrongChain)` when it shows the upstream serves another chain (an EVM
+    /// `eth_chainId` with another id), `Some(Failed)` when it is not a valid answer at all.
+    /// Either way the answer is not passed on; the call moves to another upstream. Without
+    /// it, an upstream re-pointed at another chain would tell clients the wrong chain until
+    /// its next probe.
+    fn check_answer(&self, method: &str, result: &[u8]) -> Option<ProbeVerdict>;
+
     /// For a call that broadcasts a signed transaction: its locally computed hash and how to
     /// look it up. `None` for any other call; `Some(Err)` when the transaction cannot be read.
     fn broadcast(&self, method: &str, params: Option<&[u8]>) -> Option<Result<Broadcast, String>>;

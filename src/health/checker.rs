@@ -152,6 +152,9 @@ mod tests {
         fn classify_error(&self, _: &[u8]) -> ErrorClass {
             ErrorClass::Answer
         }
+        fn check_answer(&self, _: &str, _: &[u8]) -> Option<ProbeVerdict> {
+            None
+        }
         fn broadcast(&self, _: &str, _: Option<&[u8]>) -> Option<Result<Broadcast, String>> {
             None
         }

@@ -118,6 +118,11 @@ impl ActiveHealth {
     /// Apply one probe's verdict. Returns the transition, if the status changed.
     pub fn apply(&self, verdict: &ProbeVerdict) -> Option<Transition> {
         self.probes.fetch_add(1, Ordering::Relaxed);
+        self.apply_seen(verdict)
+    }
+
+    /// Apply a verdict that traffic, not a probe, showed (an answer from another chain).
+    pub fn apply_seen(&self, verdict: &ProbeVerdict) -> Option<Transition> {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let from = self.status();
         let (up, down_status, why) = match verdict {

@@ -147,11 +147,12 @@ pub async fn broadcast(
             req.request_id.to_vec(),
             req.deadline,
         );
+        let method = req.method.to_string();
         // Spawned: once sent, a transaction keeps going to every target even after the
         // client has its answer (more pools hold it, sooner).
         sends.spawn(async move {
             let outcome = u
-                .attempt(admission, &id, body, deadline, Cost::Normal)
+                .attempt(admission, &method, &id, body, deadline, Cost::Normal)
                 .await;
             (u, outcome)
         });
@@ -186,6 +187,7 @@ pub async fn broadcast(
         if let Ok(Payload::Result(r)) = reporter
             .attempt(
                 None,
+                &req.tx.lookup.0,
                 req.lookup_id,
                 req.lookup_body.clone(),
                 req.deadline,

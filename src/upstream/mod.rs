@@ -32,7 +32,7 @@ pub use reply::read_reply;
 pub use set::{CallPlan, Pick, Route, SetFailure, SetMetrics, UpstreamSet};
 
 use crate::config::UpstreamConfig;
-use crate::family::{ChainFamily, Cost, ErrorClass};
+use crate::family::{ChainFamily, Cost, ErrorClass, ProbeVerdict};
 use crate::jsonrpc::Payload;
 use crate::metrics::{
     LabelTable, Metrics, BREAKER_STATE, UPSTREAM_DURATION, UPSTREAM_HEAD, UPSTREAM_HEALTHY,
@@ -183,6 +183,7 @@ impl Upstream {
     pub async fn attempt(
         &self,
         admission: Option<Admission>,
+        method: &str,
         request_id: &[u8],
         body: Bytes,
         deadline: Instant,
@@ -236,7 +237,10 @@ impl Upstream {
         // The one classification of this attempt (STYLE.md 4): health, metrics and failover
         // all read `outcome`.
         let (outcome, result) = match result {
-            Ok(Payload::Result(r)) => (Outcome::Success, Ok(Payload::Result(r))),
+            Ok(Payload::Result(r)) => match self.family.check_answer(method, &r) {
+                None => (Outcome::Success, Ok(Payload::Result(r))),
+                Some(verdict) => self.answer_refused(verdict),
+            },
             Ok(Payload::Error(e)) => match self.family.classify_error(&e) {
                 ErrorClass::Answer => (Outcome::RpcError, Ok(Payload::Error(e))),
                 ErrorClass::NodeCannotAnswer => {
@@ -293,6 +297,31 @@ impl Upstream {
                 })
             }
         }
+    }
+
+    /// A `result` that a probe would have failed (`ChainFamily::check_answer`): not passed
+    /// on. An upstream found on another chain is out at once, as its next probe would put it.
+    fn answer_refused(
+        &self,
+        verdict: ProbeVerdict,
+    ) -> (Outcome, Result<Payload, (String, Option<Bytes>)>) {
+        let why = match &verdict {
+            ProbeVerdict::WrongChain(why) | ProbeVerdict::Failed(why) => why.clone(),
+            ProbeVerdict::Healthy { .. } | ProbeVerdict::Syncing { .. } => {
+                "refused by the chain family".to_string()
+            }
+        };
+        if matches!(verdict, ProbeVerdict::WrongChain(_)) {
+            if let Some(t) = self.active.apply_seen(&verdict) {
+                tracing::warn!(
+                    chain = %self.metrics.chain, upstream = %self.config.name,
+                    from = t.from.label(), to = t.to.label(), reason = %t.reason,
+                    "upstream down"
+                );
+                self.metrics.healthy.set(0.0);
+            }
+        }
+        (Outcome::BadReply, Err((why, None)))
     }
 
     /// Resolves when the upstream goes from serving to out of service (failed probes, or

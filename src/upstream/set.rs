@@ -682,6 +682,7 @@ fn run_attempt<'a>(
             .upstream
             .attempt(
                 pick.admission,
+                plan.method,
                 plan.request_id,
                 body,
                 plan.deadline,
