@@ -275,16 +275,18 @@ impl UpstreamSet {
                 tried_domains.contains(&u.config.failure_domain.as_str()),
             )
         };
-        let mut candidates: Vec<&Arc<Upstream>> = self
+        // Ranked once: a rank reads the clock (parking), and the loop below may look again.
+        let mut candidates: Vec<(_, &Arc<Upstream>)> = self
             .upstreams
             .iter()
             .filter(|u| !tried.iter().any(|t| Arc::ptr_eq(t, u)))
             .filter(|u| Self::eligible(u, method, route) && u.breaker_allows(route.cost))
+            .map(|u| (rank(u), u))
             .collect();
         let mut over_rate: Option<Duration> = None;
         let mut class = None;
         loop {
-            let Some(best) = candidates.iter().map(|u| rank(u)).min() else {
+            let Some(best) = candidates.iter().map(|(r, _)| *r).min() else {
                 return over_rate.map_or(Selection::None, Selection::OverRate);
             };
             // An upstream at its `max_rps` passes the call to another of its class (any tier
@@ -299,8 +301,8 @@ impl UpstreamSet {
             class.get_or_insert(best_class);
             let group: Vec<&Arc<Upstream>> = candidates
                 .iter()
-                .copied()
-                .filter(|u| rank(u) == best)
+                .filter(|(r, _)| *r == best)
+                .map(|(_, u)| *u)
                 .collect();
             let Some(u) = power_of_two_choices(&group) else {
                 return Selection::None;
@@ -316,7 +318,7 @@ impl UpstreamSet {
                     if let Refusal::OverRate(wait) = refusal {
                         over_rate = Some(over_rate.map_or(wait, |w| w.min(wait)));
                     }
-                    candidates.retain(|c| !Arc::ptr_eq(c, u));
+                    candidates.retain(|(_, c)| !Arc::ptr_eq(c, u));
                 }
             }
         }
