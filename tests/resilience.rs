@@ -293,6 +293,51 @@ async fn max_in_flight_queues_attempts_beyond_it_and_never_probes() {
 }
 
 #[tokio::test]
+async fn an_attempt_queued_past_its_timeout_moves_on_and_blames_no_one() {
+    let u0 = FakeUpstream::start(|_, _| {
+        Action::Delay(
+            Duration::from_secs(5),
+            Box::new(Action::Result("\"0xa\"".into())),
+        )
+    })
+    .await;
+    let u1 = FakeUpstream::ok("\"0xb\"").await;
+    let toml = chain_config(
+        &[&u0.url, &u1.url],
+        "hedge = { delay = \"off\" }\nheavy_request_timeout = \"10s\"",
+    )
+    .replacen("name = \"u0\"\n", "name = \"u0\"\nmax_in_flight = 1\n", 1)
+    .replacen("timeout = \"2s\"", "timeout = \"500ms\"", 1);
+    let proxy = start_proxy(&toml).await;
+    let url = rpc_url(&proxy, "/eth");
+    // A slow log query takes u0's one slot for seconds.
+    let logs = r#"{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0x1","toBlock":"0x2"}]}"#;
+    let heavy = {
+        let url = url.clone();
+        tokio::spawn(async move { HttpClient::new().rpc(&url, logs).await })
+    };
+    u0.next_request().await;
+    // u0 (primary) is picked for the next call too: it waits for the slot, and moves to u1
+    // when u0's timeout runs out, unsent.
+    let v = HttpClient::new().rpc(&url, CALL).await;
+    assert_eq!(v["result"], "0xb", "{v}");
+    assert_eq!(u0.hits(), 1, "the queued attempt was never sent");
+    let timeouts = metric(
+        &proxy,
+        r#"manifold_upstream_requests_total{chain="eth",upstream="u0",outcome="timeout"}"#,
+    )
+    .await;
+    assert_eq!(timeouts, 1.0);
+    // Not held against u0: nothing was sent.
+    let (_, body) = HttpClient::new().get(&admin_url(&proxy, "/status")).await;
+    let status: Value = serde_json::from_str(&body).unwrap();
+    let u0_status = upstream_status(&status, "u0");
+    assert_eq!(u0_status["consecutive_failures"], 0, "{u0_status}");
+    assert_eq!(u0_status["error_rate"], 0.0, "{u0_status}");
+    heavy.abort();
+}
+
+#[tokio::test]
 async fn a_fast_null_does_not_beat_a_real_answer_in_flight() {
     let receipt = r#"{"transactionHash":"0x01","status":"0x1"}"#;
     let u0 = FakeUpstream::start(move |_, _| {

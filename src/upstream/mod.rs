@@ -211,6 +211,9 @@ impl Upstream {
                 }
             },
         };
+        // Queued behind `max_in_flight` for the whole time allowed: never sent. Slow all the
+        // same (a timeout for failover), but it says nothing about the node: blameless.
+        let never_sent = matches!(reply, Err(TransportError::Saturated(..)));
         let (result, retry_after, maybe_delivered) = match reply {
             Ok(reply) => {
                 let result = read_reply(request_id, &reply);
@@ -222,8 +225,7 @@ impl Upstream {
             Err(e) => {
                 let (outcome, delivered) = match e {
                     TransportError::Timeout(_) => (Outcome::Timeout, true),
-                    // Queued behind `max_in_flight` the whole time: never sent, so safe to
-                    // send elsewhere; slow all the same.
+                    // Never sent (`never_sent`): safe to send elsewhere.
                     TransportError::Saturated(..) => (Outcome::Timeout, false),
                     TransportError::Connect(_) => (Outcome::Transport, false),
                     // An answer too large to take is the request's doing, not the node's.
@@ -257,13 +259,14 @@ impl Upstream {
         // A rate limit means the request was turned away, not processed.
         let maybe_delivered = maybe_delivered && outcome != Outcome::RateLimited;
         in_flight.passive.finish();
-        let blameless = outcome == Outcome::Timeout
-            && timeout_is_blameless(
-                cost,
-                limit < self.client.timeout(),
-                elapsed,
-                self.health.latency_quantile(0.99),
-            );
+        let blameless = never_sent
+            || (outcome == Outcome::Timeout
+                && timeout_is_blameless(
+                    cost,
+                    limit < self.client.timeout(),
+                    elapsed,
+                    self.health.latency_quantile(0.99),
+                ));
         if blameless {
             self.health.record_blameless();
         } else {
