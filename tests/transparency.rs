@@ -112,6 +112,22 @@ async fn replay_upstream(table: Arc<Mutex<HashMap<String, String>>>) -> FakeUpst
     .await
 }
 
+/// The recordings' chain: what their `eth_chainId` answers (Manifold refuses any other id
+/// than the configured one), and so what Manifold is configured for and the replaying
+/// upstream's probes report.
+const RECORDED_CHAIN_ID: u64 = 0xc72d_d9d5_e883e;
+
+async fn start_recorded_proxy(up: &FakeUpstream) -> manifold::server::Running {
+    up.probes
+        .chain_id
+        .store(RECORDED_CHAIN_ID, std::sync::atomic::Ordering::SeqCst);
+    let toml = chain_config(&[&up.url], "").replace(
+        "chain_id = 31337",
+        &format!("chain_id = {RECORDED_CHAIN_ID}"),
+    );
+    start_proxy(&toml).await
+}
+
 fn check(case: &Case, got: &str) {
     let r: Resp =
         serde_json::from_str(got).unwrap_or_else(|e| panic!("{}: {e}: {got:.300}", case.file));
@@ -142,7 +158,7 @@ async fn every_recorded_case_passes_through_unchanged() {
     );
     let table = Arc::new(Mutex::new(HashMap::new()));
     let up = replay_upstream(table.clone()).await;
-    let proxy = start_proxy(&chain_config(&[&up.url], "")).await;
+    let proxy = start_recorded_proxy(&up).await;
     let url = rpc_url(&proxy, "/eth");
     let client = HttpClient::new();
     // One file at a time: the same request may have different recorded answers in two files
@@ -192,7 +208,7 @@ async fn recorded_cases_as_one_batch() {
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect();
     let up = replay_upstream(Arc::new(Mutex::new(table))).await;
-    let proxy = start_proxy(&chain_config(&[&up.url], "")).await;
+    let proxy = start_recorded_proxy(&up).await;
     // Each item gets its own id so that the answers can be matched in order.
     let items: Vec<String> = batch
         .iter()
@@ -253,7 +269,7 @@ async fn a_21_mb_get_logs_answer_passes_unchanged() {
         case.response.clone(),
     )])));
     let up = replay_upstream(table).await;
-    let proxy = start_proxy(&chain_config(&[&up.url], "")).await;
+    let proxy = start_recorded_proxy(&up).await;
     let (status, got) = HttpClient::new()
         .post(&rpc_url(&proxy, "/eth"), request)
         .await;
