@@ -115,7 +115,7 @@ async fn replay_upstream(table: Arc<Mutex<HashMap<String, String>>>) -> FakeUpst
 /// The recordings' chain: what their `eth_chainId` answers (Manifold refuses any other id
 /// than the configured one), and so what Manifold is configured for and the replaying
 /// upstream's probes report.
-const RECORDED_CHAIN_ID: u64 = 0xc72d_d9d5_e883e;
+const RECORDED_CHAIN_ID: u64 = 0x000c_72dd_9d5e_883e;
 
 async fn start_recorded_proxy(up: &FakeUpstream) -> manifold::server::Running {
     up.probes
