@@ -171,32 +171,55 @@ impl UpstreamClient {
         self.post_within(body, self.timeout).await
     }
 
-    /// As `post`, within `limit` or the upstream's `timeout`, whichever is shorter: an
-    /// attempt never outlives the request it serves.
+    /// As `post`, within `limit` (the call's deadline): the wait for a `max_in_flight`
+    /// slot and then the exchange may each take up to the upstream's `timeout`, and together
+    /// no longer than `limit`. An attempt never outlives the request it serves.
     pub async fn post_within(
         &self,
         body: Bytes,
         limit: Duration,
     ) -> Result<HttpReply, TransportError> {
-        self.post_for(body, limit.min(self.timeout)).await
+        self.post_queued(body, limit, self.timeout).await
     }
 
     /// As `post_within`, bounded by `limit` alone: for calls slow by nature, which the
-    /// chain's `heavy_request_timeout` bounds instead of the upstream's `timeout`. The wait
-    /// for a `max_in_flight` slot counts in `limit`.
+    /// chain's `heavy_request_timeout` bounds instead of the upstream's `timeout`.
     pub async fn post_for(
         &self,
         body: Bytes,
         limit: Duration,
     ) -> Result<HttpReply, TransportError> {
-        let deadline = Instant::now() + limit;
-        let _slot = match tokio::time::timeout_at(deadline, self.slots.acquire()).await {
-            Ok(Ok(permit)) => permit,
+        self.post_queued(body, limit, limit).await
+    }
+
+    /// Wait for a slot (at most `each`), then exchange (at most `each` from sending), all
+    /// within `limit`. A `Timeout` carries the time the exchange itself was allowed, so that
+    /// the caller can tell a node that had its whole timeout from one cut short.
+    async fn post_queued(
+        &self,
+        body: Bytes,
+        limit: Duration,
+        each: Duration,
+    ) -> Result<HttpReply, TransportError> {
+        let queued = Instant::now();
+        let deadline = queued + limit;
+        let _slot = match tokio::time::timeout_at(deadline.min(queued + each), self.slots.acquire())
+            .await
+        {
+            Ok(Ok(permit)) => Some(permit),
             // Never closed; were it, sending beats failing.
-            Ok(Err(_)) => return self.exchange_until(body, deadline, limit).await,
-            Err(_) => return Err(TransportError::Saturated(self.max_in_flight, limit)),
+            Ok(Err(_)) => None,
+            Err(_) => {
+                return Err(TransportError::Saturated(
+                    self.max_in_flight,
+                    queued.elapsed(),
+                ))
+            }
         };
-        self.exchange_until(body, deadline, limit).await
+        let sent = Instant::now();
+        let until = deadline.min(sent + each);
+        self.exchange_until(body, until, until.saturating_duration_since(sent))
+            .await
     }
 
     /// A health probe: as `post_within`, outside the `max_in_flight` cap.

@@ -214,6 +214,12 @@ impl Upstream {
         // Queued behind `max_in_flight` for the whole time allowed: never sent. Slow all the
         // same (a timeout for failover), but it says nothing about the node: blameless.
         let never_sent = matches!(reply, Err(TransportError::Saturated(..)));
+        // How long the exchange itself was allowed, when it timed out (the wait for a slot
+        // before it is not the node's doing).
+        let allowed = match &reply {
+            Err(TransportError::Timeout(d)) => Some(*d),
+            _ => None,
+        };
         let (result, retry_after, maybe_delivered) = match reply {
             Ok(reply) => {
                 let result = read_reply(request_id, &reply);
@@ -260,13 +266,14 @@ impl Upstream {
         let maybe_delivered = maybe_delivered && outcome != Outcome::RateLimited;
         in_flight.passive.finish();
         let blameless = never_sent
-            || (outcome == Outcome::Timeout
-                && timeout_is_blameless(
+            || allowed.is_some_and(|allowed| {
+                timeout_is_blameless(
                     cost,
-                    limit < self.client.timeout(),
-                    elapsed,
+                    allowed < self.client.timeout(),
+                    allowed,
                     self.health.latency_quantile(0.99),
-                ));
+                )
+            });
         if blameless {
             self.health.record_blameless();
         } else {

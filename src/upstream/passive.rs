@@ -137,9 +137,14 @@ impl PassiveHealth {
 
     pub fn start(&self, cost: Cost) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        if cost == Cost::Normal && self.normal_in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
-            self.last_progress_ms
-                .store(self.now_ms(), Ordering::Relaxed);
+        if cost == Cost::Normal {
+            // A busy period starts: its stall is counted from now. Stored before the count
+            // goes up, so that no reader sees the count with an old period's time.
+            if self.normal_in_flight.load(Ordering::Relaxed) == 0 {
+                self.last_progress_ms
+                    .store(self.now_ms(), Ordering::Relaxed);
+            }
+            self.normal_in_flight.fetch_add(1, Ordering::Relaxed);
         }
         InFlight {
             health: self,
@@ -157,8 +162,12 @@ impl PassiveHealth {
         retry_after: Option<Duration>,
     ) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.last_progress_ms
-            .fetch_max(self.now_ms(), Ordering::Relaxed);
+        let now = self.now_ms();
+        // Progress: the node sent something back. Not a timeout (Manifold gave up waiting)
+        // nor a failure to connect or a dropped connection.
+        if !matches!(outcome, Outcome::Timeout | Outcome::Transport) {
+            self.last_progress_ms.fetch_max(now, Ordering::Relaxed);
+        }
         let heavy = cost == Cost::Heavy;
         let fault = if outcome.is_upstream_fault() {
             1.0
@@ -191,7 +200,12 @@ impl PassiveHealth {
         } else {
             self.consecutive_failures.store(0, Ordering::Relaxed);
             self.record_latency(latency);
+            return;
         }
+        // Traffic without a latency sample: the last measured figure stands again, and its
+        // decay starts over. It decays while the upstream gets no traffic at all, not while
+        // it only fails: an upstream answering nothing but errors must not look fast.
+        self.last_sample_ms.store(now, Ordering::Relaxed);
     }
 
     fn record_latency(&self, latency: Duration) {
@@ -552,6 +566,26 @@ mod tests {
             "{}",
             h.latency_ewma_ms()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_average_holds_while_traffic_comes_without_samples() {
+        let h = PassiveHealth::default();
+        h.record(
+            Outcome::Success,
+            Cost::Normal,
+            Duration::from_millis(200),
+            None,
+        );
+        tokio::time::advance(DECAY).await;
+        assert!(h.latency_ewma_ms() < 100.0);
+        // An upstream answering only errors is not "quiet": its last measured figure stands.
+        for _ in 0..30 {
+            h.record(Outcome::NodeError, Cost::Normal, MS, None);
+            let now = h.latency_ewma_ms();
+            assert!((now - 200.0).abs() < 1.0, "{now}");
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
     }
 
     #[tokio::test]

@@ -37,6 +37,9 @@ use crate::jsonrpc::Payload;
 /// (tower's `TpsBudget` parameters).
 const RETRY_MIN_PER_SECOND: u32 = 10;
 const RETRY_BUDGET_TTL: Duration = Duration::from_secs(10);
+/// Shortest wait before a refused hedge is tried again, whatever the hedge delay: a call
+/// must not spin selection every millisecond.
+const REARM_MIN: Duration = Duration::from_millis(20);
 
 /// What a call needs, with the chain's state when it arrived.
 #[derive(Debug, Clone, Copy)]
@@ -454,23 +457,33 @@ impl UpstreamSet {
                     retry_now = true;
                 }
                 () = hedge_timer => {
-                    // Re-armed whatever happens below: a hedge refused now (by the budget,
-                    // or with nowhere to go) may be allowed a delay later, and a call stuck
-                    // on a hung upstream must not give up on hedging for good.
-                    next_hedge = hedge_delay.map(|d| Instant::now() + d);
+                    next_hedge = None;
                     if hedges >= self.hedge.max_extra || !self.may_start(&tried, plan.deadline) {
-                        next_hedge = None;
                         continue;
                     }
-                    // The budget before the pick: a pick takes a `max_rps` token, which a
-                    // refused hedge would waste (with nowhere to go, the budget's share is
-                    // spent instead: rarer, and cheaper).
-                    if !self.hedge_budget.withdraw() {
-                        continue;
-                    }
-                    let Some(p) = self.next_best(plan.method, &route, &tried) else {
-                        continue;
+                    // Refused now (nowhere to go, or no budget), a hedge may be allowed
+                    // later: tried again after another delay (at least `REARM_MIN`), so that
+                    // a call stuck on a hung upstream does not give up on hedging for good.
+                    let later = |at_least: Duration| {
+                        hedge_delay.map(|d| Instant::now() + d.max(at_least).max(REARM_MIN))
                     };
+                    // The pick before the budget: a hedge with nowhere to go must not spend
+                    // the chain's budget. (A refused pick wastes a `max_rps` token instead.)
+                    let p = match self.select(plan.method, &route, &tried) {
+                        Selection::Picked(p) => p,
+                        Selection::OverRate(wait) => {
+                            next_hedge = later(wait);
+                            continue;
+                        }
+                        Selection::None => {
+                            next_hedge = later(Duration::ZERO);
+                            continue;
+                        }
+                    };
+                    if !self.hedge_budget.withdraw() {
+                        next_hedge = later(Duration::ZERO);
+                        continue;
+                    }
                     hedges += 1;
                     self.metrics.hedges_sent.increment(1);
                     tried.push(p.upstream);
