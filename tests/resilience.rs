@@ -338,6 +338,49 @@ async fn an_attempt_queued_past_its_timeout_moves_on_and_blames_no_one() {
 }
 
 #[tokio::test]
+async fn heavy_calls_take_at_most_half_the_slots() {
+    let u0 = FakeUpstream::start(|req, _| {
+        if req["method"] == "eth_getLogs" {
+            Action::Delay(
+                Duration::from_secs(5),
+                Box::new(Action::Result("[]".into())),
+            )
+        } else {
+            Action::Result("\"0x1\"".into())
+        }
+    })
+    .await;
+    let toml = chain_config(&[&u0.url], "hedge = { delay = \"off\" }").replacen(
+        "name = \"u0\"\n",
+        "name = \"u0\"\nmax_in_flight = 2\n",
+        1,
+    );
+    let proxy = start_proxy(&toml).await;
+    let url = rpc_url(&proxy, "/eth");
+    let logs = r#"{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0x1","toBlock":"0x2"}]}"#;
+    let first = {
+        let url = url.clone();
+        tokio::spawn(async move { HttpClient::new().rpc(&url, logs).await })
+    };
+    u0.next_request().await;
+    // A second log scan waits for the heavy share (one of the two slots)...
+    let second = {
+        let url = url.clone();
+        tokio::spawn(async move { HttpClient::new().rpc(&url, logs).await })
+    };
+    wait_for_status(&proxy, "the second log scan queued", |v| {
+        upstream_status(v, "u0")["in_flight"] == 2
+    })
+    .await;
+    // ...while an ordinary call takes the other slot at once.
+    let v = HttpClient::new().rpc(&url, CALL).await;
+    assert_eq!(v["result"], "0x1", "{v}");
+    assert_eq!(u0.hits(), 2, "the second log scan is still queued");
+    first.abort();
+    second.abort();
+}
+
+#[tokio::test]
 async fn a_fast_null_does_not_beat_a_real_answer_in_flight() {
     let receipt = r#"{"transactionHash":"0x01","status":"0x1"}"#;
     let u0 = FakeUpstream::start(move |_, _| {

@@ -48,9 +48,10 @@ pub enum TransportError {
     Connect(String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
-    /// Never sent: all `max_in_flight` slots stayed busy for the whole time allowed.
-    #[error("not sent: {0} attempts in flight (max_in_flight) for all of {1:?}")]
-    Saturated(u32, Duration),
+    /// Never sent: the `max_in_flight` slots open to it stayed busy for the whole time
+    /// allowed (what was full, how long it waited).
+    #[error("not sent: {0} for all of {1:?}")]
+    Saturated(String, Duration),
     #[error("connection failed: {0}")]
     Io(String),
     #[error("response body larger than {0} bytes")]
@@ -69,6 +70,9 @@ pub struct UpstreamClient {
     /// One permit per attempt in flight (`max_in_flight`).
     slots: Arc<Semaphore>,
     max_in_flight: u32,
+    /// Heavy calls (log scans, traces) hold one of these too: at most half the slots, so
+    /// that a flood of them cannot keep ordinary calls (balances, nonces, receipts) out.
+    heavy_slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for UpstreamClient {
@@ -158,6 +162,7 @@ impl UpstreamClient {
                 usize::try_from(cfg.max_in_flight).unwrap_or(Semaphore::MAX_PERMITS),
             )),
             max_in_flight: cfg.max_in_flight,
+            heavy_slots: Arc::new(Semaphore::new(heavy_share(cfg.max_in_flight))),
         })
     }
 
@@ -179,17 +184,18 @@ impl UpstreamClient {
         body: Bytes,
         limit: Duration,
     ) -> Result<HttpReply, TransportError> {
-        self.post_queued(body, limit, self.timeout).await
+        self.post_queued(body, limit, self.timeout, false).await
     }
 
     /// As `post_within`, bounded by `limit` alone: for calls slow by nature, which the
-    /// chain's `heavy_request_timeout` bounds instead of the upstream's `timeout`.
+    /// chain's `heavy_request_timeout` bounds instead of the upstream's `timeout`. They
+    /// take at most half the `max_in_flight` slots.
     pub async fn post_for(
         &self,
         body: Bytes,
         limit: Duration,
     ) -> Result<HttpReply, TransportError> {
-        self.post_queued(body, limit, limit).await
+        self.post_queued(body, limit, limit, true).await
     }
 
     /// Wait for a slot (at most `each`), then exchange (at most `each` from sending), all
@@ -200,22 +206,28 @@ impl UpstreamClient {
         body: Bytes,
         limit: Duration,
         each: Duration,
+        heavy: bool,
     ) -> Result<HttpReply, TransportError> {
         let queued = Instant::now();
         let deadline = queued + limit;
-        let _slot = match tokio::time::timeout_at(deadline.min(queued + each), self.slots.acquire())
-            .await
-        {
-            Ok(Ok(permit)) => Some(permit),
-            // Never closed; were it, sending beats failing.
-            Ok(Err(_)) => None,
-            Err(_) => {
-                return Err(TransportError::Saturated(
-                    self.max_in_flight,
-                    queued.elapsed(),
+        let wait_until = deadline.min(queued + each);
+        let saturated = |what: String| TransportError::Saturated(what, queued.elapsed());
+        let _heavy_slot = if heavy {
+            slot(&self.heavy_slots, wait_until).await.map_err(|()| {
+                saturated(format!(
+                    "{} heavy calls in flight (half of max_in_flight)",
+                    heavy_share(self.max_in_flight)
                 ))
-            }
+            })?
+        } else {
+            None
         };
+        let _slot = slot(&self.slots, wait_until).await.map_err(|()| {
+            saturated(format!(
+                "{} attempts in flight (max_in_flight)",
+                self.max_in_flight
+            ))
+        })?;
         let sent = Instant::now();
         let until = deadline.min(sent + each);
         self.exchange_until(body, until, until.saturating_duration_since(sent))
@@ -294,6 +306,26 @@ impl UpstreamClient {
             body,
         })
     }
+}
+
+/// A permit of `slots`, waiting until `until` at most; `Ok(None)` if the semaphore is
+/// closed (it never is; were it, sending beats failing).
+async fn slot(
+    slots: &Semaphore,
+    until: Instant,
+) -> Result<Option<tokio::sync::SemaphorePermit<'_>>, ()> {
+    match tokio::time::timeout_at(until, slots.acquire()).await {
+        Ok(Ok(permit)) => Ok(Some(permit)),
+        Ok(Err(_)) => Ok(None),
+        Err(_) => Err(()),
+    }
+}
+
+/// The slots heavy calls may hold at once: half of `max_in_flight`, at least one.
+fn heavy_share(max_in_flight: u32) -> usize {
+    usize::try_from(max_in_flight / 2)
+        .unwrap_or(Semaphore::MAX_PERMITS)
+        .max(1)
 }
 
 /// Decompress at most `max` bytes: a small gzip bomb must not become gigabytes.
