@@ -281,6 +281,7 @@ run() {
     RSS="$(peak_rss "$pid")"
   fi
   ROWS+=("$label|$conns|$secs|$RPS|$p50|$p99|${errors:-?}|${sock:-0}|$CPU_US|$RSS")
+  P50="$p50" P99="$p99" ERRORS="$(( ${errors:-0} + ${sock:-0} ))"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -292,6 +293,7 @@ FIXED="$UP_PORT"
 
 if want compare; then
 run direct "http://127.0.0.1:$FIXED/" - "$CONNECTIONS"
+DIRECT_P50="$P50"
 
 start_nginx "$FIXED"
 run nginx "http://127.0.0.1:$NGINX_PORT/" "$NGINX_PID" "$CONNECTIONS"
@@ -301,8 +303,9 @@ stop "$NGINX_PID"
 
 start_manifold single "$FIXED"
 run manifold "http://127.0.0.1:$MF_PORT/" "$MF_PID" "$CONNECTIONS"
-MF_RPS="$RPS" MF_CPU="$CPU_US" MF_RSS="$RSS"
+MF_RPS="$RPS" MF_CPU="$CPU_US" MF_RSS="$RSS" MF_P50="$P50" MF_P99="$P99"
 run manifold-c$MANY "http://127.0.0.1:$MF_PORT/" "$MF_PID" "$MANY"
+MF_MANY_RSS="$RSS"
 stop "$MF_PID"
 fi
 
@@ -328,6 +331,7 @@ PIDS+=("$!")
 ) &
 PIDS+=("$!")
 run manifold-blackhole "http://127.0.0.1:$MF_PORT/" "$MF_PID" "$CONNECTIONS" "$BLACKHOLE_DURATION"
+BH_P99="$P99" BH_ERRORS="$ERRORS"
 HEDGE_LINES="$(curl -sf "http://127.0.0.1:$MF_ADMIN/metrics" | grep -E '^manifold_(hedges|retries)_total' || true)"
 OUTCOMES="$(curl -sf "http://127.0.0.1:$MF_ADMIN/metrics" | grep -E '^manifold_requests_total' || true)"
 UP_OUTCOMES="$(curl -sf "http://127.0.0.1:$MF_ADMIN/metrics" | grep -E '^manifold_upstream_requests_total' | grep -v ' 0$' || true)"
@@ -350,6 +354,25 @@ echo
 want compare && awk -v mr="$MF_RPS" -v nr="$NGINX_RPS" -v mc="$MF_CPU" -v nc="$NGINX_CPU" -v mm="$MF_RSS" -v nm="$NGINX_RSS" 'BEGIN {
   printf "manifold/nginx at c=%s: req/s %.2f, CPU per request %.2f, peak RSS %.2f\n", "'"$CONNECTIONS"'",
     mr / nr, (nc > 0 ? mc / nc : 0), (nm > 0 ? mm / nm : 0) }'
+# The issue's targets, each against this run's own figures.
+if want compare; then
+  echo
+  echo "targets:"
+  awk -v mr="$MF_RPS" -v nr="$NGINX_RPS" -v mc="$MF_CPU" -v nc="$NGINX_CPU" \
+    -v mp="$MF_P50" -v dp="$DIRECT_P50" -v rss="$MF_MANY_RSS" -v many="$MANY" 'BEGIN {
+    ok = "met"; no = "NOT met"
+    printf "  req/s >= nginx:                 %.2fx  %s\n", mr / nr, (mr >= nr ? ok : no)
+    printf "  CPU per request <= nginx:       %.2fx  %s\n", mc / nc, (mc <= nc ? ok : no)
+    printf "  added p50 <= 0.1 ms:            %.3f ms  %s\n", mp - dp, (mp - dp <= 0.1 ? ok : no)
+    printf "  RSS at c=%s <= 40 MB:         %.1f MB  %s\n", many, rss * 1.048576, (rss * 1.048576 <= 40 ? ok : no) }'
+  if want blackhole; then
+    # The auto hedge delay is the hung upstream's own p95, at least 20 ms (AUTO_MIN).
+    awk -v bp="$BH_P99" -v mp="$MF_P99" -v be="$BH_ERRORS" 'BEGIN {
+      t = 20 + 2 * mp
+      printf "  one hung: p99 <= 20 ms + 2 x %.1f ms = %.1f ms, no errors:  %.1f ms, %d errors  %s\n",
+        mp, t, bp, be, (bp <= t && be == 0 ? "met" : "NOT met") }'
+  fi
+fi
 want blackhole || exit 0
 echo
 echo "blackhole run (u2 hangs at ${BLACKHOLE_AT}s; hedging auto, max_extra 1):"
