@@ -118,7 +118,8 @@ impl Drop for InFlight<'_> {
         if self.cost == Cost::Normal {
             self.health.normal_in_flight.fetch_sub(1, Ordering::Relaxed);
             if !self.finished {
-                self.health.record_average(self.started.elapsed());
+                self.health
+                    .record_average(self.started.elapsed(), self.health.now_ms());
             }
         }
     }
@@ -188,7 +189,6 @@ impl PassiveHealth {
             self.failures.fetch_add(1, Ordering::Relaxed);
             self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
             if outcome == Outcome::RateLimited {
-                let now = self.now_ms();
                 let park = retry_after.unwrap_or(Duration::from_secs(1)).min(MAX_PARK);
                 let until = now.saturating_add(u64::try_from(park.as_millis()).unwrap_or(0));
                 self.parked_until_ms.fetch_max(until, Ordering::Relaxed);
@@ -199,7 +199,7 @@ impl PassiveHealth {
             self.consecutive_failures.store(0, Ordering::Relaxed);
         } else {
             self.consecutive_failures.store(0, Ordering::Relaxed);
-            self.record_latency(latency);
+            self.record_latency(latency, now);
             return;
         }
         // Traffic without a latency sample: the last measured figure stands again, and its
@@ -208,8 +208,8 @@ impl PassiveHealth {
         self.last_sample_ms.store(now, Ordering::Relaxed);
     }
 
-    fn record_latency(&self, latency: Duration) {
-        self.record_average(latency);
+    fn record_latency(&self, latency: Duration, now_ms: u64) {
+        self.record_average(latency, now_ms);
         let slot = self.next_slot.fetch_add(1, Ordering::Relaxed) % WINDOW;
         if let Some(cell) = self.window.get(slot) {
             let us = u32::try_from(latency.as_micros())
@@ -219,20 +219,19 @@ impl PassiveHealth {
         }
     }
 
-    /// A sample for the average only (a cancelled attempt's time so far).
-    fn record_average(&self, latency: Duration) {
-        let now = self.now_ms();
+    /// A sample for the average only (a cancelled attempt's time so far), taken at `now_ms`.
+    fn record_average(&self, latency: Duration, now_ms: u64) {
         let sample = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX) as f64;
         // The decayed average, so that a sample after a quiet spell is not averaged with a
         // stale figure.
-        let old = self.decayed_ewma_us(now);
+        let old = self.decayed_ewma_us(now_ms);
         let new = if old < 1.0 {
             sample
         } else {
             old + EWMA_ALPHA * (sample - old)
         };
         self.latency_ewma_us.store(new as u64, Ordering::Relaxed);
-        self.last_sample_ms.store(now, Ordering::Relaxed);
+        self.last_sample_ms.store(now_ms, Ordering::Relaxed);
     }
 
     fn decayed_ewma_us(&self, now_ms: u64) -> f64 {
