@@ -62,11 +62,7 @@ pub async fn run(ctx: Arc<ChainHealth>, upstream: Arc<Upstream>, mut stop: watch
             _ = stop.changed() => return,
         };
         if let Some(t) = upstream.active().apply(&verdict) {
-            if t.to.is_serving() {
-                tracing::info!(chain = %ctx.chain, upstream = %upstream.name(), from = t.from.label(), to = t.to.label(), "upstream up");
-            } else {
-                tracing::warn!(chain = %ctx.chain, upstream = %upstream.name(), from = t.from.label(), to = t.to.label(), reason = %t.reason, "upstream down");
-            }
+            upstream.health_changed(&t);
         }
         upstream.refresh_breaker();
         ctx.refresh_head();

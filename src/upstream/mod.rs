@@ -309,6 +309,22 @@ impl Upstream {
         }
     }
 
+    /// Log a change of health status, from a probe or from traffic.
+    pub fn health_changed(&self, t: &Transition) {
+        if t.to.is_serving() {
+            tracing::info!(
+                chain = %self.metrics.chain, upstream = %self.config.name,
+                from = t.from.label(), to = t.to.label(), "upstream up"
+            );
+        } else {
+            tracing::warn!(
+                chain = %self.metrics.chain, upstream = %self.config.name,
+                from = t.from.label(), to = t.to.label(), reason = %t.reason,
+                "upstream down"
+            );
+        }
+    }
+
     /// A `result` that a probe would have failed (`ChainFamily::check_answer`): not passed
     /// on. An upstream found on another chain is out at once, as its next probe would put it.
     fn answer_refused(
@@ -323,11 +339,7 @@ impl Upstream {
         };
         if matches!(verdict, ProbeVerdict::WrongChain(_)) {
             if let Some(t) = self.active.apply_seen(&verdict) {
-                tracing::warn!(
-                    chain = %self.metrics.chain, upstream = %self.config.name,
-                    from = t.from.label(), to = t.to.label(), reason = %t.reason,
-                    "upstream down"
-                );
+                self.health_changed(&t);
                 self.metrics.healthy.set(0.0);
             }
         }
