@@ -40,8 +40,8 @@ use manifold::server::Running;
 use serde_json::{json, Value};
 use support::fault_path::{Fault, FaultPath};
 use support::{
-    admin_url, hex_u128, rpc_url, start_proxy, upstream_status, wait_for_status, Anvil,
-    ANVIL_ACCOUNT_0, ANVIL_ACCOUNT_1,
+    admin_url, hex_u128, rpc_url, start_proxy, transfer_to_sign, upstream_status, wait_for_status,
+    Anvil, ANVIL_ACCOUNT_0, ANVIL_ACCOUNT_1,
 };
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -729,13 +729,7 @@ async fn sender(s: Arc<Shared>) {
         }
 
         let signed = direct
-            .call(
-                &s.anvil,
-                "eth_signTransaction",
-                json!([{"from": SENDER, "to": RECIPIENT, "value": "0x1", "gas": "0x5208",
-                        "nonce": format!("0x{nonce:x}"), "maxFeePerGas": "0x77359400",
-                        "maxPriorityFeePerGas": "0x1", "chainId": "0x7a69"}]),
-            )
+            .call(&s.anvil, "eth_signTransaction", transfer_to_sign(nonce))
             .await;
         let raw = signed["result"]
             .as_str()

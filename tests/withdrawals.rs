@@ -246,9 +246,7 @@ async fn withdrawals(pace: Pace, max_lag_blocks: Option<u64>) -> Vec<String> {
             .call(
                 &anvil.url,
                 "eth_signTransaction",
-                json!([{"from": SENDER, "to": RECIPIENT, "value": "0x1", "gas": "0x5208",
-                        "nonce": nonce, "maxFeePerGas": "0x77359400",
-                        "maxPriorityFeePerGas": "0x1", "chainId": "0x7a69"}]),
+                transfer_to_sign(hex_u128(&nonce)),
             )
             .await;
         let raw = signed["result"]

@@ -383,6 +383,15 @@ impl FakeUpstream {
 pub const ANVIL_ACCOUNT_0: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
 pub const ANVIL_ACCOUNT_1: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
 
+/// `eth_signTransaction` params for the transfers the withdrawal tests make: 1 wei from
+/// anvil's account 0 to account 1 with `nonce`, EIP-1559 fees, anvil's chain id. The wallet
+/// (anvil) signs; the proxy only relays.
+pub fn transfer_to_sign(nonce: u128) -> serde_json::Value {
+    serde_json::json!([{"from": ANVIL_ACCOUNT_0, "to": ANVIL_ACCOUNT_1, "value": "0x1",
+        "gas": "0x5208", "nonce": format!("0x{nonce:x}"), "maxFeePerGas": "0x77359400",
+        "maxPriorityFeePerGas": "0x1", "chainId": "0x7a69"}])
+}
+
 /// A JSON-RPC hex quantity ("0x1a") as a number; panics on anything else.
 pub fn hex_u128(v: &serde_json::Value) -> u128 {
     let s = v
