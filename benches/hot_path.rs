@@ -64,7 +64,7 @@ fn bench(c: &mut Criterion) {
             fixed_upstream::Answers::new(1),
         ));
         let toml = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ntx_store = \":memory:\"\n\
              [[chains]]\nname = \"eth\"\nchain_id = 1\n\
              [[chains.upstreams]]\nname = \"fixed\"\nurl = \"http://{upstream}\"\n\
              [chains.policy.health]\ninterval = \"60s\"\n"

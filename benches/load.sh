@@ -162,6 +162,7 @@ start_manifold() {
 [server]
 listen = "127.0.0.1:$MF_PORT"
 admin_listen = "127.0.0.1:$MF_ADMIN"
+tx_store = "$WORK/$name-tx.redb"
 
 [[chains]]
 name = "eth"

@@ -1,4 +1,5 @@
-//! The admin listener (PRODUCT.md §8): `/healthz`, `/readyz`, `/status`, `/metrics`.
+//! The admin listener (PRODUCT.md §8): `/healthz`, `/readyz`, `/status`, `/metrics`, and
+//! `/tx/{chain}/{hash}` (a watched transaction).
 //!
 //! Kept on its own address (`admin_listen`) so that it can stay private while the JSON-RPC
 //! port is shared, and so that a flood of JSON-RPC traffic does not starve health probes.
@@ -46,9 +47,11 @@ impl Admin {
                 );
                 resp
             }
+            path if path.starts_with("/tx/") => self.tx(path),
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: try /healthz, /readyz, /status or /metrics\n".into(),
+                "not found: try /healthz, /readyz, /status, /metrics or /tx/{chain}/{hash}\n"
+                    .into(),
             ),
         }
     }
@@ -100,6 +103,37 @@ impl Admin {
         }
     }
 
+    /// `GET /tx/{chain}/{hash}`: what the transaction watch knows of one transaction.
+    fn tx(&self, path: &str) -> Response<Body> {
+        let mut parts = path.trim_start_matches("/tx/").splitn(2, '/');
+        let (Some(chain), Some(hash)) = (parts.next(), parts.next()) else {
+            return json_body(
+                StatusCode::NOT_FOUND,
+                &json!({ "error": "use /tx/{chain}/{hash}" }),
+            );
+        };
+        let snapshot = self.snapshot.load();
+        let Some(chain) = snapshot.router.chain(chain) else {
+            return json_body(
+                StatusCode::NOT_FOUND,
+                &json!({ "error": format!("unknown chain `{}`", chain.chars().take(64).collect::<String>()), "chains": snapshot.router.names() }),
+            );
+        };
+        let Some(watch) = chain.watch() else {
+            return json_body(
+                StatusCode::NOT_FOUND,
+                &json!({ "error": format!("chain `{}` does not watch transactions (policy.broadcast.watch = false)", chain.name()) }),
+            );
+        };
+        match watch.view(hash) {
+            Some(v) => json_body(StatusCode::OK, &v),
+            None => json_body(
+                StatusCode::NOT_FOUND,
+                &json!({ "error": "not watched: never sent through this Manifold, rejected, or forgotten (ended more than watch_for ago)", "chain": &**chain.name(), "hash": hash.chars().take(80).collect::<String>() }),
+            ),
+        }
+    }
+
     fn status(&self) -> serde_json::Value {
         let snapshot = self.snapshot.load();
         let chains: Vec<_> = snapshot
@@ -113,6 +147,7 @@ impl Admin {
                     "chain_id": c.config.chain_id,
                     "head": c.head(),
                     "ready": c.upstreams().has_usable(),
+                    "tx_watch": c.watch().map(|w| w.counts()),
                     "upstreams": c.upstreams().iter().map(|u| u.status(c.head())).collect::<Vec<_>>(),
                 })
             })

@@ -192,14 +192,36 @@ impl FrontDoor {
 /// `BATCH_CONCURRENCY` answers are held at once, and the first bytes go out before the last
 /// item is done. A batch of notifications only is answered with an empty body, once all are
 /// delivered.
+///
+/// Items not safe to repeat (transaction sends) start at once, each in a task of its own
+/// (`Chain::spawn`): a client that goes away halfway through reading the answers cannot cut a
+/// batch of withdrawals in half. There are at most `max_batch_len` of them, and each
+/// upstream's `max_in_flight` bounds their attempts.
 async fn batch_response(chain: Arc<Chain>, items: Vec<Item>) -> Response<Body> {
     let any_answer = items
         .iter()
         .any(|i| !matches!(i, Item::Call(c) if c.id.is_none()));
+    let items: Vec<Prepared> = items
+        .into_iter()
+        .map(|item| match item {
+            Item::Call(call) if !chain.is_repeatable(&call.method) => {
+                Prepared::Started(call.id.clone(), chain.spawn(call))
+            }
+            item => Prepared::Later(item),
+        })
+        .collect();
     let answers = stream::iter(items)
         .map(move |item| {
             let chain = chain.clone();
-            async move { answer(&chain, item).await }
+            async move {
+                match item {
+                    Prepared::Later(item) => answer(&chain, item).await,
+                    Prepared::Started(id, task) => {
+                        let payload = chain.settle(task).await;
+                        id.map(|id| encode_response(&id, &payload))
+                    }
+                }
+            }
         })
         .buffered(BATCH_CONCURRENCY)
         .filter_map(|a| async move { a });
@@ -220,8 +242,14 @@ async fn batch_response(chain: Arc<Chain>, items: Vec<Item>) -> Response<Body> {
     resp
 }
 
+/// A batch item: started already (not safe to repeat), or to answer in its turn.
+enum Prepared {
+    Started(Option<Id>, tokio::task::JoinHandle<Payload>),
+    Later(Item),
+}
+
 /// The response object for one item, or `None` for a notification.
-async fn answer(chain: &Chain, item: Item) -> Option<Vec<Bytes>> {
+async fn answer(chain: &Arc<Chain>, item: Item) -> Option<Vec<Bytes>> {
     match item {
         Item::Invalid { id, error } => Some(encode_response(&id, &Payload::Error(error.to_json()))),
         Item::Call(call) => {

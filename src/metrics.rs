@@ -31,6 +31,9 @@ pub const BREAKER_STATE: &str = "manifold_breaker_state";
 pub const RETRIES: &str = "manifold_retries_total";
 pub const HEDGES: &str = "manifold_hedges_total";
 pub const BUILD_INFO: &str = "manifold_build_info";
+pub const TX_WATCH: &str = "manifold_tx_watch";
+pub const REBROADCASTS: &str = "manifold_rebroadcasts_total";
+pub const TX_WATCH_DROPPED: &str = "manifold_tx_watch_dropped_total";
 
 const DESCRIPTIONS: &[(&str, &str)] = &[
     (
@@ -76,7 +79,19 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     ),
     (
         BROADCASTS,
-        "Transaction broadcasts, by chain and result (accepted, already_known, known_after_nonce_too_low, rejected, unknown)",
+        "Transaction broadcasts, by chain and result (accepted, already_known, known_after_nonce_too_low, found_by_hash, rejected, unknown, not_sent)",
+    ),
+    (
+        TX_WATCH,
+        "Transactions the watch holds, by chain and state (pending, included, final, replaced, expired)",
+    ),
+    (
+        REBROADCASTS,
+        "Rounds of the transaction watch that sent a transaction again, by chain",
+    ),
+    (
+        TX_WATCH_DROPPED,
+        "Watched transactions dropped because the watch was full (max_watched), by chain",
     ),
     (
         BREAKER_STATE,

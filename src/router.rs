@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::chain::Chain;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::watch::TxStore;
 
 #[derive(Debug)]
 pub struct Router {
@@ -14,11 +15,15 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(config: &Config, metrics: &Arc<Metrics>) -> Result<Self, String> {
+    pub fn new(
+        config: &Config,
+        metrics: &Arc<Metrics>,
+        store: Option<&TxStore>,
+    ) -> Result<Self, String> {
         let chains = config
             .chains
             .iter()
-            .map(|c| Chain::new(c.clone(), config, metrics).map(Arc::new))
+            .map(|c| Chain::new(c.clone(), config, metrics, store).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let by_name = chains
             .iter()
@@ -41,6 +46,11 @@ impl Router {
 
     pub fn chains(&self) -> &[Arc<Chain>] {
         &self.chains
+    }
+
+    /// The chain named `name`.
+    pub fn chain(&self, name: &str) -> Option<&Arc<Chain>> {
+        self.by_name.get(name)
     }
 
     pub fn names(&self) -> Vec<&str> {

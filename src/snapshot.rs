@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::router::Router;
+use crate::watch::TxStore;
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -20,8 +21,13 @@ pub struct Snapshot {
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
 impl Snapshot {
-    pub fn build(config: Config, metrics: &Arc<Metrics>) -> Result<Self, String> {
-        let router = Router::new(&config, metrics)?;
+    /// `store`: the transaction watch's store, opened once per process.
+    pub fn build(
+        config: Config,
+        metrics: &Arc<Metrics>,
+        store: Option<&TxStore>,
+    ) -> Result<Self, String> {
+        let router = Router::new(&config, metrics, store)?;
         Ok(Self {
             config: Arc::new(config),
             router,

@@ -98,7 +98,7 @@ async fn signed_transfer_is_sent_and_mined() {
         .to_string();
     assert_eq!(
         hash,
-        manifold::family::evm_tx::transaction_hash_hex(&raw).unwrap(),
+        manifold::family::evm::tx::transaction_hash_hex(&raw).unwrap(),
         "the hash computed locally"
     );
     // anvil mines on arrival, but asynchronously: wait (bounded) for the receipt to appear.

@@ -12,7 +12,7 @@ mod support;
 
 use std::time::Duration;
 
-use manifold::family::evm_tx::transaction_hash_hex;
+use manifold::family::evm::tx::transaction_hash_hex;
 use serde_json::Value;
 use support::*;
 

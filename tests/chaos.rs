@@ -35,7 +35,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use manifold::family::evm_tx::transaction_hash_hex;
+use manifold::family::evm::tx::transaction_hash_hex;
 use manifold::server::Running;
 use serde_json::{json, Value};
 use support::fault_path::{Fault, FaultPath};

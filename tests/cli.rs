@@ -199,7 +199,8 @@ async fn runs_from_env_config_and_drains_on_sigterm() {
     std::fs::write(
         &file,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{}",
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ntx_store = \"{}\"\n{}",
+            dir.join("tx.redb").display(),
             chain_config(&[&up.url], "")
         ),
     )

@@ -26,6 +26,7 @@ pub struct FileServer {
     pub max_batch_len: Option<u64>,
     pub shutdown_timeout: Option<String>,
     pub tls: Option<FileTls>,
+    pub tx_store: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,4 +129,9 @@ pub struct FileHealth {
 #[serde(deny_unknown_fields)]
 pub struct FileBroadcast {
     pub fanout: Option<u32>,
+    pub watch: Option<bool>,
+    pub rebroadcast_after: Option<String>,
+    pub watch_for: Option<String>,
+    pub finality_depth: Option<u64>,
+    pub max_watched: Option<u64>,
 }

@@ -26,6 +26,9 @@ pub use redact::redact_url;
 
 pub use crate::upstream::{BreakerPolicy, HedgeDelay, HedgePolicy};
 
+/// `tx_store` value for a watch kept in memory only.
+pub const MEMORY_STORE: &str = ":memory:";
+
 /// The embedded default (PRODUCT.md §9), compiled in from `config/default.toml`.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
 
@@ -50,6 +53,9 @@ pub struct ServerConfig {
     /// How long SIGTERM/SIGINT waits for in-flight requests before exiting anyway.
     pub shutdown_timeout: Duration,
     pub tls: Option<TlsConfig>,
+    /// The transaction watch's on-disk store (relative paths: to the working directory);
+    /// `None` (`":memory:"`): kept in memory only, lost on restart.
+    pub tx_store: Option<PathBuf>,
 }
 
 /// TLS for the JSON-RPC listener, loaded and checked when the configuration is.
@@ -206,8 +212,26 @@ pub struct Policy {
     /// the newest state.
     pub max_lag_blocks: u64,
     pub health: HealthPolicy,
+    pub broadcast: BroadcastPolicy,
+}
+
+/// A chain's transaction broadcasts, and the watch that lands them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BroadcastPolicy {
     /// Upstreams a signed transaction is sent to at once (different failure domains first).
-    pub broadcast_fanout: u32,
+    pub fanout: u32,
+    /// Watch each transaction that may be in some pool until it is final, and send it again
+    /// when it is known nowhere.
+    pub watch: bool,
+    /// Not mined this long after it was last sent, and unknown to an upstream: sent again
+    /// to it (then after twice as long, and so on).
+    pub rebroadcast_after: Duration,
+    /// Given up on (`expired`) when not mined this long after it was first sent.
+    pub watch_for: Duration,
+    /// Blocks on top of a transaction's block before it is `final` and no longer watched.
+    pub finality_depth: u64,
+    /// Transactions watched (or remembered, once ended) at most, per chain.
+    pub max_watched: usize,
 }
 
 /// Active health checks of a chain's upstreams.
@@ -243,6 +267,13 @@ pub mod defaults {
     pub const RETRY_BUDGET: f32 = 0.2;
     pub const MAX_LAG_BLOCKS: u64 = 3;
     pub const BROADCAST_FANOUT: u32 = 3;
+    /// A few Ethereum block times.
+    pub const REBROADCAST_AFTER: Duration = Duration::from_secs(36);
+    pub const WATCH_FOR: Duration = Duration::from_secs(3600);
+    /// Two epochs: Ethereum finality.
+    pub const FINALITY_DEPTH: u64 = 64;
+    pub const MAX_WATCHED: usize = 10_000;
+    pub const TX_STORE: &str = "manifold-tx.redb";
     pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
     pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
     pub const HEALTH_RISE: u32 = 2;
@@ -287,6 +318,7 @@ impl Config {
             "max_request_bytes": s.max_request_bytes,
             "max_batch_len": s.max_batch_len,
             "shutdown_timeout": humantime::format_duration(s.shutdown_timeout).to_string(),
+            "tx_store": s.tx_store.as_ref().map_or_else(|| MEMORY_STORE.to_string(), |p| p.display().to_string()),
         });
         if let (Some(tls), Some(obj)) = (&s.tls, server.as_object_mut()) {
             obj.insert(
@@ -318,7 +350,14 @@ impl ChainConfig {
                     "half_open_requests": self.policy.breaker.half_open_requests,
                 },
                 "max_lag_blocks": self.policy.max_lag_blocks,
-                "broadcast": { "fanout": self.policy.broadcast_fanout },
+                "broadcast": {
+                    "fanout": self.policy.broadcast.fanout,
+                    "watch": self.policy.broadcast.watch,
+                    "rebroadcast_after": humantime::format_duration(self.policy.broadcast.rebroadcast_after).to_string(),
+                    "watch_for": humantime::format_duration(self.policy.broadcast.watch_for).to_string(),
+                    "finality_depth": self.policy.broadcast.finality_depth,
+                    "max_watched": self.policy.broadcast.max_watched,
+                },
                 "health": {
                     "interval": humantime::format_duration(self.policy.health.interval).to_string(),
                     "timeout": humantime::format_duration(self.policy.health.timeout).to_string(),

@@ -6,8 +6,6 @@
 //! object means, and which method names deserve a metric label. A new family implements the trait; the core is untouched.
 
 pub mod evm;
-mod evm_methods;
-pub mod evm_tx;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -76,7 +74,7 @@ pub enum ErrorClass {
     RateLimited,
 }
 
-/// What a node's error answer to a transaction broadcast means.
+/// What a node's error answer to a transaction broadcast says about the transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BroadcastVerdict {
     /// The node has the transaction already: the broadcast succeeded.
@@ -88,15 +86,40 @@ pub enum BroadcastVerdict {
     Rejected,
 }
 
-/// A transaction broadcast: which call it is and what to ask to confirm it.
+/// A JSON-RPC call a family asks the core to make: method and params JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyCall {
+    pub method: &'static str,
+    pub params: String,
+}
+
+impl FamilyCall {
+    pub fn new(method: &'static str, params: String) -> Self {
+        Self { method, params }
+    }
+}
+
+/// A transaction broadcast: which transaction it is and what to ask to confirm it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broadcast {
-    /// The transaction's hash, computed locally, as the JSON text of the result
-    /// (`"0x…"`).
+    /// The transaction's id (hash), computed locally.
+    pub hash: String,
+    /// `hash` as the JSON text of the result (`"0x…"`).
     pub hash_json: String,
-    /// A call that returns the transaction if a node knows it, `null` if not: method and
-    /// params JSON.
-    pub lookup: (String, String),
+    /// A call that returns the transaction if a node knows it, `null` if not.
+    pub lookup: FamilyCall,
+    /// The account that signed it and its nonce, for families with nonces: another
+    /// transaction of the same sender and nonce replaces it.
+    pub sender: Option<String>,
+    pub nonce: Option<u64>,
+}
+
+/// Where a mined transaction is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inclusion {
+    pub block: u64,
+    /// Lower case: a reorg shows as another hash at the same height, or none.
+    pub block_hash: String,
 }
 
 pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = ProbeVerdict> + Send + 'a>>;
@@ -117,8 +140,9 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
     /// Whether a call may be sent again after an attempt that may have reached a node.
     fn is_repeatable(&self, method: &str) -> bool;
 
-    /// What a node's error object means.
-    fn classify_error(&self, error: &[u8]) -> ErrorClass;
+    /// What a node's error object in answer to `method` means. For a transaction send,
+    /// what it says about the transaction (`broadcast_verdict`) comes first.
+    fn classify_error(&self, method: &str, error: &[u8]) -> ErrorClass;
 
     /// Checks a `result` answering a client's call of `method` for what a probe would have
     /// caught: `Some(WrongChain)` when it shows the upstream serves another chain (an EVM
@@ -132,8 +156,31 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
     /// look it up. `None` for any other call; `Some(Err)` when the transaction cannot be read.
     fn broadcast(&self, method: &str, params: Option<&[u8]>) -> Option<Result<Broadcast, String>>;
 
-    /// What a node's error answer to a broadcast means.
-    fn broadcast_verdict(&self, error: &[u8]) -> BroadcastVerdict;
+    /// What a node's error answer to a broadcast says about the transaction; `None` when it
+    /// says nothing about it (a gateway's timeout, a rate limit).
+    fn broadcast_verdict(&self, error: &[u8]) -> Option<BroadcastVerdict>;
+
+    // The transaction watch (`crate::watch`): what "mined", "final" and "replaced" mean.
+
+    /// The call that answers a transaction's receipt: `null` while it is not mined.
+    fn receipt_call(&self, hash: &str) -> FamilyCall;
+
+    /// Where a receipt says the transaction is; `None` when not mined (or unreadable).
+    fn inclusion(&self, receipt: &[u8]) -> Option<Inclusion>;
+
+    /// The call that answers how many transactions of `sender` are mined (its next nonce on
+    /// the chain); `None` for a family without nonces.
+    fn mined_count_call(&self, sender: &str) -> Option<FamilyCall>;
+
+    /// The number in an answer to `mined_count_call` or `pending_count_read`.
+    fn parse_count(&self, result: &[u8]) -> Option<u64>;
+
+    /// For a read of an account's next nonce counting pending transactions
+    /// (`eth_getTransactionCount(addr, "pending")`): the account, as the watch keys it.
+    fn pending_count_read(&self, method: &str, params: Option<&[u8]>) -> Option<String>;
+
+    /// The `result` JSON text for a count.
+    fn count_result(&self, count: u64) -> bytes::Bytes;
 
     /// The metric labels for method names.
     fn method_labels(&self) -> MethodLabels;

@@ -89,8 +89,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::family::{
-        BlockNeed, Broadcast, BroadcastVerdict, ErrorClass, MethodClass, MethodLabels, ProbeFuture,
-        ProbeVerdict,
+        BlockNeed, Broadcast, BroadcastVerdict, ErrorClass, FamilyCall, Inclusion, MethodClass,
+        MethodLabels, ProbeFuture, ProbeVerdict,
     };
     use crate::metrics::Metrics;
     use crate::upstream::UpstreamClient;
@@ -145,7 +145,7 @@ mod tests {
         fn is_repeatable(&self, _: &str) -> bool {
             true
         }
-        fn classify_error(&self, _: &[u8]) -> ErrorClass {
+        fn classify_error(&self, _: &str, _: &[u8]) -> ErrorClass {
             ErrorClass::Answer
         }
         fn check_answer(&self, _: &str, _: &[u8]) -> Option<ProbeVerdict> {
@@ -154,8 +154,26 @@ mod tests {
         fn broadcast(&self, _: &str, _: Option<&[u8]>) -> Option<Result<Broadcast, String>> {
             None
         }
-        fn broadcast_verdict(&self, _: &[u8]) -> BroadcastVerdict {
-            BroadcastVerdict::Rejected
+        fn broadcast_verdict(&self, _: &[u8]) -> Option<BroadcastVerdict> {
+            None
+        }
+        fn receipt_call(&self, _: &str) -> FamilyCall {
+            FamilyCall::new("receipt", "[]".into())
+        }
+        fn inclusion(&self, _: &[u8]) -> Option<Inclusion> {
+            None
+        }
+        fn mined_count_call(&self, _: &str) -> Option<FamilyCall> {
+            None
+        }
+        fn parse_count(&self, _: &[u8]) -> Option<u64> {
+            None
+        }
+        fn pending_count_read(&self, _: &str, _: Option<&[u8]>) -> Option<String> {
+            None
+        }
+        fn count_result(&self, _: u64) -> bytes::Bytes {
+            bytes::Bytes::new()
         }
         fn method_labels(&self) -> MethodLabels {
             MethodLabels::new(&[])

@@ -11,5 +11,5 @@ mod request;
 mod response;
 
 pub use error::{codes, ErrorObject};
-pub use request::{decode, Call, DecodeError, Id, Incoming, Item, Limits};
+pub use request::{decode, encode_request, Call, DecodeError, Id, Incoming, Item, Limits};
 pub use response::{batch_element, batch_end, encode_batch, encode_response, Payload};

@@ -277,6 +277,25 @@ fn is_valid_id(v: &RawValue) -> bool {
     matches!(v.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9')) || v.get() == "null"
 }
 
+/// `{"jsonrpc":"2.0","id":<id>,"method":<method_json>,"params":<params>}`: a request to an
+/// upstream, with the proxy's own id (so that the client's id never depends on how an
+/// upstream treats ids), and method and params as the client sent them, unescaped nothing.
+pub fn encode_request(id: &[u8], method_json: &[u8], params: Option<&[u8]>) -> Bytes {
+    use bytes::{BufMut, BytesMut};
+    let params_len = params.map_or(0, <[u8]>::len);
+    let mut buf = BytesMut::with_capacity(48 + id.len() + method_json.len() + params_len);
+    buf.put_slice(br#"{"jsonrpc":"2.0","id":"#);
+    buf.put_slice(id);
+    buf.put_slice(br#","method":"#);
+    buf.put_slice(method_json);
+    if let Some(params) = params {
+        buf.put_slice(br#","params":"#);
+        buf.put_slice(params);
+    }
+    buf.put_u8(b'}');
+    buf.freeze()
+}
+
 #[cfg(test)]
 #[path = "request_tests.rs"]
 mod tests;

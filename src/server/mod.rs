@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::frontdoor::FrontDoor;
 use crate::metrics::Metrics;
 use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::watch::TxStore;
 
 pub use listener::Handler;
 
@@ -51,8 +52,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let grace = config.server.shutdown_timeout;
     let rpc_addr = config.server.listen;
     let admin_addr = config.server.admin_listen;
+    // One store for every chain's transaction watch, opened only when some chain watches.
+    let store = match &config.server.tx_store {
+        Some(path) if config.chains.iter().any(|c| c.policy.broadcast.watch) => {
+            Some(TxStore::open(path).map_err(|e| {
+                StartError::Setup(format!(
+                    "server.tx_store: {e} (set `tx_store` to a writable path, \":memory:\", or `watch = false` under [chains.policy.broadcast])"
+                ))
+            })?)
+        }
+        _ => None,
+    };
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(
-        Snapshot::build(config, &metrics).map_err(StartError::Setup)?,
+        Snapshot::build(config, &metrics, store.as_ref()).map_err(StartError::Setup)?,
     ));
     let bind = |what, addr| async move {
         TcpListener::bind(addr)
@@ -99,7 +111,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     {
         let snap = snapshot.load();
         for chain in snap.router.chains() {
-            tasks.extend(chain.spawn_health_checks(&stop.subscribe()));
+            tasks.extend(chain.spawn_background(&stop.subscribe()));
             let names: Vec<String> = chain
                 .upstreams()
                 .iter()

@@ -497,6 +497,12 @@ pub async fn start_proxy(toml: &str) -> Running {
     } else {
         format!("[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n{toml}")
     };
+    // The transaction watch in memory, unless the test names a store: tests run in parallel.
+    let toml = if toml.contains("tx_store") {
+        toml
+    } else {
+        toml.replacen("[server]\n", "[server]\ntx_store = \":memory:\"\n", 1)
+    };
     let config = Config::from_toml(&toml, "test.toml", &|k| std::env::var(k).ok())
         .unwrap_or_else(|e| panic!("invalid test config:\n{e}\n{toml}"));
     manifold::server::start(config)

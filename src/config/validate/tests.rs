@@ -1,5 +1,8 @@
 //! Tests of `validate`, kept apart so that the module itself stays short.
+use std::time::Duration;
+
 use super::*;
+use crate::config::{BreakerPolicy, HedgeDelay, HedgePolicy, Tier, MEMORY_STORE};
 
 fn load_str(text: &str) -> Result<Config, ConfigErrors> {
     let env = |k: &str| match k {
@@ -257,4 +260,49 @@ fn no_warning_with_two_failure_domains() {
     ))
     .unwrap();
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn broadcast_and_watch_keys() {
+    let base = "[[chains]]\nname = \"eth\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:8545\"\n";
+    let c = load_str(base).unwrap();
+    let b = &c.chains[0].policy.broadcast;
+    assert!(b.watch);
+    assert_eq!(b.fanout, 3);
+    assert_eq!(b.rebroadcast_after, Duration::from_secs(36));
+    assert_eq!(b.watch_for, Duration::from_secs(3600));
+    assert_eq!(b.finality_depth, 64);
+    assert_eq!(b.max_watched, 10_000);
+    assert_eq!(
+        c.server.tx_store.as_deref(),
+        Some(std::path::Path::new("manifold-tx.redb"))
+    );
+    let c = load_str(&format!(
+        "[server]\ntx_store = \"{MEMORY_STORE}\"\n{base}[chains.policy.broadcast]\nwatch = false\nrebroadcast_after = \"5s\"\nwatch_for = \"10m\"\nfinality_depth = 12\nmax_watched = 50\n"
+    ))
+    .unwrap();
+    let b = &c.chains[0].policy.broadcast;
+    assert!(!b.watch);
+    assert_eq!(b.rebroadcast_after, Duration::from_secs(5));
+    assert_eq!(b.watch_for, Duration::from_secs(600));
+    assert_eq!((b.finality_depth, b.max_watched), (12, 50));
+    assert_eq!(c.server.tx_store, None);
+    let e = errors(&format!(
+        "[server]\ntx_store = \"\"\n{base}[chains.policy.broadcast]\nrebroadcast_after = \"2h\"\nwatch_for = \"1h\"\nfinality_depth = 0\nmax_watched = 0\nwatchh = true\n"
+    ));
+    assert_eq!(e.len(), 1, "unknown keys first: {e:?}");
+    assert!(e[0].contains("watchh"), "{e:?}");
+    let e = errors(&format!(
+        "[server]\ntx_store = \"\"\n{base}[chains.policy.broadcast]\nrebroadcast_after = \"2h\"\nwatch_for = \"1h\"\nfinality_depth = 0\nmax_watched = 0\n"
+    ));
+    let all = e.join("\n");
+    for key in [
+        "server.tx_store",
+        "chains[0].policy.broadcast.watch_for",
+        "chains[0].policy.broadcast.finality_depth",
+        "chains[0].policy.broadcast.max_watched",
+    ] {
+        assert!(all.contains(key), "{key} missing in {all}");
+    }
+    assert!(all.contains("test.toml"), "{all}");
 }

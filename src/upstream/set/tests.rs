@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
+use super::p2c::takes_first;
+use super::select::Selection;
 use super::*;
 use crate::config::{Config, Tier};
 use crate::family::ProbeVerdict;
+use crate::family::{BlockNeed, Cost};
 use crate::metrics::Metrics;
 use crate::upstream::{BreakerState, Outcome, Verdict};
 

@@ -8,7 +8,7 @@
 
 use serde_json::value::RawValue;
 
-use super::{BlockNeed, Cost, MethodClass};
+use crate::family::{BlockNeed, Cost, MethodClass};
 
 /// Where the block parameter sits for methods that take one.
 fn block_param(method: &str) -> Option<usize> {

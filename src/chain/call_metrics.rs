@@ -1,0 +1,100 @@
+//! A chain's per-call metrics: calls by method and outcome, their durations, and broadcasts
+//! by result. Handles are registered on first use and kept (`LabelTable`): no lookup per call.
+
+use std::sync::Arc;
+
+use metrics::{Counter, Histogram, Label};
+
+use crate::family::MethodLabels;
+use crate::metrics::{LabelTable, Metrics, BROADCASTS, REQUESTS, REQUEST_DURATION};
+use crate::upstream::BroadcastResult;
+
+/// How a client's call ended, for `manifold_requests_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    Success,
+    RpcError,
+    NoUpstream,
+    UpstreamFailed,
+    RateLimited,
+    Timeout,
+}
+
+impl CallOutcome {
+    const COUNT: usize = 6;
+
+    pub fn label(self) -> &'static str {
+        match self {
+            CallOutcome::Success => "success",
+            CallOutcome::RpcError => "rpc_error",
+            CallOutcome::NoUpstream => "no_upstream",
+            CallOutcome::UpstreamFailed => "upstream_failed",
+            CallOutcome::RateLimited => "rate_limited",
+            CallOutcome::Timeout => "timeout",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct ChainMetrics {
+    registry: Arc<Metrics>,
+    chain: Arc<str>,
+    labels: MethodLabels,
+    /// `method index * CallOutcome::COUNT + outcome`.
+    requests: LabelTable<Counter>,
+    durations: LabelTable<Histogram>,
+    broadcasts: LabelTable<Counter>,
+}
+
+impl ChainMetrics {
+    pub(super) fn new(registry: &Arc<Metrics>, chain: &Arc<str>, labels: MethodLabels) -> Self {
+        Self {
+            registry: registry.clone(),
+            chain: chain.clone(),
+            requests: LabelTable::new(labels.len() * CallOutcome::COUNT),
+            durations: LabelTable::new(labels.len()),
+            broadcasts: LabelTable::new(BroadcastResult::ALL),
+            labels,
+        }
+    }
+
+    pub(super) fn record_broadcast(&self, result: BroadcastResult) {
+        self.broadcasts
+            .get(result as usize, || {
+                self.registry.counter(
+                    BROADCASTS,
+                    vec![
+                        Label::new("chain", self.chain.to_string()),
+                        Label::new("result", result.label()),
+                    ],
+                )
+            })
+            .increment(1);
+    }
+
+    pub(super) fn record(&self, method: &str, outcome: CallOutcome, elapsed: std::time::Duration) {
+        let m = self.labels.index(method);
+        let method_label = self.labels.label(m);
+        let labels = |extra: Option<&'static str>| {
+            let mut l = vec![
+                Label::new("chain", self.chain.to_string()),
+                Label::new("method", method_label),
+            ];
+            if let Some(o) = extra {
+                l.push(Label::new("outcome", o));
+            }
+            l
+        };
+        self.requests
+            .get(m * CallOutcome::COUNT + outcome as usize, || {
+                self.registry
+                    .counter(REQUESTS, labels(Some(outcome.label())))
+            })
+            .increment(1);
+        self.durations
+            .get(m, || {
+                self.registry.histogram(REQUEST_DURATION, labels(None))
+            })
+            .record(elapsed.as_secs_f64());
+    }
+}

@@ -1,0 +1,112 @@
+//! `[server]`: listeners, limits, TLS and the transaction watch's store.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::Validator;
+use crate::config::error::KeyPath;
+use crate::config::file::{FileServer, FileTls};
+use crate::config::{defaults, ServerConfig, TlsConfig, MEMORY_STORE};
+
+impl Validator {
+    pub(super) fn server(&mut self, at: &KeyPath, s: &FileServer) -> Option<ServerConfig> {
+        let listen = self.addr(&at.key("listen"), s.listen.as_deref(), defaults::LISTEN);
+        let admin_listen = self.addr(
+            &at.key("admin_listen"),
+            s.admin_listen.as_deref(),
+            defaults::ADMIN_LISTEN,
+        );
+        if let (Some(a), Some(b)) = (listen, admin_listen) {
+            if a == b && a.port() != 0 {
+                self.fail(
+                    &at.key("admin_listen"),
+                    format!("same address as listen ({a})"),
+                );
+            }
+        }
+        let max_request_bytes = self.positive(
+            &at.key("max_request_bytes"),
+            s.max_request_bytes,
+            defaults::MAX_REQUEST_BYTES,
+        );
+        let max_batch_len = self.positive(
+            &at.key("max_batch_len"),
+            s.max_batch_len,
+            defaults::MAX_BATCH_LEN,
+        );
+        let shutdown_timeout = self.duration(
+            &at.key("shutdown_timeout"),
+            s.shutdown_timeout.as_deref(),
+            defaults::SHUTDOWN_TIMEOUT,
+        );
+        let tls = s.tls.as_ref().and_then(|t| self.tls(&at.key("tls"), t));
+        let tx_store = match s.tx_store.as_deref() {
+            None => Some(PathBuf::from(defaults::TX_STORE)),
+            Some(MEMORY_STORE) => None,
+            Some("") => {
+                self.fail(
+                    &at.key("tx_store"),
+                    "must not be empty (a file path, or \":memory:\")",
+                );
+                None
+            }
+            Some(p) => Some(PathBuf::from(p)),
+        };
+        Some(ServerConfig {
+            listen: listen?,
+            admin_listen: admin_listen?,
+            max_request_bytes,
+            max_batch_len,
+            shutdown_timeout,
+            tls,
+            tx_store,
+        })
+    }
+
+    /// Read the certificate chain and key now, so that `check-config` catches a bad file
+    /// and a running proxy never fails on it later.
+    fn tls(&mut self, at: &KeyPath, t: &FileTls) -> Option<TlsConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Result<Vec<CertificateDer<'static>>, _> =
+            CertificateDer::pem_file_iter(&t.cert).and_then(Iterator::collect);
+        let certs = match certs {
+            Ok(c) if !c.is_empty() => Some(c),
+            Ok(_) => {
+                self.fail(
+                    &at.key("cert"),
+                    format!("`{}` holds no PEM certificate", t.cert),
+                );
+                None
+            }
+            Err(e) => {
+                self.fail(
+                    &at.key("cert"),
+                    format!("cannot read PEM certificates from `{}`: {e}", t.cert),
+                );
+                None
+            }
+        };
+        let key = match PrivateKeyDer::from_pem_file(&t.key) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                self.fail(
+                    &at.key("key"),
+                    format!("cannot read a PEM private key from `{}`: {e}", t.key),
+                );
+                None
+            }
+        };
+        let tls = TlsConfig {
+            cert: PathBuf::from(&t.cert),
+            key: PathBuf::from(&t.key),
+            cert_chain: certs?,
+            private_key: Arc::new(key?),
+        };
+        if let Err(e) = tls.server_config() {
+            self.fail(at, e);
+            return None;
+        }
+        Some(tls)
+    }
+}

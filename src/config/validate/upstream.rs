@@ -1,0 +1,139 @@
+//! `[[chains.upstreams]]`: URL, tier, failure domain, limits, headers and methods.
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+use url::Url;
+
+use super::Validator;
+use crate::config::error::KeyPath;
+use crate::config::file::FileUpstream;
+use crate::config::redact::redact_url;
+use crate::config::{defaults, MethodFilter, Tier, UpstreamConfig};
+
+impl Validator {
+    pub(super) fn upstream(&mut self, at: &KeyPath, u: &FileUpstream) -> Option<UpstreamConfig> {
+        if u.name.is_empty() {
+            self.fail(&at.key("name"), "must not be empty");
+        }
+        let max_rps = match u.max_rps {
+            None => None,
+            Some(n) => {
+                let rps = std::num::NonZeroU32::new(n);
+                if rps.is_none() {
+                    self.fail(
+                        &at.key("max_rps"),
+                        "must be at least 1 (leave it out for no limit)",
+                    );
+                }
+                rps
+            }
+        };
+        let max_in_flight = self.count(
+            &at.key("max_in_flight"),
+            u.max_in_flight,
+            1..=65_536,
+            defaults::MAX_IN_FLIGHT,
+        );
+        if u.ws_url.is_some() {
+            self.fail(
+                &at.key("ws_url"),
+                "not supported yet in this version (WebSocket comes later)",
+            );
+        }
+        let url = match Url::parse(&u.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
+                Some(url)
+            }
+            Ok(url) => {
+                self.fail(
+                    &at.key("url"),
+                    format!(
+                        "scheme `{}` is not supported: use http:// or https://",
+                        url.scheme()
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                self.fail(&at.key("url"), format!("not a valid URL: {e}"));
+                None
+            }
+        };
+        let tier = match u.tier.as_deref().unwrap_or("primary") {
+            "primary" => Tier::Primary,
+            "secondary" => Tier::Secondary,
+            "fallback" => Tier::Fallback,
+            other => {
+                self.fail(
+                    &at.key("tier"),
+                    format!("unknown tier `{other}`, expected one of primary, secondary, fallback"),
+                );
+                Tier::Primary
+            }
+        };
+        let weight = match u.weight {
+            None => 1,
+            Some(w @ 1..=1000) => w,
+            Some(w) => {
+                self.fail(&at.key("weight"), format!("{w} is out of range 1..=1000"));
+                1
+            }
+        };
+        let mut headers = Vec::new();
+        for (k, v) in &u.headers {
+            let hat = at.key("headers").key(k);
+            match (
+                HeaderName::try_from(k.as_str()),
+                HeaderValue::try_from(v.as_str()),
+            ) {
+                (Ok(name), Ok(mut value)) => {
+                    value.set_sensitive(true);
+                    headers.push((name, value));
+                }
+                (Err(_), _) => self.fail(&hat, "not a valid HTTP header name"),
+                (_, Err(_)) => self.fail(&hat, "not a valid HTTP header value"),
+            }
+        }
+        let timeout = self.duration(
+            &at.key("timeout"),
+            u.timeout.as_deref(),
+            defaults::UPSTREAM_TIMEOUT,
+        );
+        let connect_timeout = self.duration(
+            &at.key("connect_timeout"),
+            u.connect_timeout.as_deref(),
+            defaults::CONNECT_TIMEOUT,
+        );
+        let methods = u
+            .methods
+            .as_ref()
+            .map_or_else(MethodFilter::default, |m| MethodFilter {
+                allow: m.allow.clone(),
+                deny: m.deny.clone().unwrap_or_default(),
+            });
+        let url = url?;
+        let failure_domain = match &u.failure_domain {
+            Some(d) if d.is_empty() => {
+                self.fail(&at.key("failure_domain"), "must not be empty");
+                String::new()
+            }
+            Some(d) => d.clone(),
+            None => url.host_str().unwrap_or_default().to_string(),
+        };
+        Some(UpstreamConfig {
+            name: Arc::from(u.name.as_str()),
+            display_url: redact_url(&url, &self.secrets),
+            url,
+            tier,
+            failure_domain,
+            weight,
+            headers,
+            timeout,
+            connect_timeout,
+            methods,
+            max_rps,
+            max_in_flight,
+        })
+    }
+}

@@ -1,0 +1,337 @@
+//! Ethereum-style JSON-RPC (geth, reth, erigon, nethermind, besu, anvil and the providers
+//! in front of them).
+//!
+//! `probe` (health), `methods` (which block a call needs), `errors` (what a node's error
+//! object means, as tables of real wordings) and `tx` (a signed transaction's hash, sender
+//! and nonce) hold the knowledge; this file answers the [`ChainFamily`] questions with it.
+
+mod errors;
+mod methods;
+mod probe;
+pub mod tx;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use super::{
+    Broadcast, BroadcastVerdict, ChainFamily, ErrorClass, FamilyCall, Inclusion, MethodClass,
+    MethodLabels, ProbeFuture, ProbeVerdict,
+};
+use crate::upstream::UpstreamClient;
+pub use methods::parse_quantity;
+
+/// The EVM family, for a chain with this chain id.
+#[derive(Debug, Clone)]
+pub struct Evm {
+    chain_id: u64,
+}
+
+impl Evm {
+    pub fn new(chain_id: u64) -> Self {
+        Self { chain_id }
+    }
+}
+
+impl ChainFamily for Evm {
+    fn probe<'a>(
+        &'a self,
+        client: &'a UpstreamClient,
+        timeout: Duration,
+        check_identity: bool,
+    ) -> ProbeFuture<'a> {
+        Box::pin(async move {
+            let identity = async {
+                if check_identity {
+                    Some(probe::call(client, timeout, "eth_chainId").await)
+                } else {
+                    None
+                }
+            };
+            let (identity, head, syncing) = tokio::join!(
+                identity,
+                probe::call(client, timeout, "eth_blockNumber"),
+                probe::call(client, timeout, "eth_syncing"),
+            );
+            probe::judge(self.chain_id, identity, head, syncing)
+        })
+    }
+
+    fn classify(&self, method: &str, params: Option<&[u8]>) -> MethodClass {
+        methods::classify(method, params)
+    }
+
+    fn is_repeatable(&self, method: &str) -> bool {
+        is_repeatable(method)
+    }
+
+    fn classify_error(&self, method: &str, error: &[u8]) -> ErrorClass {
+        errors::classify_error(method, error)
+    }
+
+    fn check_answer(&self, method: &str, result: &[u8]) -> Option<ProbeVerdict> {
+        probe::check_chain_id(self.chain_id, method, result)
+    }
+
+    fn broadcast(&self, method: &str, params: Option<&[u8]>) -> Option<Result<Broadcast, String>> {
+        if method != "eth_sendRawTransaction" {
+            return None;
+        }
+        let raw = params
+            .and_then(|p| serde_json::from_slice::<Vec<String>>(p).ok())
+            .and_then(|p| p.into_iter().next());
+        let Some(raw) = raw else {
+            return Some(Err("params must be [\"0x<signed transaction>\"]".into()));
+        };
+        Some(
+            tx::decode_signed(&raw)
+                .map(|tx| Broadcast {
+                    hash_json: format!("\"{}\"", tx.hash),
+                    lookup: FamilyCall::new(
+                        "eth_getTransactionByHash",
+                        format!("[\"{}\"]", tx.hash),
+                    ),
+                    hash: tx.hash,
+                    sender: Some(tx.sender),
+                    nonce: Some(tx.nonce),
+                })
+                .map_err(|e| format!("cannot read the signed transaction: {e}")),
+        )
+    }
+
+    fn broadcast_verdict(&self, error: &[u8]) -> Option<BroadcastVerdict> {
+        errors::broadcast_verdict(error)
+    }
+
+    fn receipt_call(&self, hash: &str) -> FamilyCall {
+        FamilyCall::new("eth_getTransactionReceipt", format!("[\"{hash}\"]"))
+    }
+
+    fn inclusion(&self, receipt: &[u8]) -> Option<Inclusion> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Receipt {
+            block_number: Option<String>,
+            block_hash: Option<String>,
+        }
+        let r: Receipt = serde_json::from_slice(receipt).ok()?;
+        Some(Inclusion {
+            block: parse_quantity(r.block_number.as_deref()?)?,
+            block_hash: r.block_hash?.to_ascii_lowercase(),
+        })
+    }
+
+    fn mined_count_call(&self, sender: &str) -> Option<FamilyCall> {
+        Some(FamilyCall::new(
+            "eth_getTransactionCount",
+            format!("[\"{sender}\",\"latest\"]"),
+        ))
+    }
+
+    fn parse_count(&self, result: &[u8]) -> Option<u64> {
+        let text = std::str::from_utf8(result).ok()?.trim();
+        parse_quantity(text.trim_matches('"'))
+    }
+
+    fn pending_count_read(&self, method: &str, params: Option<&[u8]>) -> Option<String> {
+        if method != "eth_getTransactionCount" {
+            return None;
+        }
+        let list: Vec<&RawValue> = serde_json::from_slice(params?).ok()?;
+        let address: String = serde_json::from_str(list.first()?.get()).ok()?;
+        let tag: String = serde_json::from_str(list.get(1)?.get()).ok()?;
+        (tag == "pending").then(|| address.to_ascii_lowercase())
+    }
+
+    fn count_result(&self, count: u64) -> Bytes {
+        Bytes::from(format!("\"0x{count:x}\""))
+    }
+
+    fn method_labels(&self) -> MethodLabels {
+        MethodLabels::new(KNOWN_METHODS)
+    }
+}
+
+/// Methods that get their own metric label, sorted for binary search. Anything else is
+/// counted as `other`, which keeps label cardinality bounded whatever clients send.
+pub const KNOWN_METHODS: &[&str] = &[
+    "debug_getRawBlock",
+    "debug_getRawHeader",
+    "debug_getRawReceipts",
+    "debug_getRawTransaction",
+    "debug_traceBlockByHash",
+    "debug_traceBlockByNumber",
+    "debug_traceCall",
+    "debug_traceTransaction",
+    "eth_accounts",
+    "eth_blobBaseFee",
+    "eth_blockNumber",
+    "eth_call",
+    "eth_chainId",
+    "eth_createAccessList",
+    "eth_estimateGas",
+    "eth_feeHistory",
+    "eth_gasPrice",
+    "eth_getBalance",
+    "eth_getBlockByHash",
+    "eth_getBlockByNumber",
+    "eth_getBlockReceipts",
+    "eth_getBlockTransactionCountByHash",
+    "eth_getBlockTransactionCountByNumber",
+    "eth_getCode",
+    "eth_getFilterChanges",
+    "eth_getFilterLogs",
+    "eth_getLogs",
+    "eth_getProof",
+    "eth_getStorageAt",
+    "eth_getTransactionByBlockHashAndIndex",
+    "eth_getTransactionByBlockNumberAndIndex",
+    "eth_getTransactionByHash",
+    "eth_getTransactionCount",
+    "eth_getTransactionReceipt",
+    "eth_getUncleByBlockHashAndIndex",
+    "eth_getUncleByBlockNumberAndIndex",
+    "eth_getUncleCountByBlockHash",
+    "eth_getUncleCountByBlockNumber",
+    "eth_maxPriorityFeePerGas",
+    "eth_newBlockFilter",
+    "eth_newFilter",
+    "eth_newPendingTransactionFilter",
+    "eth_sendRawTransaction",
+    "eth_sendTransaction",
+    "eth_sign",
+    "eth_signTransaction",
+    "eth_simulateV1",
+    "eth_subscribe",
+    "eth_syncing",
+    "eth_uninstallFilter",
+    "eth_unsubscribe",
+    "net_listening",
+    "net_peerCount",
+    "net_version",
+    "trace_block",
+    "trace_call",
+    "trace_filter",
+    "trace_replayBlockTransactions",
+    "trace_replayTransaction",
+    "trace_transaction",
+    "txpool_content",
+    "txpool_inspect",
+    "txpool_status",
+    "web3_clientVersion",
+    "web3_sha3",
+];
+
+/// Whether a call may be sent again after an attempt that may have reached a node. Sending a
+/// transaction twice is harmless on chain but turns a success into "already known", and
+/// creating a filter twice leaks one; reads are always safe to repeat.
+pub fn is_repeatable(method: &str) -> bool {
+    // Sends of every flavour (private, conditional, sync, bundles, account abstraction) and
+    // calls tied to state on one node (filters, subscriptions).
+    const WRITE_PREFIXES: &[&str] = &["eth_send", "personal_send", "mev_send"];
+    !(WRITE_PREFIXES.iter().any(|p| method.starts_with(p))
+        || matches!(
+            method,
+            "eth_newFilter"
+                | "eth_newBlockFilter"
+                | "eth_newPendingTransactionFilter"
+                | "eth_uninstallFilter"
+                | "eth_getFilterChanges"
+                | "eth_subscribe"
+                | "eth_unsubscribe"
+                | "eth_cancelPrivateTransaction"
+        ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_and_node_bound_calls_are_not_repeatable() {
+        for m in [
+            "eth_sendRawTransaction",
+            "eth_sendRawTransactionSync",
+            "eth_sendRawTransactionConditional",
+            "eth_sendPrivateTransaction",
+            "eth_sendBundle",
+            "eth_sendUserOperation",
+            "personal_sendTransaction",
+            "eth_newFilter",
+            "eth_getFilterChanges",
+            "eth_subscribe",
+        ] {
+            assert!(!is_repeatable(m), "{m}");
+        }
+        for m in [
+            "eth_call",
+            "eth_getBalance",
+            "eth_getLogs",
+            "eth_estimateGas",
+        ] {
+            assert!(is_repeatable(m), "{m}");
+        }
+    }
+
+    #[test]
+    fn broadcasts_are_read_with_hash_sender_and_nonce() {
+        let evm = Evm::new(1);
+        assert!(evm.broadcast("eth_call", Some(b"[]")).is_none());
+        assert!(matches!(
+            evm.broadcast("eth_sendRawTransaction", Some(b"[1]")),
+            Some(Err(_))
+        ));
+        assert!(matches!(
+            evm.broadcast("eth_sendRawTransaction", Some(b"[\"0xzz\"]")),
+            Some(Err(_))
+        ));
+        let raw = "0xf86c808401a213988261a894aa000000000000000000000000000000000000000a8255448718e5bb3abd109fa073fbe7ff7e74339e7cc61fb3cb3f7630cd3f1d5fef653d7297654b2d22894daea042a188d30f35f19408c73c803bc1e9e17ce129c457e31fd2a368b54507af2f4c";
+        let b = evm
+            .broadcast(
+                "eth_sendRawTransaction",
+                Some(format!("[\"{raw}\"]").as_bytes()),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.hash_json, format!("\"{}\"", b.hash));
+        assert_eq!(b.lookup.method, "eth_getTransactionByHash");
+        assert_eq!(b.lookup.params, format!("[\"{}\"]", b.hash));
+        assert_eq!(b.nonce, Some(0));
+        assert!(b.sender.is_some());
+    }
+
+    #[test]
+    fn receipts_say_where_a_transaction_is() {
+        let evm = Evm::new(1);
+        assert_eq!(
+            evm.inclusion(br#"{"blockNumber":"0x1b","blockHash":"0xAB","status":"0x1"}"#),
+            Some(Inclusion {
+                block: 27,
+                block_hash: "0xab".into()
+            })
+        );
+        // A pending receipt (some nodes) or garbage: not mined.
+        assert_eq!(
+            evm.inclusion(br#"{"blockNumber":null,"blockHash":null}"#),
+            None
+        );
+        assert_eq!(evm.inclusion(b"null"), None);
+        assert_eq!(evm.parse_count(br#""0x10""#), Some(16));
+    }
+
+    #[test]
+    fn pending_nonce_reads_are_recognised() {
+        let evm = Evm::new(1);
+        let read = |p: &str| evm.pending_count_read("eth_getTransactionCount", Some(p.as_bytes()));
+        assert_eq!(read(r#"["0xAbC","pending"]"#), Some("0xabc".into()));
+        assert_eq!(read(r#"["0xabc","latest"]"#), None);
+        assert_eq!(read(r#"["0xabc"]"#), None);
+        assert_eq!(read("{}"), None);
+        assert_eq!(
+            evm.pending_count_read("eth_getBalance", Some(br#"["0xabc","pending"]"#)),
+            None
+        );
+        assert_eq!(&evm.count_result(26)[..], br#""0x1a""#);
+    }
+}
