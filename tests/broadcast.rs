@@ -13,7 +13,8 @@ mod support;
 use std::time::Duration;
 
 use manifold::family::evm::tx::transaction_hash_hex;
-use serde_json::Value;
+use serde_json::{json, Value};
+use support::fault_path::{Fault, FaultPath};
 use support::*;
 
 /// A signed legacy transaction (execution-apis `send-legacy-transaction`), and its hash.
@@ -212,4 +213,214 @@ async fn no_answer_at_all_is_outcome_unknown_never_failed() {
         v["error"]["data"]["attempts"][0]["outcome"], "transport_error",
         "{v}"
     );
+}
+
+fn error_with(code: i64, message: &str) -> Action {
+    Action::Error(format!(r#"{{"code":{code},"message":"{message}"}}"#))
+}
+
+/// A node that rejects every send, and knows no transaction by hash.
+async fn rejecting(message: &'static str) -> FakeUpstream {
+    FakeUpstream::start(move |req, _| match req["method"].as_str() {
+        Some("eth_getTransactionByHash") => Action::Result("null".into()),
+        _ => node_error(message),
+    })
+    .await
+}
+
+/// A node that reads a send and resets the connection (it may have pooled it), and answers
+/// lookups by hash with `lookup`.
+async fn resetting(lookup: &'static str) -> FakeUpstream {
+    let h = hash();
+    FakeUpstream::start(move |req, _| match req["method"].as_str() {
+        Some("eth_getTransactionByHash") if lookup == "found" => {
+            Action::Result(format!(r#"{{"hash":"{h}","blockNumber":null}}"#))
+        }
+        Some("eth_getTransactionByHash") => Action::Result("null".into()),
+        _ => Action::Reset,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_rejection_is_never_the_answer_while_another_node_may_have_it() {
+    // A lagging node says "insufficient funds"; a current one reads the send and resets.
+    let poor = rejecting("insufficient funds for gas * price + value").await;
+    let took = resetting("found").await;
+    let proxy = start_proxy(&config(&[&poor.url, &took.url], None)).await;
+    let v = rpc(&proxy).await;
+    assert_eq!(
+        v["result"],
+        hash(),
+        "found by hash on the node that reset: {v}"
+    );
+    let (_, metrics) = HttpClient::new().get(&admin_url(&proxy, "/metrics")).await;
+    assert!(
+        metrics.contains(r#"manifold_broadcasts_total{chain="eth",result="found_by_hash"} 1"#),
+        "{metrics}"
+    );
+    // Known nowhere: the outcome is unknown, never the rejection.
+    let lost = resetting("null").await;
+    let proxy = start_proxy(&config(&[&poor.url, &lost.url], None)).await;
+    let v = rpc(&proxy).await;
+    assert_eq!(v["error"]["code"], -32092, "{v}");
+    assert_eq!(v["error"]["data"]["reason"], "outcome_unknown", "{v}");
+    assert_eq!(v["error"]["data"]["hash"], hash(), "{v}");
+    // Every node answered, and every one rejected it: the rejection.
+    let poor2 = rejecting("insufficient funds for gas * price + value").await;
+    let proxy = start_proxy(&config(&[&poor.url, &poor2.url], None)).await;
+    assert_eq!(
+        rpc(&proxy).await["error"]["message"],
+        "insufficient funds for gas * price + value"
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_error_after_a_send_is_outcome_unknown_not_the_error() {
+    for (code, message) in [
+        (-32603, "Internal error"),
+        (-32603, "request timed out"),
+        (-32000, "bad gateway"),
+        (-32000, "context deadline exceeded"),
+    ] {
+        let gw = FakeUpstream::start(move |req, _| match req["method"].as_str() {
+            Some("eth_getTransactionByHash") => Action::Result("null".into()),
+            _ => error_with(code, message),
+        })
+        .await;
+        let proxy = start_proxy(&config(&[&gw.url], None)).await;
+        let v = rpc(&proxy).await;
+        assert_eq!(v["error"]["code"], -32092, "{message}: {v}");
+        assert_eq!(
+            v["error"]["data"]["reason"], "outcome_unknown",
+            "{message}: {v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("manifold: outcome unknown"),
+            "{v}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn already_known_in_any_wrapping_is_the_hash() {
+    for (code, message) in [
+        (-32603, "already known"),
+        (-32005, "rate limit reached; already known"),
+        (-32603, "request timed out: already known"),
+        (-32010, "AlreadyKnown"),
+        (-32000, "ALREADY_EXISTS: already known"),
+    ] {
+        let known = FakeUpstream::start(move |_, _| error_with(code, message)).await;
+        let proxy = start_proxy(&config(&[&known.url], None)).await;
+        let v = rpc(&proxy).await;
+        assert_eq!(v["result"], hash(), "{message}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn a_lagging_upstream_is_still_a_broadcast_target() {
+    let h = hash();
+    let accept = move |_: &Value, _: &bytes::Bytes| Action::Result(format!("\"{}\"", hash()));
+    let current = FakeUpstream::start(accept).await;
+    let behind = FakeUpstream::start(accept).await;
+    behind.probes.set_head(0x100 - 50);
+    let proxy = start_proxy(&config(&[&current.url, &behind.url], None)).await;
+    wait_for_status(&proxy, "u1 healthy and lagging", |s| {
+        let u = upstream_status(s, "u1");
+        u["status"] == "healthy" && u["lag"] == 50
+    })
+    .await;
+    assert_eq!(rpc(&proxy).await["result"], h);
+    // Both get it, the lagging one too: a stale head reading must not shrink a broadcast.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while current.hits() + behind.hits() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lagging upstream got nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!((current.hits(), behind.hits()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_send_refused_before_it_was_written_goes_to_another_upstream() {
+    // fanout 1 and u1 a fallback: u0 is always the target. It turns the send away (429: not
+    // processed), so u1 gets it instead.
+    let limited = FakeUpstream::start(|_, _| Action::TooMany(1)).await;
+    let h = hash();
+    let accepts = FakeUpstream::start(move |_, _| Action::Result(format!("\"{h}\""))).await;
+    let cfg = config(&[&limited.url, &accepts.url], Some(1))
+        .replace("name = \"u1\"", "name = \"u1\"\ntier = \"fallback\"");
+    let proxy = start_proxy(&cfg).await;
+    let v = rpc(&proxy).await;
+    assert_eq!(v["result"], hash(), "{v}");
+    assert_eq!((limited.hits(), accepts.hits()), (1, 1));
+}
+
+/// The client goes away 50 ms after sending, while every path takes 400 ms to pass the send
+/// on: the broadcast runs on in its own task, and the transaction is mined.
+#[tokio::test]
+async fn a_client_that_goes_away_does_not_stop_the_broadcast() {
+    let anvil = Anvil::start().await;
+    let paths = [
+        FaultPath::start(&anvil.url).await,
+        FaultPath::start(&anvil.url).await,
+    ];
+    let urls: Vec<String> = paths.iter().map(FaultPath::url).collect();
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let proxy = start_proxy(&config(&urls, None)).await;
+    wait_for_status(&proxy, "both healthy", |s| {
+        ["u0", "u1"]
+            .iter()
+            .all(|u| upstream_status(s, u)["status"] == "healthy")
+    })
+    .await;
+    let direct = HttpClient::new();
+    let nonce = hex_u128(
+        &direct
+            .call(
+                &anvil.url,
+                "eth_getTransactionCount",
+                json!([ANVIL_ACCOUNT_0, "latest"]),
+            )
+            .await["result"],
+    );
+    let raw = direct
+        .call(&anvil.url, "eth_signTransaction", transfer_to_sign(nonce))
+        .await["result"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tx_hash = transaction_hash_hex(&raw).unwrap();
+    for p in &paths {
+        p.set(Fault::Slow(Duration::from_millis(400))).await;
+    }
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["{raw}"]}}"#
+    );
+    let gone = tokio::time::timeout(
+        Duration::from_millis(50),
+        HttpClient::new().post(&rpc_url(&proxy, "/eth"), body),
+    )
+    .await;
+    assert!(gone.is_err(), "the client was to leave before the answer");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let receipt = direct
+            .call(&anvil.url, "eth_getTransactionReceipt", json!([tx_hash]))
+            .await;
+        if !receipt["result"].is_null() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the transaction never reached the node"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -286,6 +286,25 @@ impl Chain {
     }
 }
 
+impl Chain {
+    /// One round of the transaction watch now, as on a new chain head (the watch's own task
+    /// runs them on its own; tests drive them with this).
+    pub async fn watch_round(&self) {
+        if let Some(watch) = &self.watch {
+            watch.round(&self.upstreams, &self.watch_route()).await;
+        }
+    }
+
+    /// What the watch's calls need: the newest state, from in-sync upstreams.
+    fn watch_route(&self) -> Route {
+        self.route(family::MethodClass {
+            need: family::BlockNeed::Head,
+            block_lookup: false,
+            cost: Cost::Normal,
+        })
+    }
+}
+
 /// The transaction watch's rounds: on each new chain head, and after a health interval
 /// without one (a stalled chain still needs its transactions sent again).
 async fn watch_loop(chain: Arc<Chain>, mut stop: watch::Receiver<bool>) {
@@ -295,7 +314,9 @@ async fn watch_loop(chain: Arc<Chain>, mut stop: watch::Receiver<bool>) {
     let interval = chain.config.policy.health.interval;
     // Heads change on probes; looking more often than a second costs an atomic read.
     let tick = interval.min(std::time::Duration::from_secs(1));
-    let mut last_head = chain.head();
+    // Rounds start once the first probes have set the head (watched transactions resumed
+    // from the store are checked then).
+    let mut last_head = None;
     let mut last_round = Instant::now();
     loop {
         tokio::select! {
@@ -306,16 +327,12 @@ async fn watch_loop(chain: Arc<Chain>, mut stop: watch::Receiver<bool>) {
             return;
         }
         let head = chain.head();
-        if head == last_head && last_round.elapsed() < interval {
+        if head.is_none() || (head == last_head && last_round.elapsed() < interval) {
             continue;
         }
         last_head = head;
         last_round = Instant::now();
-        let route = chain.route(family::MethodClass {
-            need: family::BlockNeed::Head,
-            block_lookup: false,
-            cost: Cost::Normal,
-        });
+        let route = chain.watch_route();
         tokio::select! {
             () = watch.round(&chain.upstreams, &route) => {}
             _ = stop.changed() => return,

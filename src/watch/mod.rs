@@ -40,6 +40,8 @@ pub struct TxWatch {
     policy: BroadcastPolicy,
     family: Arc<dyn ChainFamily>,
     entries: Mutex<HashMap<String, WatchedTx>>,
+    /// Held for a whole round: rounds never overlap (the watch's task and `watch_round`).
+    rounds: tokio::sync::Mutex<()>,
     store: Option<TxStore>,
     clock: Clock,
     next_id: AtomicU64,
@@ -77,6 +79,7 @@ impl TxWatch {
         let watch = Self {
             chain: chain.clone(),
             entries: Mutex::new(loaded.into_iter().map(|t| (t.hash.clone(), t)).collect()),
+            rounds: tokio::sync::Mutex::new(()),
             family,
             store,
             clock: Clock::new(),

@@ -43,6 +43,7 @@ struct Encoded {
 impl TxWatch {
     /// Check every watched transaction once; store what changed.
     pub async fn round(&self, set: &UpstreamSet, route: &Route) {
+        let _one_at_a_time = self.rounds.lock().await;
         let now = self.clock.now_ms();
         let active: Vec<WatchedTx> = self
             .lock()

@@ -44,6 +44,9 @@ pub enum Fault {
     Blackhole,
     /// Forward, answer after the delay.
     Delay(Duration),
+    /// Wait, then forward: the request reaches the node only after the delay (a slow
+    /// network in front of it).
+    Slow(Duration),
     /// HTTP 503 with a short text body.
     Status503,
     /// HTTP 429 with `Retry-After`.
@@ -218,6 +221,10 @@ async fn handle(
             let answer = forward(&shared, body).await;
             tokio::time::sleep(d).await;
             answer
+        }
+        Fault::Slow(d) => {
+            tokio::time::sleep(d).await;
+            forward(&shared, body).await
         }
         Fault::Status503 => Ok(text(503, "text/plain", "service unavailable")),
         Fault::TooMany { retry_after_secs } => {
