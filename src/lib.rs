@@ -7,12 +7,14 @@
 //!   frontdoor           method, chain path, content type, body limit     (HTTP 405/404/415/413)
 //!     jsonrpc::decode   single / batch / notification, ids kept as raw bytes (-32700/-32600)
 //!     router            POST /{chain} -> Chain
-//!       chain           request timeout, proxy error objects, per-call metrics
-//!         upstream::set    candidate order, failover to the next upstream on upstream faults
+//!       chain           request timeout, per-call metrics; chain::rescue: proxy error objects
+//!         chain::send      signed transactions -> upstream::broadcast, then watch::TxWatch
+//!         upstream::set    candidate order, hedges, retries, failover on upstream faults
 //!           upstream       one attempt: classify once into an Outcome -> health + metrics
 //!             upstream::client  pooled HTTP/1.1 + HTTP/2, rustls, timeouts, gzip
 //!     jsonrpc::encode   client id + upstream result bytes, no re-encoding
-//! admin                 /healthz /readyz /status /metrics on admin_listen
+//! watch                 each broadcast transaction until final: receipts, rebroadcasts, store
+//! admin                 /healthz /readyz /status /metrics /tx on admin_listen
 //! ```
 //!
 //! Configuration is loaded and validated by [`config`], built into a [`snapshot::Snapshot`]

@@ -64,6 +64,9 @@ pub enum Fault {
     WrongChain(u64),
     /// Forward, but `eth_blockNumber` answers this many blocks less than the node's head.
     Lag(u64),
+    /// Answer `eth_sendRawTransaction` with the transaction's right hash and never pass it
+    /// on (its node took it into a pool, then its region died); forward everything else.
+    Swallow,
 }
 
 type Body = BoxBody<Bytes, io::Error>;
@@ -104,7 +107,12 @@ impl Drop for FaultPath {
 impl FaultPath {
     /// Listen on a free port, forwarding to `target_url`, in `Pass` mode.
     pub async fn start(target_url: &str) -> FaultPath {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on("127.0.0.1:0".parse().unwrap(), target_url).await
+    }
+
+    /// Listen on `addr`, forwarding to `target_url`, in `Pass` mode.
+    pub async fn start_on(addr: SocketAddr, target_url: &str) -> FaultPath {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let shared = Arc::new(Shared {
             target: target_url.parse().unwrap(),
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -252,6 +260,21 @@ async fn handle(
         }
         Fault::WrongChain(id) => {
             rewritten(&shared, body, "eth_chainId", |_| Some(format!("0x{id:x}"))).await
+        }
+        Fault::Swallow => {
+            let call: Value = serde_json::from_slice(&body).unwrap_or_default();
+            if call.get("method").and_then(Value::as_str) != Some("eth_sendRawTransaction") {
+                return forward(&shared, body).await;
+            }
+            let raw = call["params"][0].as_str().unwrap_or_default();
+            let hash = manifold::family::evm::tx::transaction_hash_hex(raw)
+                .unwrap_or_else(|_| "0x".into());
+            let id = call.get("id").cloned().unwrap_or(Value::Null);
+            Ok(text(
+                200,
+                "application/json",
+                json!({"jsonrpc": "2.0", "id": id, "result": hash}).to_string(),
+            ))
         }
         Fault::Lag(n) => {
             rewritten(&shared, body, "eth_blockNumber", |head| {

@@ -39,6 +39,9 @@ use tokio::sync::Notify;
 pub struct Anvil {
     child: Child,
     pub url: String,
+    /// Every address it listens on (one per `--host`, each with its own port), the first
+    /// being `url`'s.
+    pub addrs: Vec<String>,
 }
 
 pub fn anvil_bin() -> PathBuf {
@@ -79,10 +82,14 @@ impl Anvil {
             .expect("spawn anvil");
         let stdout = child.stdout.take().expect("anvil stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        let addrs = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(line) = lines.next_line().await.expect("read anvil stdout") {
-                if let Some(addr) = line.trim().strip_prefix("Listening on ") {
-                    return addr.to_string();
+                // "Listening on 127.0.0.1:36639, 10.0.0.1:38847": a port per `--host`.
+                if let Some(addrs) = line.trim().strip_prefix("Listening on ") {
+                    return addrs
+                        .split(", ")
+                        .map(str::to_string)
+                        .collect::<Vec<String>>();
                 }
             }
             panic!("anvil exited without listening");
@@ -93,7 +100,8 @@ impl Anvil {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Anvil {
             child,
-            url: format!("http://{addr}"),
+            url: format!("http://{}", addrs[0]),
+            addrs,
         }
     }
 
