@@ -363,7 +363,8 @@ async fn a_send_refused_before_it_was_written_goes_to_another_upstream() {
 }
 
 /// The client goes away 50 ms after sending, while every path takes 400 ms to pass the send
-/// on: the broadcast runs on in its own task, and the transaction is mined.
+/// on: the broadcast runs on in its own task, and the transaction is mined. The same for a
+/// send inside a batch.
 #[tokio::test]
 async fn a_client_that_goes_away_does_not_stop_the_broadcast() {
     let anvil = Anvil::start().await;
@@ -381,46 +382,49 @@ async fn a_client_that_goes_away_does_not_stop_the_broadcast() {
     })
     .await;
     let direct = HttpClient::new();
-    let nonce = hex_u128(
-        &direct
-            .call(
-                &anvil.url,
-                "eth_getTransactionCount",
-                json!([ANVIL_ACCOUNT_0, "latest"]),
-            )
-            .await["result"],
-    );
-    let raw = direct
-        .call(&anvil.url, "eth_signTransaction", transfer_to_sign(nonce))
-        .await["result"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let tx_hash = transaction_hash_hex(&raw).unwrap();
     for p in &paths {
         p.set(Fault::Slow(Duration::from_millis(400))).await;
     }
-    let body = format!(
-        r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["{raw}"]}}"#
-    );
-    let gone = tokio::time::timeout(
-        Duration::from_millis(50),
-        HttpClient::new().post(&rpc_url(&proxy, "/eth"), body),
-    )
-    .await;
-    assert!(gone.is_err(), "the client was to leave before the answer");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let receipt = direct
-            .call(&anvil.url, "eth_getTransactionReceipt", json!([tx_hash]))
-            .await;
-        if !receipt["result"].is_null() {
-            break;
+    let send = |raw: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":["{raw}"]}}"#
+        )
+    };
+    let bodies: [&dyn Fn(&str) -> String; 2] = [&|raw| send(raw), &|raw| {
+        format!(
+            r#"[{{"jsonrpc":"2.0","id":0,"method":"eth_blockNumber"}},{}]"#,
+            send(raw)
+        )
+    }];
+    for (i, body) in bodies.iter().enumerate() {
+        let nonce = account_quantity(
+            &direct,
+            &anvil.url,
+            "eth_getTransactionCount",
+            ANVIL_ACCOUNT_0,
+        )
+        .await;
+        let raw = signed_transfer(&direct, &anvil.url, nonce).await;
+        let tx_hash = transaction_hash_hex(&raw).unwrap();
+        let gone = tokio::time::timeout(
+            Duration::from_millis(50),
+            HttpClient::new().post(&rpc_url(&proxy, "/eth"), body(&raw)),
+        )
+        .await;
+        assert!(gone.is_err(), "the client was to leave before the answer");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let receipt = direct
+                .call(&anvil.url, "eth_getTransactionReceipt", json!([tx_hash]))
+                .await;
+            if !receipt["result"].is_null() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "send {i}: the transaction never reached the node"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the transaction never reached the node"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -296,32 +296,19 @@ async fn a_whole_cloud_dies_and_every_withdrawal_lands_once() {
 
     let direct = HttpClient::new();
     let url = rpc_url(&proxy, "/eth");
-    let start_nonce = quantity(
+    let start_nonce = account_quantity(
         &direct,
         &anvil.url,
         "eth_getTransactionCount",
-        json!([ANVIL_ACCOUNT_0, "latest"]),
+        ANVIL_ACCOUNT_0,
     )
-    .await
-    .unwrap();
-    let balance_before = quantity(
-        &direct,
-        &anvil.url,
-        "eth_getBalance",
-        json!([ANVIL_ACCOUNT_1, "latest"]),
-    )
-    .await
-    .unwrap();
+    .await;
+    let balance_before =
+        account_quantity(&direct, &anvil.url, "eth_getBalance", ANVIL_ACCOUNT_1).await;
     // Signed by the wallet (anvil) beforehand; Manifold only relays.
     let mut signed = Vec::new();
     for i in 0..WITHDRAWALS {
-        let nonce = start_nonce + i as u128;
-        let raw = direct
-            .call(&anvil.url, "eth_signTransaction", transfer_to_sign(nonce))
-            .await["result"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let raw = signed_transfer(&direct, &anvil.url, start_nonce + i as u128).await;
         let hash = manifold::family::evm::tx::transaction_hash_hex(&raw).unwrap();
         signed.push((raw, hash));
     }
@@ -411,14 +398,13 @@ async fn a_whole_cloud_dies_and_every_withdrawal_lands_once() {
     let want = start_nonce + WITHDRAWALS as u128;
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let mined = quantity(
+        let mined = account_quantity(
             &direct,
             &anvil.url,
             "eth_getTransactionCount",
-            json!([ANVIL_ACCOUNT_0, "latest"]),
+            ANVIL_ACCOUNT_0,
         )
-        .await
-        .unwrap();
+        .await;
         if mined >= want {
             assert_eq!(mined, want, "more transactions mined than sent");
             break;
@@ -439,14 +425,8 @@ async fn a_whole_cloud_dies_and_every_withdrawal_lands_once() {
             "withdrawal {i} ({hash}) not mined: {r}"
         );
     }
-    let balance_after = quantity(
-        &direct,
-        &anvil.url,
-        "eth_getBalance",
-        json!([ANVIL_ACCOUNT_1, "latest"]),
-    )
-    .await
-    .unwrap();
+    let balance_after =
+        account_quantity(&direct, &anvil.url, "eth_getBalance", ANVIL_ACCOUNT_1).await;
     assert_eq!(
         balance_after - balance_before,
         WITHDRAWALS as u128,

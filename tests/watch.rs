@@ -301,12 +301,7 @@ async fn a_wallet_reads_its_next_nonce_after_a_send_whichever_node_answers() {
         .replace("URL_B", &node_b.url);
     let proxy = start_proxy(&cfg).await;
     let direct = HttpClient::new();
-    let raw = direct
-        .call(&node_a.url, "eth_signTransaction", transfer_to_sign(0))
-        .await["result"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let raw = signed_transfer(&direct, &node_a.url, 0).await;
     let url = rpc_url(&proxy, "/eth");
     let sent = direct
         .call(&url, "eth_sendRawTransaction", serde_json::json!([raw]))

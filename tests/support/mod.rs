@@ -400,6 +400,27 @@ pub fn transfer_to_sign(nonce: u128) -> serde_json::Value {
         "maxPriorityFeePerGas": "0x1", "chainId": "0x7a69"}])
 }
 
+/// A transfer of 1 wei from anvil's account 0 to account 1 with `nonce`, signed by the
+/// wallet of the anvil node at `url`: the raw transaction.
+pub async fn signed_transfer(c: &HttpClient, url: &str, nonce: u128) -> String {
+    let v = c
+        .call(url, "eth_signTransaction", transfer_to_sign(nonce))
+        .await;
+    v["result"]
+        .as_str()
+        .unwrap_or_else(|| panic!("eth_signTransaction: {v}"))
+        .to_string()
+}
+
+/// `account`'s `method` (`eth_getTransactionCount`, `eth_getBalance`) at `latest` on the node
+/// at `url`, as a number.
+pub async fn account_quantity(c: &HttpClient, url: &str, method: &str, account: &str) -> u128 {
+    hex_u128(
+        &c.call(url, method, serde_json::json!([account, "latest"]))
+            .await["result"],
+    )
+}
+
 /// A JSON-RPC hex quantity ("0x1a") as a number; panics on anything else.
 pub fn hex_u128(v: &serde_json::Value) -> u128 {
     let s = v

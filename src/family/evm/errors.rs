@@ -333,44 +333,14 @@ mod tests {
         }
     }
 
-    /// Each wording a node or gateway sends for a transaction it has already, with the code
-    /// it comes with: success, whatever the code or the other words in it.
-    #[test]
-    fn already_known_wordings() {
-        for (code, message) in [
-            (-32000, "already known"),
-            (-32603, "already known"),
-            (-32000, "Known transaction: 0x5b6d4c"),
-            (-32000, "known transaction"),
-            (-32003, "AlreadyKnown"),
-            (-32010, "AlreadyKnown"),
-            (-32000, "transaction already imported"),
-            (-32000, "already imported"),
-            (-32000, "transaction already exists"),
-            (-32000, "ALREADY_EXISTS: already known"),
-            (-32000, "INTERNAL_ERROR: existing txn with same hash"),
-            (
-                -32010,
-                "Transaction with the same hash was already imported.",
-            ),
-            (-32003, "transaction already imported"),
-            (
-                4,
-                "the transaction was added to the transaction pool but wasn't processed in 2s",
-            ),
-            (
-                -32000,
-                "transaction 0xab was added to the mempool but wasn't confirmed within 2s",
-            ),
-            (-32603, "request timed out: already known"),
-            (-32005, "rate limit reached; already known"),
-            (-32000, "transaction already in mempool"),
-            (-32000, "already in the txpool"),
-        ] {
+    /// Each of `wordings` (code, message) says `verdict` of the transaction, and is the
+    /// answer to a send (not a node that cannot answer, nor a rate limit).
+    fn says(verdict: BroadcastVerdict, wordings: &[(i64, &str)]) {
+        for (code, message) in wordings {
             let error = format!(r#"{{"code":{code},"message":"{message}"}}"#);
             assert_eq!(
                 broadcast_verdict(error.as_bytes()),
-                Some(BroadcastVerdict::AlreadyKnown),
+                Some(verdict),
                 "{error}"
             );
             assert_eq!(
@@ -379,6 +349,45 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    /// Each wording a node or gateway sends for a transaction it has already, with the code
+    /// it comes with: success, whatever the code or the other words in it.
+    #[test]
+    fn already_known_wordings() {
+        says(
+            BroadcastVerdict::AlreadyKnown,
+            &[
+                (-32000, "already known"),
+                (-32603, "already known"),
+                (-32000, "Known transaction: 0x5b6d4c"),
+                (-32000, "known transaction"),
+                (-32003, "AlreadyKnown"),
+                (-32010, "AlreadyKnown"),
+                (-32000, "transaction already imported"),
+                (-32000, "already imported"),
+                (-32000, "transaction already exists"),
+                (-32000, "ALREADY_EXISTS: already known"),
+                (-32000, "INTERNAL_ERROR: existing txn with same hash"),
+                (
+                    -32010,
+                    "Transaction with the same hash was already imported.",
+                ),
+                (-32003, "transaction already imported"),
+                (
+                    4,
+                    "the transaction was added to the transaction pool but wasn't processed in 2s",
+                ),
+                (
+                    -32000,
+                    "transaction 0xab was added to the mempool but wasn't confirmed within 2s",
+                ),
+                (-32603, "request timed out: already known"),
+                (-32005, "rate limit reached; already known"),
+                (-32000, "transaction already in mempool"),
+                (-32000, "already in the txpool"),
+            ],
+        );
         // The reason in `data` (nethermind, besu): read too.
         let error = br#"{"code":-32010,"message":"Invalid","data":"AlreadyKnown"}"#;
         assert_eq!(
@@ -389,45 +398,38 @@ mod tests {
 
     #[test]
     fn nonce_used_wordings() {
-        for (code, message) in [
-            (-32000, "nonce too low"),
-            (-32000, "nonce too low: next nonce 6, tx nonce 5"),
-            (-32000, "nonce too low: address 0xab, tx: 5 state: 6"),
-            (-32001, "Nonce too low"),
-            (-32000, "NONCE_TOO_LOW"),
-            (-32010, "OldNonce"),
-            (-32000, "nonce has already been used"),
-            (-32603, "nonce too low"),
-            (-32000, "INTERNAL_ERROR: nonce too low"),
-            (
-                -32010,
-                "OldNonce, Current nonce: 5, nonce of rejected tx: 3",
-            ),
-            (
-                -32010,
-                "Transaction nonce is too low. Try incrementing the nonce.",
-            ),
-            (-32000, "INTERNAL_ERROR: mined"),
-        ] {
-            let error = format!(r#"{{"code":{code},"message":"{message}"}}"#);
-            assert_eq!(
-                broadcast_verdict(error.as_bytes()),
-                Some(BroadcastVerdict::NonceUsed),
-                "{error}"
-            );
-            assert_eq!(
-                classify_error("eth_sendRawTransaction", error.as_bytes()),
-                ErrorClass::Answer,
-                "{error}"
-            );
-        }
+        says(
+            BroadcastVerdict::NonceUsed,
+            &[
+                (-32000, "nonce too low"),
+                (-32000, "nonce too low: next nonce 6, tx nonce 5"),
+                (-32000, "nonce too low: address 0xab, tx: 5 state: 6"),
+                (-32001, "Nonce too low"),
+                (-32000, "NONCE_TOO_LOW"),
+                (-32010, "OldNonce"),
+                (-32000, "nonce has already been used"),
+                (-32603, "nonce too low"),
+                (-32000, "INTERNAL_ERROR: nonce too low"),
+                (
+                    -32010,
+                    "OldNonce, Current nonce: 5, nonce of rejected tx: 3",
+                ),
+                (
+                    -32010,
+                    "Transaction nonce is too low. Try incrementing the nonce.",
+                ),
+                (-32000, "INTERNAL_ERROR: mined"),
+            ],
+        );
     }
 
     /// Rejections: the answer, even with the words the general rules take for a rate limit
     /// or a node that cannot answer.
     #[test]
     fn rejection_wordings() {
-        for (code, message) in [
+        says(
+            BroadcastVerdict::Rejected,
+            &[
             (-32000, "insufficient funds for gas * price + value"),
             (-32000, "insufficient funds for gas * price + value: balance 0, tx cost 21000"),
             (-32010, "InsufficientFunds, Account balance: 0, cumulative cost: 21000"),
@@ -461,19 +463,8 @@ mod tests {
             (-32000, "account limit exceeded: pooled 16 txs"),
             (-32010, "NonceGap"),
             (-32000, "max fee per gas less than block base fee: address 0xab, maxFeePerGas: 1, baseFee: 7"),
-        ] {
-            let error = format!(r#"{{"code":{code},"message":"{message}"}}"#);
-            assert_eq!(
-                broadcast_verdict(error.as_bytes()),
-                Some(BroadcastVerdict::Rejected),
-                "{error}"
-            );
-            assert_eq!(
-                classify_error("eth_sendRawTransaction", error.as_bytes()),
-                ErrorClass::Answer,
-                "{error}"
-            );
-        }
+        ],
+        );
     }
 
     /// A gateway's words after forwarding say nothing about the transaction: classified as
