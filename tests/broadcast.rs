@@ -17,8 +17,7 @@ use serde_json::{json, Value};
 use support::fault_path::{Fault, FaultPath};
 use support::*;
 
-/// A signed legacy transaction (execution-apis `send-legacy-transaction`), and its hash.
-const RAW: &str = "0xf86c808401a213988261a894aa000000000000000000000000000000000000000a8255448718e5bb3abd109fa073fbe7ff7e74339e7cc61fb3cb3f7630cd3f1d5fef653d7297654b2d22894daea042a188d30f35f19408c73c803bc1e9e17ce129c457e31fd2a368b54507af2f4c";
+const RAW: &str = RECORDED_LEGACY_TX;
 
 fn send() -> String {
     format!(

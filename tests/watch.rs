@@ -21,8 +21,7 @@ use manifold::family::evm::tx::decode_signed;
 use serde_json::Value;
 use support::*;
 
-/// A signed legacy transaction (execution-apis `send-legacy-transaction`): nonce 0.
-const RAW: &str = "0xf86c808401a213988261a894aa000000000000000000000000000000000000000a8255448718e5bb3abd109fa073fbe7ff7e74339e7cc61fb3cb3f7630cd3f1d5fef653d7297654b2d22894daea042a188d30f35f19408c73c803bc1e9e17ce129c457e31fd2a368b54507af2f4c";
+const RAW: &str = RECORDED_LEGACY_TX;
 
 /// What the scripted nodes of one chain know, shared by all of them.
 #[derive(Default)]

@@ -400,6 +400,10 @@ pub fn transfer_to_sign(nonce: u128) -> serde_json::Value {
         "maxPriorityFeePerGas": "0x1", "chainId": "0x7a69"}])
 }
 
+/// A signed legacy transaction of the execution-apis recordings (`send-legacy-transaction`):
+/// nonce 0, from `0x0c2c51a0990aee1d73c1228de158688341557508`.
+pub const RECORDED_LEGACY_TX: &str = "0xf86c808401a213988261a894aa000000000000000000000000000000000000000a8255448718e5bb3abd109fa073fbe7ff7e74339e7cc61fb3cb3f7630cd3f1d5fef653d7297654b2d22894daea042a188d30f35f19408c73c803bc1e9e17ce129c457e31fd2a368b54507af2f4c";
+
 /// A transfer of 1 wei from anvil's account 0 to account 1 with `nonce`, signed by the
 /// wallet of the anvil node at `url`: the raw transaction.
 pub async fn signed_transfer(c: &HttpClient, url: &str, nonce: u128) -> String {
