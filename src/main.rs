@@ -61,6 +61,8 @@ async fn run(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Waits for SIGTERM or SIGINT. SIGHUP, which operators send to reload, must not kill the
+/// process (its default action): until hot reload exists it is logged and ignored.
 async fn wait_for_stop_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
@@ -71,9 +73,21 @@ async fn wait_for_stop_signal() -> &'static str {
             return "SIGINT";
         }
     };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = tokio::signal::ctrl_c() => "SIGINT",
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch SIGHUP");
+            None
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return "SIGTERM",
+            _ = tokio::signal::ctrl_c() => return "SIGINT",
+            Some(()) = async { match &mut hup { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                tracing::warn!("SIGHUP: reloading the configuration is not supported yet in this version; still serving the configuration loaded at start");
+            }
+        }
     }
 }
 

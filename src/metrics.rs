@@ -3,6 +3,11 @@
 //! Each `Manifold` instance owns its recorder rather than installing a global one, so
 //! several instances in one process (the tests) keep separate counts. Handles are resolved
 //! once and cached (`LabelTable`), so the request path touches only atomics.
+//!
+//! A histogram sample is kept raw until the exporter folds it into its buckets, which it does
+//! on a scrape or an upkeep: `spawn_upkeep` runs the upkeep on a timer, so that memory stays
+//! flat for months when nobody scrapes `/metrics` (the exporter's own `install` would spawn
+//! it; a recorder built for one instance has to be kept up by hand).
 
 use std::sync::{Arc, OnceLock};
 
@@ -153,6 +158,30 @@ impl Metrics {
     pub fn histogram(&self, name: &'static str, labels: Vec<Label>) -> Histogram {
         self.recorder
             .register_histogram(&Key::from_parts(name, labels), &META)
+    }
+
+    /// Fold recorded histogram samples into their buckets every `every`, until `stop` turns
+    /// true.
+    pub fn spawn_upkeep(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let handle = self.recorder.handle();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => handle.run_upkeep(),
+                    _ = stop.changed() => {
+                        if *stop.borrow() {
+                            return;
+                        }
+                    }
+                }
+            }
+        })
     }
 
     /// The Prometheus text exposition of every metric.

@@ -186,7 +186,7 @@ async fn version_and_help() {
 /// The binary serves from MANIFOLD_CONFIG, logs JSON when asked, and exits 0 on SIGTERM
 /// after answering the request in flight.
 #[tokio::test]
-async fn runs_from_env_config_and_drains_on_sigterm() {
+async fn runs_from_env_config_keeps_serving_on_sighup_and_drains_on_sigterm() {
     let up = FakeUpstream::start(|_, _| {
         Action::Delay(
             Duration::from_millis(500),
@@ -228,6 +228,23 @@ async fn runs_from_env_config_and_drains_on_sigterm() {
     })
     .await
     .expect("listening within 20s");
+    // SIGHUP (what an operator sends to reload) is logged, and the process keeps serving.
+    let pid = child.id().unwrap().to_string();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("SIGHUP") {
+                return;
+            }
+        }
+        panic!("exited on SIGHUP");
+    })
+    .await
+    .expect("SIGHUP logged within 20s");
     let url = format!("http://{rpc_addr}/eth");
     let arrived = up.next_request();
     let inflight = tokio::spawn(async move {
@@ -236,7 +253,6 @@ async fn runs_from_env_config_and_drains_on_sigterm() {
             .await
     });
     arrived.await;
-    let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()

@@ -549,3 +549,43 @@ async fn rate_limit_errors_in_json_rpc_park_the_upstream() {
     }
     assert_eq!(limited.hits(), 1, "parked after the first");
 }
+
+/// A call the node cannot read (a lone surrogate in `params`) gets the spec's answer with a
+/// null id. That is the node's answer to the call: passed on, never held against the
+/// upstream. A batch of them once opened every breaker and turned `/readyz` to 503.
+#[tokio::test]
+async fn a_call_the_node_cannot_read_takes_no_upstream_out() {
+    let refuse = || {
+        Action::Body(
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request"}}"#
+                .into(),
+        )
+    };
+    let a = FakeUpstream::start(move |_, _| refuse()).await;
+    let b = FakeUpstream::start(move |_, _| refuse()).await;
+    let proxy = start_proxy(&chain_config(&[&a.url, &b.url], "")).await;
+    let item = r#"{"jsonrpc":"2.0","id":1,"method":"eth_call","params":["\ud800"]}"#;
+    let batch = format!("[{}]", [item; 12].join(","));
+    let (status, text) = HttpClient::new()
+        .post(&rpc_url(&proxy, "/eth"), batch)
+        .await;
+    assert_eq!(status, 200);
+    let answers: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(answers.len(), 12);
+    for v in &answers {
+        assert_eq!(v["error"]["code"], -32600, "{v}");
+    }
+    // One attempt each, and both upstreams still in: breakers closed, /readyz ready.
+    assert_eq!(a.hits() + b.hits(), 12);
+    let (ready, body) = HttpClient::new().get(&admin_url(&proxy, "/readyz")).await;
+    assert_eq!(ready, 200, "{body}");
+    let (_, status) = HttpClient::new().get(&admin_url(&proxy, "/status")).await;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    for u in ["u0", "u1"] {
+        assert_eq!(
+            upstream_status(&status, u)["breaker"]["state"],
+            "closed",
+            "{status}"
+        );
+    }
+}

@@ -70,6 +70,12 @@ fn parse(expected_id: &[u8], body: &Bytes) -> Result<Payload, (Outcome, String)>
     };
     match parsed.id {
         Some(id) if id.get().as_bytes() == expected_id => {}
+        // A node that could not read our request well enough to see its id answers with a
+        // null id (JSON-RPC 2.0 §5: parse error, invalid request). We send one call at a time,
+        // so it is the answer to this one: what the client sent (a lone surrogate in
+        // `params`) is at fault, not the node.
+        Some(id)
+            if id.get() == "null" && parsed.error.is_some_and(|e| e.get().starts_with('{')) => {}
         Some(id) => {
             return Err((
                 Outcome::BadReply,
@@ -114,6 +120,23 @@ mod tests {
             retry_after: None,
             body: Bytes::from_static(body.as_bytes()),
         }
+    }
+
+    #[test]
+    fn an_error_with_a_null_id_is_the_answer_to_our_call() {
+        let body =
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request"}}"#;
+        assert_eq!(
+            read_reply(b"7", &reply(200, body)),
+            Ok(Payload::Error(Bytes::from_static(
+                br#"{"code":-32600,"message":"invalid request"}"#
+            )))
+        );
+        // A result with a null id answers nobody's call.
+        assert_eq!(
+            outcome(200, r#"{"jsonrpc":"2.0","id":null,"result":"0x1"}"#),
+            Outcome::BadReply
+        );
     }
 
     fn outcome(status: u16, body: &'static str) -> Outcome {

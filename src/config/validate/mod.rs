@@ -17,6 +17,11 @@ use super::file::FileConfig;
 use super::interpolate::{interpolate, Secrets};
 use super::Config;
 
+/// The longest duration a key takes, unless it says otherwise.
+const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// The longest `watch_for`: a transaction unmined for a month is not coming.
+pub(super) const MAX_WATCH_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
+
 pub(super) fn load(
     text: &str,
     source: &str,
@@ -135,9 +140,32 @@ impl Validator {
         }
     }
 
+    /// A duration of at most a day: longer is a typo, and would overflow the clock
+    /// arithmetic it goes into.
     fn duration(&mut self, at: &KeyPath, value: Option<&str>, default: Duration) -> Duration {
+        self.duration_within(at, value, default, MAX_DURATION)
+    }
+
+    fn duration_within(
+        &mut self,
+        at: &KeyPath,
+        value: Option<&str>,
+        default: Duration,
+        max: Duration,
+    ) -> Duration {
         match value.map(humantime::parse_duration) {
             None => default,
+            Some(Ok(d)) if d > max => {
+                self.fail(
+                    at,
+                    format!(
+                        "`{}` is longer than the most allowed, {}",
+                        value.unwrap_or_default(),
+                        humantime::format_duration(max)
+                    ),
+                );
+                default
+            }
             Some(Ok(d)) if !d.is_zero() => d,
             Some(Ok(_)) => {
                 self.fail(at, "must be greater than zero");

@@ -189,10 +189,11 @@ impl Validator {
             b.rebroadcast_after.as_deref(),
             defaults::REBROADCAST_AFTER,
         );
-        let watch_for = self.duration(
+        let watch_for = self.duration_within(
             &at.key("watch_for"),
             b.watch_for.as_deref(),
             defaults::WATCH_FOR.max(rebroadcast_after),
+            super::MAX_WATCH_FOR,
         );
         if watch_for < rebroadcast_after {
             self.fail(

@@ -306,3 +306,26 @@ fn broadcast_and_watch_keys() {
     }
     assert!(all.contains("test.toml"), "{all}");
 }
+
+#[test]
+fn durations_are_bounded() {
+    let base = "[[chains]]\nname = \"eth\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:8545\"\n";
+    let e = errors(&format!(
+        "[server]\nshutdown_timeout = \"100000000000d\"\n{base}timeout = \"2d\"\n[chains.policy]\nrequest_timeout = \"25h\"\n[chains.policy.broadcast]\nwatch_for = \"31d\"\n"
+    ))
+    .join("\n");
+    for key in [
+        "server.shutdown_timeout",
+        "chains[0].upstreams[0].timeout",
+        "chains[0].policy.request_timeout",
+        "chains[0].policy.broadcast.watch_for",
+    ] {
+        assert!(e.contains(key), "{key} missing in {e}");
+    }
+    assert!(e.contains("longer than the most allowed, 1day"), "{e}");
+    // A week of watching is fine.
+    assert!(load_str(&format!(
+        "{base}[chains.policy.broadcast]\nwatch_for = \"7d\"\n"
+    ))
+    .is_ok());
+}

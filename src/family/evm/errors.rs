@@ -39,6 +39,18 @@ const NODE_CANNOT_ANSWER: &[&str] = &[
     "internal server error",
 ];
 
+/// Answers about the call itself, whatever other words they hold ("timeout"): geth ends an
+/// `eth_call` that runs past its `--rpc.evmtimeout` with "execution aborted (timeout = 5s)",
+/// and every node would, so it is not retried elsewhere nor held against anyone.
+const DETERMINISTIC: &[&str] = &[
+    "execution aborted",
+    "out of gas",
+    "gas required exceeds allowance",
+    "invalid opcode",
+    "stack underflow",
+    "stack limit reached",
+];
+
 /// JSON-RPC 2.0's "Internal error" code.
 const INTERNAL_ERROR: i64 = -32603;
 
@@ -270,7 +282,10 @@ pub fn classify_error(method: &str, error: &[u8]) -> ErrorClass {
     }
     // Reverts, unknown methods and bad params first: their messages carry the client's own
     // text (a method name, revert data) that may contain any of the words below.
-    if message.contains("revert") || matches!(code, Some(3 | -32601 | -32602)) {
+    if message.contains("revert")
+        || matches!(code, Some(3 | -32601 | -32602))
+        || DETERMINISTIC.iter().any(|m| message.contains(m))
+    {
         return ErrorClass::Answer;
     }
     if SIZE_LIMITS.iter().any(|m| message.contains(m)) {
@@ -308,6 +323,10 @@ mod tests {
             r#"{"code":-32601,"message":"the method eth_quota_capacity does not exist/is not available"}"#,
             r#"{"code":-32601,"message":"rate limit: no such method"}"#,
             r#"{"code":-32005,"message":"query returned more than 10000 results"}"#,
+            r#"{"code":-32000,"message":"execution aborted (timeout = 5s)"}"#,
+            r#"{"code":-32603,"message":"execution aborted (timeout = 5s)"}"#,
+            r#"{"code":-32000,"message":"out of gas"}"#,
+            r#"{"code":-32000,"message":"gas required exceeds allowance (30000000)"}"#,
             "not json",
         ] {
             assert_eq!(class(answer), ErrorClass::Answer, "{answer}");
