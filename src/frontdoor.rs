@@ -210,15 +210,32 @@ async fn batch_response(chain: Arc<Chain>, items: Vec<Item>) -> Response<Body> {
             item => Prepared::Later(item),
         })
         .collect();
+    // The whole batch has the chain's request_timeout, heavy calls included: one connection
+    // cannot be held for hours by a long batch of slow calls.
+    let deadline = tokio::time::Instant::now() + chain.config.policy.request_timeout;
     let answers = stream::iter(items)
         .map(move |item| {
             let chain = chain.clone();
             async move {
-                match item {
-                    Prepared::Later(item) => answer(&chain, item).await,
-                    Prepared::Started(id, task) => {
-                        let payload = chain.settle(task).await;
-                        id.map(|id| encode_response(&id, &payload))
+                let (id, repeatable) = match &item {
+                    Prepared::Later(Item::Call(c)) => (c.id.clone(), true),
+                    Prepared::Later(Item::Invalid { id, .. }) => (Some(id.clone()), true),
+                    Prepared::Started(id, _) => (id.clone(), false),
+                };
+                let answered = tokio::time::timeout_at(deadline, async {
+                    match item {
+                        Prepared::Later(item) => answer(&chain, item).await,
+                        Prepared::Started(id, task) => {
+                            let payload = chain.settle(task).await;
+                            id.map(|id| encode_response(&id, &payload))
+                        }
+                    }
+                })
+                .await;
+                match answered {
+                    Ok(a) => a,
+                    Err(_) => {
+                        id.map(|id| encode_response(&id, &chain.batch_deadline_passed(repeatable)))
                     }
                 }
             }

@@ -298,3 +298,48 @@ fn kubernetes_example_config_is_valid() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.server.admin_listen.to_string(), "0.0.0.0:8646");
 }
+
+/// An upstream whose probe errors echo its URL, key included: the WARN log line that takes it
+/// out shows the key as `***`.
+#[tokio::test]
+async fn logs_never_show_a_secret_an_upstream_echoes() {
+    const KEY: &str = "Zq7k3yLm9Vn4wR8x2P";
+    let up = FakeUpstream::start(|_, _| Action::Result("\"0x1\"".into())).await;
+    *up.probes.error_message.lock().unwrap() =
+        Some(format!("bad gateway for https://rpc.example.io/v2/{KEY}"));
+    let dir = scratch_dir("secret-log");
+    let file = dir.join("run.toml");
+    let url = format!("{}/v2/${{LOG_TEST_KEY}}", up.url);
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ntx_store = \":memory:\"\n{}",
+            chain_config_with_health(&[&url], "", "interval = \"100ms\"\ntimeout = \"100ms\"\nfall = 1")
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["--config", &file.display().to_string()])
+        .env("LOG_TEST_KEY", KEY)
+        .env("MANIFOLD_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let down = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            assert!(!line.contains(KEY), "the key is in the log: {line}");
+            if line.contains("upstream down") {
+                return line;
+            }
+        }
+        panic!("exited before the upstream was taken out");
+    })
+    .await
+    .expect("the upstream taken out within 20s");
+    assert!(down.contains("/v2/***"), "{down}");
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -589,3 +589,62 @@ async fn a_call_the_node_cannot_read_takes_no_upstream_out() {
         );
     }
 }
+
+/// An upstream whose words echo the request URL, key included: the key is never shown, not
+/// in a client's error `data`, not in a node error passed on, not in `/status`.
+#[tokio::test]
+async fn an_upstreams_words_never_show_its_secrets() {
+    const KEY: &str = "k3yQ8x7Zp2Lm9Vn4wR";
+    std::env::set_var("MANIFOLD_FAULTS_TEST_KEY", KEY);
+    let echo = format!("upstream error for https://rpc.example.io/v2/{KEY}: overloaded");
+    let e = echo.clone();
+    let up = FakeUpstream::start(move |req, _| match req["method"].as_str() {
+        Some("eth_getBalance") => Action::Status(
+            500,
+            json!({"jsonrpc": "2.0", "id": req["id"], "error": {"code": -32603, "message": e.clone()}})
+                .to_string(),
+        ),
+        _ => Action::Error(json!({"code": -32603, "message": e.clone()}).to_string()),
+    })
+    .await;
+    *up.probes.error_message.lock().unwrap() = Some(echo);
+    let url = format!("{}/v2/${{MANIFOLD_FAULTS_TEST_KEY}}", up.url);
+    let proxy = start_proxy(&chain_config(&[&url], "")).await;
+    wait_for_status(&proxy, "u0 unhealthy", |s| {
+        upstream_status(s, "u0")["status"] == "unhealthy"
+    })
+    .await;
+    let c = HttpClient::new();
+    let rpc = rpc_url(&proxy, "/eth");
+    let failed = c
+        .rpc(
+            &rpc,
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x01"]}"#,
+        )
+        .await;
+    assert!(
+        failed["error"]["data"]["attempts"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("/v2/***"),
+        "{failed}"
+    );
+    let node_error = c
+        .rpc(
+            &rpc,
+            r#"{"jsonrpc":"2.0","id":2,"method":"eth_call","params":[{}]}"#,
+        )
+        .await;
+    assert!(
+        node_error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v2/***"),
+        "{node_error}"
+    );
+    let (_, status) = c.get(&admin_url(&proxy, "/status")).await;
+    assert!(status.contains("/v2/***"), "{status}");
+    for shown in [failed.to_string(), node_error.to_string(), status] {
+        assert!(!shown.contains(KEY), "the key shows in {shown}");
+    }
+}

@@ -383,9 +383,10 @@ async fn heavy_calls_take_at_most_half_the_slots() {
 #[tokio::test]
 async fn a_fast_null_does_not_beat_a_real_answer_in_flight() {
     let receipt = r#"{"transactionHash":"0x01","status":"0x1"}"#;
+    // Slower than the hedge delay, within the null's hold (250 ms).
     let u0 = FakeUpstream::start(move |_, _| {
         Action::Delay(
-            Duration::from_millis(400),
+            Duration::from_millis(150),
             Box::new(Action::Result(receipt.into())),
         )
     })
@@ -401,6 +402,29 @@ async fn a_fast_null_does_not_beat_a_real_answer_in_flight() {
     let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), call).await;
     assert_eq!(v["result"]["status"], "0x1", "{v}");
     assert_eq!(u1.hits(), 1, "the hedge was sent");
+}
+
+/// The other attempt is stuck: the held `null` is the answer after its hold (250 ms), not
+/// after the stuck attempt's timeout (2 s here), and the stuck attempt is cancelled.
+#[tokio::test]
+async fn a_null_does_not_wait_for_a_stuck_attempt() {
+    let stuck = FakeUpstream::start(|_, _| Action::Hang).await;
+    let not_yet = FakeUpstream::ok("null").await;
+    let proxy = start_proxy(&chain_config(
+        &[&stuck.url, &not_yet.url],
+        "hedge = { delay = \"50ms\" }",
+    ))
+    .await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_getTransactionReceipt","params":["0x01"]}"#;
+    let started = tokio::time::Instant::now();
+    let v = HttpClient::new().rpc(&rpc_url(&proxy, "/eth"), call).await;
+    let took = started.elapsed();
+    assert!(v["result"].is_null(), "{v}");
+    assert!(
+        took < Duration::from_millis(1500),
+        "the null waited {took:?}, as if for the stuck attempt's 2 s timeout"
+    );
+    stuck.wait_cancelled(1).await;
 }
 
 #[tokio::test]
@@ -626,5 +650,49 @@ async fn a_retry_waiting_for_room_does_not_hold_up_an_answer() {
         metric(&proxy, retries).await,
         0.0,
         "the retry still waiting for room was never sent"
+    );
+}
+
+/// A batch has the chain's request_timeout as a whole: 80 calls of 400 ms each, 16 at a
+/// time, would take 2 s; at 600 ms the batch is answered, the calls not done by then with
+/// -32093.
+#[tokio::test]
+async fn a_batch_has_a_deadline() {
+    let slow = FakeUpstream::start(|_, _| {
+        Action::Delay(
+            Duration::from_millis(400),
+            Box::new(Action::Result("\"0x1\"".into())),
+        )
+    })
+    .await;
+    let proxy = start_proxy(&chain_config(
+        &[&slow.url],
+        "request_timeout = \"600ms\"\nhedge = { delay = \"off\" }",
+    ))
+    .await;
+    let items: Vec<String> = (0..80)
+        .map(|i| {
+            format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"eth_getBalance","params":["0x01"]}}"#)
+        })
+        .collect();
+    let started = tokio::time::Instant::now();
+    let (status, text) = HttpClient::new()
+        .post(&rpc_url(&proxy, "/eth"), format!("[{}]", items.join(",")))
+        .await;
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    let answers: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+    assert_eq!(answers.len(), 80, "every item answered");
+    let answered = answers.iter().filter(|a| a["result"] == "0x1").count();
+    let timed_out: Vec<&serde_json::Value> = answers
+        .iter()
+        .filter(|a| a["error"]["code"] == -32093)
+        .collect();
+    assert!(answered >= 1 && !timed_out.is_empty(), "{text}");
+    assert_eq!(answered + timed_out.len(), 80, "{text}");
+    assert_eq!(timed_out[0]["error"]["data"]["reason"], "request_timeout");
+    assert!(
+        took < Duration::from_millis(1500),
+        "the batch took {took:?}"
     );
 }

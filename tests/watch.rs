@@ -177,9 +177,14 @@ async fn followed_until_final_and_sent_again_when_a_reorg_drops_it() {
         (Some("included"), Some(0xfe)),
         "{v}"
     );
-    // A reorg drops it: pending again, and sent again at once.
+    // A reorg drops it. An included transaction is checked again after rebroadcast_after
+    // (not every round: on a fast chain rounds come several a second)...
     chain_state.mine(None);
     round_after(&proxy, SECOND).await;
+    assert_eq!(view(&proxy).await["state"], "included");
+    assert_eq!(chain_state.sends.load(Ordering::SeqCst), 2);
+    // ...then it is pending again, and sent again at once.
+    round_after(&proxy, 30 * SECOND).await;
     assert_eq!(view(&proxy).await["state"], "pending");
     assert_eq!(
         chain_state.sends.load(Ordering::SeqCst),

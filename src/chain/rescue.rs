@@ -119,6 +119,23 @@ impl Chain {
         )
     }
 
+    /// The answer for a batch item still unanswered at the batch's deadline: timed out, or,
+    /// for a call not safe to repeat (it goes on in its own task), of unknown outcome.
+    pub fn batch_deadline_passed(&self, repeatable: bool) -> Payload {
+        if repeatable {
+            self.error(
+                codes::TIMEOUT,
+                format!(
+                    "the batch did not complete within request_timeout ({})",
+                    humantime::format_duration(self.config.policy.request_timeout)
+                ),
+                json!({ "reason": "request_timeout", "attempts": [] }),
+            )
+        } else {
+            self.outcome_unknown(&[], None).0
+        }
+    }
+
     pub(super) fn timeout_error(&self, timeout: Duration, attempts: &[AttemptFailure]) -> Payload {
         let mut message = format!(
             "request timed out after {}",

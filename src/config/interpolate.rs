@@ -30,6 +30,24 @@ impl Secrets {
         out
     }
 
+    /// These secrets and `more` (short ones left out: a two-letter "secret" would blot out
+    /// ordinary words), longest first, so that no secret is half replaced by a shorter one.
+    pub fn with(&self, more: impl IntoIterator<Item = String>) -> Secrets {
+        let mut all: Vec<String> = self
+            .0
+            .iter()
+            .cloned()
+            .chain(more.into_iter().filter(|s| s.len() >= 6))
+            .collect();
+        all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        all.dedup();
+        Secrets(all)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(String::is_empty)
+    }
+
     pub fn contains_any(&self, text: &str) -> bool {
         self.0
             .iter()

@@ -22,7 +22,7 @@ use url::Url;
 
 pub use error::{ConfigError, ConfigErrors, KeyPath};
 pub use interpolate::Secrets;
-pub use redact::redact_url;
+pub use redact::{redact_url, url_secret_parts};
 
 pub use crate::upstream::{BreakerPolicy, HedgeDelay, HedgePolicy};
 
@@ -152,6 +152,10 @@ pub struct UpstreamConfig {
     /// Most attempts sent to it at once (each its own connection over HTTP/1.1); more wait
     /// for one to finish. Health probes are not counted.
     pub max_in_flight: u32,
+    /// Everything about this upstream not to show (the config's `${VAR}` values, the URL's
+    /// credentials, key-like path segments and query values, header values): hidden in any
+    /// text that came back from it before it is shown anywhere.
+    pub secrets: Secrets,
 }
 
 impl std::fmt::Debug for UpstreamConfig {

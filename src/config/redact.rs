@@ -45,6 +45,44 @@ pub fn redact_url(url: &Url, secrets: &Secrets) -> String {
     secrets.redact(&out)
 }
 
+/// The parts of `url` that `redact_url` hides, as they appear in it and decoded: what an
+/// upstream's own words may echo back (an error quoting the request URL), to be hidden there
+/// too.
+pub fn url_secret_parts(url: &Url, secrets: &Secrets) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut both = |raw: &str| {
+        let decoded = percent_encoding::percent_decode_str(raw)
+            .decode_utf8_lossy()
+            .into_owned();
+        if decoded != raw {
+            parts.push(decoded);
+        }
+        parts.push(raw.to_string());
+    };
+    if !url.username().is_empty() {
+        both(url.username());
+    }
+    if let Some(p) = url.password() {
+        both(p);
+    }
+    for seg in url.path().trim_start_matches('/').split('/') {
+        let decoded = percent_encoding::percent_decode_str(seg).decode_utf8_lossy();
+        if looks_like_key(&decoded) || secrets.contains_any(&decoded) || secrets.contains_any(seg) {
+            both(seg);
+        }
+    }
+    if let Some(q) = url.query() {
+        for pair in q.split('&') {
+            if let Some((_, v)) = pair.split_once('=') {
+                if !v.is_empty() {
+                    both(v);
+                }
+            }
+        }
+    }
+    parts
+}
+
 /// A long token of letters and digits: an API key, not a word like `v2` or `mainnet`.
 fn looks_like_key(seg: &str) -> bool {
     seg.len() >= 16

@@ -9,7 +9,7 @@ use tokio::sync::{watch, Notify};
 
 use super::ChainHead;
 use crate::config::HealthPolicy;
-use crate::family::ChainFamily;
+use crate::family::{ChainFamily, ProbeVerdict};
 use crate::upstream::{HealthStatus, Upstream};
 
 /// What the checkers of one chain share.
@@ -60,6 +60,12 @@ pub async fn run(ctx: Arc<ChainHealth>, upstream: Arc<Upstream>, mut stop: watch
         let verdict = tokio::select! {
             v = ctx.family.probe(upstream.client(), ctx.policy.timeout, true) => v,
             _ = stop.changed() => return,
+        };
+        // Its reasons quote the upstream's own words, shown in `/status` and logged.
+        let verdict = match verdict {
+            ProbeVerdict::Failed(why) => ProbeVerdict::Failed(upstream.scrub(&why)),
+            ProbeVerdict::WrongChain(why) => ProbeVerdict::WrongChain(upstream.scrub(&why)),
+            v => v,
         };
         if let Some(t) = upstream.active().apply(&verdict) {
             upstream.health_changed(&t);

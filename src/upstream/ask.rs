@@ -5,7 +5,8 @@
 //! watch)?
 //!
 //! Unlike `UpstreamSet::call`, which wants one good answer for a client, these ask each
-//! upstream directly, through its breaker and `max_rps` like any attempt.
+//! upstream directly, as background work: only upstreams whose breaker is closed, within
+//! their `max_rps`, and without counting for the breaker (`Upstream::admit_background`).
 
 use std::sync::Arc;
 
@@ -68,18 +69,11 @@ impl UpstreamSet {
         let mut asking: FuturesUnordered<_> = among
             .iter()
             .filter_map(|u| {
-                let admission = u.admit(Cost::Normal).ok()?;
+                u.admit_background().ok()?;
                 let body = q.body.clone();
                 Some(async move {
                     let r = u
-                        .attempt(
-                            Some(admission),
-                            q.method,
-                            q.request_id,
-                            body,
-                            q.deadline,
-                            Cost::Normal,
-                        )
+                        .attempt(None, q.method, q.request_id, body, q.deadline, Cost::Normal)
                         .await;
                     (u, r)
                 })
@@ -115,13 +109,13 @@ impl UpstreamSet {
             if tries >= max_tries || Instant::now() >= q.deadline {
                 break;
             }
-            let Ok(admission) = u.admit(Cost::Normal) else {
+            if u.admit_background().is_err() {
                 continue;
-            };
+            }
             tries += 1;
             let r: Result<Payload, AttemptFailure> = u
                 .attempt(
-                    Some(admission),
+                    None,
                     q.method,
                     q.request_id,
                     q.body.clone(),

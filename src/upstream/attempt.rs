@@ -90,7 +90,7 @@ impl Upstream {
                 Some(verdict) => self.answer_refused(verdict),
             },
             Ok(Payload::Error(e)) => match self.family.classify_error(method, &e) {
-                ErrorClass::Answer => (Outcome::RpcError, Ok(Payload::Error(e))),
+                ErrorClass::Answer => (Outcome::RpcError, Ok(Payload::Error(self.scrub_json(e)))),
                 ErrorClass::NodeCannotAnswer => {
                     let detail = format!("node error: {}", excerpt(&e));
                     (Outcome::NodeError, Err((detail, Some(e))))
@@ -136,6 +136,9 @@ impl Upstream {
                 Ok(p)
             }
             Err((detail, node_answer)) => {
+                // What the upstream said is shown to the client and logged: without secrets.
+                let detail = self.scrub(&detail);
+                let node_answer = node_answer.map(|e| self.scrub_json(e));
                 tracing::debug!(upstream = %self.config.name, outcome = outcome.label(), %detail, ?elapsed, "attempt failed");
                 Err(AttemptFailure {
                     upstream: self.config.name.clone(),

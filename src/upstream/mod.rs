@@ -132,6 +132,22 @@ impl Upstream {
             self.breaker_changed(&t);
         }
         let admission = admission.ok_or(Refusal::BreakerOpen)?;
+        self.check_rate()?;
+        Ok(Admission(admission))
+    }
+
+    /// Leave for a background question (the transaction watch's checks, a broadcast's
+    /// lookups): only while the breaker is closed, and within `max_rps`. Such an attempt
+    /// (sent without an `Admission`) neither takes a trial permit nor counts for the breaker:
+    /// background work can never open, or keep open, a breaker that clients' calls need.
+    pub fn admit_background(&self) -> Result<(), Refusal> {
+        if self.breaker.state() != BreakerState::Closed {
+            return Err(Refusal::BreakerOpen);
+        }
+        self.check_rate()
+    }
+
+    fn check_rate(&self) -> Result<(), Refusal> {
         if let Some(rate) = &self.rate {
             if let Err(not_until) = rate.check() {
                 use governor::clock::Clock;
@@ -139,7 +155,7 @@ impl Upstream {
                 return Err(Refusal::OverRate(not_until.wait_time_from(now)));
             }
         }
-        Ok(Admission(admission))
+        Ok(())
     }
 
     /// Whether the breaker would let an attempt through now (selection reads only this).
@@ -189,6 +205,25 @@ impl Upstream {
                 from = t.from.label(), to = t.to.label(), reason = %t.reason,
                 "upstream down"
             );
+        }
+    }
+
+    /// `text` that came from this upstream, with its secrets hidden (an error that quotes
+    /// the request URL would show its key): for messages, `/status` and logs.
+    pub fn scrub(&self, text: &str) -> String {
+        self.config.secrets.redact(text)
+    }
+
+    /// A JSON text from this upstream (an error object passed to a client), with its secrets
+    /// hidden; unchanged, and not copied, when it holds none.
+    pub fn scrub_json(&self, json: bytes::Bytes) -> bytes::Bytes {
+        let secrets = &self.config.secrets;
+        if secrets.is_empty() {
+            return json;
+        }
+        match std::str::from_utf8(&json) {
+            Ok(text) if secrets.contains_any(text) => bytes::Bytes::from(secrets.redact(text)),
+            _ => json,
         }
     }
 

@@ -79,6 +79,9 @@ pub struct WatchedTx {
     /// `replaced` (one could be a node a block ahead of the one asked for the receipt).
     #[serde(default)]
     pub nonce_taken_seen: u32,
+    /// When a round last asked for its receipt (not stored: a restarted watch checks all).
+    #[serde(skip)]
+    pub checked_ms: u64,
 }
 
 impl WatchedTx {

@@ -151,6 +151,7 @@ impl TxWatch {
                 accepted_by: Vec::new(),
                 domains: Vec::new(),
                 nonce_taken_seen: 0,
+                checked_ms: 0,
             });
             if !entry.state.is_active() {
                 entry.state = TxState::Pending;

@@ -45,10 +45,23 @@ impl TxWatch {
     pub async fn round(&self, set: &UpstreamSet, route: &Route) {
         let _one_at_a_time = self.rounds.lock().await;
         let now = self.clock.now_ms();
+        // Pending ones every round. Included ones when they may have become final, and
+        // otherwise every `rebroadcast_after` (a reorg that drops one is found that soon):
+        // on a fast chain, rounds come several a second and most entries are included.
+        let recheck = millis(self.policy.rebroadcast_after);
         let active: Vec<WatchedTx> = self
             .lock()
             .values()
-            .filter(|e| e.state.is_active())
+            .filter(|e| match e.state {
+                TxState::Pending => true,
+                TxState::Included => {
+                    let deep = e.block.zip(route.chain_head).is_some_and(|(block, head)| {
+                        head >= block.saturating_add(self.policy.finality_depth)
+                    });
+                    deep || now.saturating_sub(e.checked_ms) >= recheck
+                }
+                _ => false,
+            })
             .cloned()
             .collect();
         let checked: Vec<(WatchedTx, WatchedTx)> = stream::iter(active)
@@ -65,7 +78,15 @@ impl TxWatch {
         {
             let mut entries = self.lock();
             for (before, mut after) in checked {
-                if before == after {
+                let unchanged = WatchedTx {
+                    checked_ms: after.checked_ms,
+                    ..before
+                } == after;
+                if unchanged {
+                    // Only the time of the check: kept in memory, nothing to store.
+                    if let Some(current) = entries.get_mut(&after.hash) {
+                        current.checked_ms = after.checked_ms;
+                    }
                     continue;
                 }
                 // Acceptances learnt meanwhile (late sends of the broadcast) are kept.
@@ -103,6 +124,7 @@ impl TxWatch {
                 RECEIPT_TRIES,
             )
             .await;
+        tx.checked_ms = now;
         let inclusion = match answer {
             Some((_, Payload::Result(r))) => self.family.inclusion(&r),
             // No answer, or an error: nothing learnt this round.
@@ -197,12 +219,12 @@ impl TxWatch {
                     if matches!(known, Lookup::Found(..)) {
                         return (u, None);
                     }
-                    let Ok(admission) = u.admit(Cost::Normal) else {
+                    if u.admit_background().is_err() {
                         return (u, None);
-                    };
+                    }
                     let sent = u
                         .attempt(
-                            Some(admission),
+                            None,
                             &send_q.method,
                             &send_q.id,
                             send_q.body.clone(),

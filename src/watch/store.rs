@@ -132,6 +132,7 @@ mod tests {
             accepted_by: vec!["u0".into()],
             domains: vec!["d0".into()],
             nonce_taken_seen: 0,
+            checked_ms: 0,
         }
     }
 

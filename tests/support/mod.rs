@@ -149,6 +149,8 @@ pub struct ProbeAnswers {
     pub syncing: std::sync::atomic::AtomicBool,
     /// Probes answered 503.
     pub failing: std::sync::atomic::AtomicBool,
+    /// Probes answered with a JSON-RPC error with this message.
+    pub error_message: std::sync::Mutex<Option<String>>,
     /// Probe requests (two or three per probe).
     pub count: AtomicUsize,
     /// Probes: one `eth_blockNumber` request each.
@@ -162,6 +164,7 @@ impl Default for ProbeAnswers {
             head: 0x100.into(),
             syncing: false.into(),
             failing: false.into(),
+            error_message: std::sync::Mutex::new(None),
             count: 0.into(),
             rounds: 0.into(),
         }
@@ -176,6 +179,9 @@ impl ProbeAnswers {
         }
         if self.failing.load(Ordering::SeqCst) {
             return Action::Status(503, "probe failed".into());
+        }
+        if let Some(m) = self.error_message.lock().unwrap().clone() {
+            return Action::Error(serde_json::json!({"code": -32603, "message": m}).to_string());
         }
         match req["method"].as_str() {
             Some("eth_chainId") => {

@@ -8,7 +8,7 @@ use url::Url;
 use super::Validator;
 use crate::config::error::KeyPath;
 use crate::config::file::FileUpstream;
-use crate::config::redact::redact_url;
+use crate::config::redact::{redact_url, url_secret_parts};
 use crate::config::{defaults, MethodFilter, Tier, UpstreamConfig};
 
 impl Validator {
@@ -121,9 +121,19 @@ impl Validator {
             Some(d) => d.clone(),
             None => url.host_str().unwrap_or_default().to_string(),
         };
+        let secrets = self
+            .secrets
+            .with(url_secret_parts(&url, &self.secrets).into_iter().chain(
+                u.headers.values().flat_map(|v| {
+                    // `Bearer <token>`: the token alone too.
+                    let last = v.rsplit(' ').next().unwrap_or_default().to_string();
+                    [v.clone(), last]
+                }),
+            ));
         Some(UpstreamConfig {
             name: Arc::from(u.name.as_str()),
             display_url: redact_url(&url, &self.secrets),
+            secrets,
             url,
             tier,
             failure_domain,

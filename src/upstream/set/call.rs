@@ -16,6 +16,10 @@ use crate::jsonrpc::Payload;
 use crate::upstream::outcome::AttemptFailure;
 use crate::upstream::Upstream;
 
+/// Longest a `null` answer waits for the attempts still running before it is the answer: a
+/// node that has the block or the transaction answers soon after one that has not; one that
+/// takes longer is stuck, and must not hold a receipt poll for its whole timeout.
+pub(crate) const NULL_HOLD: Duration = Duration::from_millis(250);
 /// Shortest wait before a refused hedge is tried again, whatever the hedge delay: a call
 /// must not spin selection every millisecond.
 const REARM_MIN: Duration = Duration::from_millis(20);
@@ -37,9 +41,10 @@ impl UpstreamSet {
     /// reach a node: sending it twice could do twice what the client asked once, or report
     /// "already known" for a success.
     ///
-    /// The first answer wins, except that a `null` waits for the attempts still running: a
-    /// node that has not seen a transaction yet must not beat one that has. Failures wait
-    /// for them too. Attempts still running when the call returns are dropped: cancelled.
+    /// The first answer wins, except that a `null` waits for the attempts still running (for
+    /// `NULL_HOLD` at most): a node that has not seen a transaction yet must not beat one
+    /// that has, nor a stuck one hold the answer for its whole timeout. Failures wait for
+    /// them too. Attempts still running when the call returns are dropped: cancelled.
     pub async fn call(&self, plan: &CallPlan<'_>) -> Result<Payload, SetFailure> {
         let mut route = plan.route;
         self.retry_budget.deposit();
@@ -53,12 +58,19 @@ impl UpstreamSet {
         } else {
             None
         };
+        // A first attempt at a preferred upstream (`plan.prefer`) is the call's extra, not its
+        // due: when it fails, the next one is not a retry the budget must allow.
+        let mut free_retry = plan
+            .prefer
+            .iter()
+            .any(|name| name.as_str() == &**first.upstream.name());
         let mut tried: Vec<&Arc<Upstream>> = vec![first.upstream];
         let mut running = FuturesUnordered::new();
         running.push(run_attempt(first, plan, false));
         let mut next_hedge = hedge_delay.map(|d| Instant::now() + d);
         let mut hedges = 0u32;
         let mut held_null: Option<Payload> = None;
+        let mut null_until: Option<Instant> = None;
         let mut failures: Vec<AttemptFailure> = Vec::new();
         // A retry waiting for `max_rps` room: a timer here, so that the attempts still
         // running are heard meanwhile.
@@ -69,13 +81,17 @@ impl UpstreamSet {
             }
             let hedge_timer = sleep_until_or_never(next_hedge);
             let retry_timer = sleep_until_or_never(retry_at);
+            let null_timer = sleep_until_or_never(null_until);
             // Set by a failure the budget allows a retry for, or by the retry timer.
             let mut retry_now = false;
             tokio::select! {
                 Some((hedged, result)) = running.next(), if !running.is_empty() => {
                     let more_coming = !running.is_empty() || retry_at.is_some();
                     match result {
-                        Ok(p) if is_null(&p) && more_coming => held_null = Some(p),
+                        Ok(p) if is_null(&p) && more_coming => {
+                            held_null = Some(p);
+                            null_until.get_or_insert_with(|| Instant::now() + NULL_HOLD);
+                        }
                         Ok(p) => {
                             if hedged {
                                 self.metrics.hedges_won.increment(1);
@@ -87,10 +103,15 @@ impl UpstreamSet {
                             failures.push(f);
                             retry_now = repeat
                                 && retry_at.is_none()
-                                && self.retry_allowed(plan, &tried);
+                                && if std::mem::take(&mut free_retry) {
+                                    self.may_start(&tried, plan.deadline)
+                                } else {
+                                    self.retry_allowed(plan, &tried)
+                                };
                         }
                     }
                 }
+                () = null_timer => break,
                 () = retry_timer => {
                     retry_at = None;
                     retry_now = true;
