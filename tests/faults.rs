@@ -402,6 +402,7 @@ async fn shutdown_is_bounded_by_shutdown_timeout() {
 
 /// An upstream slower than the request's whole budget is cut off at the deadline, and those
 /// timeouts count against it: its breaker opens, and requests move to the healthy upstream.
+/// (Hedging off: a hedge would answer these calls from the healthy upstream at once.)
 #[tokio::test]
 async fn attempts_end_at_the_request_deadline_and_count_against_the_upstream() {
     let hung = FakeUpstream::start(|_, _| Action::Hang).await;
@@ -411,7 +412,7 @@ async fn attempts_end_at_the_request_deadline_and_count_against_the_upstream() {
          [[chains.upstreams]]\nname = \"hung\"\nurl = \"{}\"\ntimeout = \"60s\"\n\
          [[chains.upstreams]]\nname = \"good\"\nurl = \"{}\"\ntier = \"secondary\"\n\
          [chains.policy]\nrequest_timeout = \"300ms\"\n\
-         breaker = {{ consecutive_failures = 3 }}\n",
+         breaker = {{ consecutive_failures = 3 }}\nhedge = {{ delay = \"off\" }}\n",
         hung.url, good.url
     );
     let proxy = start_proxy(&cfg).await;

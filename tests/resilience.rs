@@ -696,3 +696,38 @@ async fn a_batch_has_a_deadline() {
         "the batch took {took:?}"
     );
 }
+
+/// Right after start, before the first upstream has answered 20 calls, the auto hedge delay
+/// comes from its probes' round trips (milliseconds here), not the 2 s upper bound: a read
+/// behind a hung upstream is answered by the next one at once.
+#[tokio::test]
+async fn the_auto_hedge_delay_starts_from_the_probes() {
+    let hung = FakeUpstream::start(|_, _| Action::Hang).await;
+    let good = FakeUpstream::ok(r#""0x1""#).await;
+    let proxy = start_proxy(&chain_config(
+        &[&hung.url, &good.url],
+        "hedge = { delay = \"auto\" }",
+    ))
+    .await;
+    wait_for_status(&proxy, "both probed", |s| {
+        ["u0", "u1"]
+            .iter()
+            .all(|u| upstream_status(s, u)["status"] == "healthy")
+    })
+    .await;
+    let started = tokio::time::Instant::now();
+    let v = HttpClient::new()
+        .rpc(
+            &rpc_url(&proxy, "/eth"),
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x01"]}"#,
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(v["result"], "0x1", "{v}");
+    // u0 is primary: the first attempt went to the hung one, and a hedge answered.
+    assert_eq!(hung.hits(), 1);
+    assert!(
+        took < Duration::from_millis(1000),
+        "answered after {took:?}, as with a 2 s delay"
+    );
+}

@@ -57,10 +57,17 @@ pub async fn run(ctx: Arc<ChainHealth>, upstream: Arc<Upstream>, mut stop: watch
         // The chain id is checked on every probe: an endpoint re-pointed at another chain
         // (a provider's misrouting, a node restarted with another genesis) must be out at the
         // next probe, not ten probes later. It costs one small request.
+        let started = tokio::time::Instant::now();
         let verdict = tokio::select! {
             v = ctx.family.probe(upstream.client(), ctx.policy.timeout, true) => v,
             _ = stop.changed() => return,
         };
+        if matches!(
+            verdict,
+            ProbeVerdict::Healthy { .. } | ProbeVerdict::Syncing { .. }
+        ) {
+            upstream.active().record_probe_latency(started.elapsed());
+        }
         // Its reasons quote the upstream's own words, shown in `/status` and logged.
         let verdict = match verdict {
             ProbeVerdict::Failed(why) => ProbeVerdict::Failed(upstream.scrub(&why)),

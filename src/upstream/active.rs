@@ -67,6 +67,9 @@ pub struct ActiveHealth {
     /// The head plus one: 0 until a probe reports one (a chain at genesis has head 0).
     head: AtomicU64,
     probes: AtomicU64,
+    /// An average of answered probes' round trips, µs (0: none yet): what the auto hedge
+    /// delay starts from before the upstream has answered enough calls.
+    probe_latency_us: AtomicU64,
     inner: Mutex<Inner>,
 }
 
@@ -80,11 +83,29 @@ struct Inner {
 }
 
 impl ActiveHealth {
+    /// An answered probe took `took` (its requests run at once: about one round trip).
+    /// Averaged with weight 1/4 for the newest, so that one slow probe moves it little.
+    pub fn record_probe_latency(&self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        let old = self.probe_latency_us.load(Ordering::Relaxed);
+        let new = if old == 0 { us } else { (old * 3 + us) / 4 };
+        self.probe_latency_us.store(new, Ordering::Relaxed);
+    }
+
+    /// The probes' average round trip, once one has been answered.
+    pub fn probe_latency(&self) -> Option<std::time::Duration> {
+        match self.probe_latency_us.load(Ordering::Relaxed) {
+            0 => None,
+            us => Some(std::time::Duration::from_micros(us)),
+        }
+    }
+
     pub fn new(rise: u32, fall: u32) -> Self {
         Self {
             status: AtomicU8::new(HealthStatus::Unknown as u8),
             head: AtomicU64::new(0),
             probes: AtomicU64::new(0),
+            probe_latency_us: AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 hysteresis: Hysteresis::new(rise, fall),
                 reason: String::new(),

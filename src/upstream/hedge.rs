@@ -14,12 +14,17 @@ use tower::retry::budget::{Budget, TpsBudget};
 use super::Upstream;
 
 /// An `auto` delay waits for the 95th percentile of the first upstream's recent latencies
-/// (`PassiveHealth::latency_p95`).
-/// Bounds of an `auto` delay; the upper one also serves until enough latencies are known.
+/// (`PassiveHealth::latency_p95`). Until it has answered `AUTO_MIN_SAMPLES` calls, it starts
+/// from what its health probes showed: `PROBE_FACTOR` times their round trip (a call may
+/// take a few times a probe's cheap round trip), so that right after start one read behind a
+/// hung upstream does not wait the upper bound.
+/// Bounds of an `auto` delay; the upper one also serves when nothing is known.
 pub const AUTO_MIN: Duration = Duration::from_millis(20);
 pub const AUTO_MAX: Duration = Duration::from_secs(2);
 /// Latencies an upstream must have answered with before `auto` trusts its quantile.
 pub const AUTO_MIN_SAMPLES: usize = 20;
+/// The seed from the probes: this many of their round trips.
+pub const PROBE_FACTOR: u32 = 4;
 /// Hedges allowed per second whatever the budget (so that a quiet chain still hedges).
 const MIN_PER_SECOND: u32 = 5;
 /// How long a call counts towards the budget.
@@ -62,6 +67,7 @@ impl HedgePolicy {
             HedgeDelay::Auto => Some(auto_delay(
                 first.health().latency_samples(),
                 first.health().latency_p95(),
+                first.active().probe_latency(),
             )),
         }
     }
@@ -81,9 +87,10 @@ impl HedgePolicy {
     }
 }
 
-fn auto_delay(samples: usize, quantile: Option<Duration>) -> Duration {
-    match quantile {
-        Some(q) if samples >= AUTO_MIN_SAMPLES => q.clamp(AUTO_MIN, AUTO_MAX),
+fn auto_delay(samples: usize, quantile: Option<Duration>, probe: Option<Duration>) -> Duration {
+    match (quantile, probe) {
+        (Some(q), _) if samples >= AUTO_MIN_SAMPLES => q.clamp(AUTO_MIN, AUTO_MAX),
+        (_, Some(p)) => p.saturating_mul(PROBE_FACTOR).clamp(AUTO_MIN, AUTO_MAX),
         _ => AUTO_MAX,
     }
 }
@@ -109,12 +116,22 @@ mod tests {
     #[test]
     fn auto_waits_for_a_high_quantile_clamped() {
         let ms = Duration::from_millis;
-        assert_eq!(auto_delay(100, Some(ms(150))), ms(150));
-        assert_eq!(auto_delay(100, Some(ms(1))), AUTO_MIN);
-        assert_eq!(auto_delay(100, Some(ms(60_000))), AUTO_MAX);
-        // Too few latencies to trust: the cautious bound.
-        assert_eq!(auto_delay(AUTO_MIN_SAMPLES - 1, Some(ms(150))), AUTO_MAX);
-        assert_eq!(auto_delay(0, None), AUTO_MAX);
+        assert_eq!(auto_delay(100, Some(ms(150)), Some(ms(1))), ms(150));
+        assert_eq!(auto_delay(100, Some(ms(1)), None), AUTO_MIN);
+        assert_eq!(auto_delay(100, Some(ms(60_000)), None), AUTO_MAX);
+        // Too few latencies to trust: what the probes showed, four round trips.
+        assert_eq!(
+            auto_delay(AUTO_MIN_SAMPLES - 1, Some(ms(150)), Some(ms(30))),
+            ms(120)
+        );
+        assert_eq!(auto_delay(0, None, Some(ms(2))), AUTO_MIN);
+        assert_eq!(auto_delay(0, None, Some(ms(900))), AUTO_MAX);
+        // Nothing known: the cautious bound.
+        assert_eq!(
+            auto_delay(AUTO_MIN_SAMPLES - 1, Some(ms(150)), None),
+            AUTO_MAX
+        );
+        assert_eq!(auto_delay(0, None, None), AUTO_MAX);
     }
 
     #[tokio::test(start_paused = true)]
