@@ -19,6 +19,28 @@ use tokio::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_manifold");
 
+/// The binary on `config` (through `MANIFOLD_CONFIG`) with `env`, logging JSON at info; its
+/// log lines.
+fn run_logging_json(
+    config: &Path,
+    env: &[(&str, &str)],
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+) {
+    let mut child = Command::new(BIN)
+        .env("MANIFOLD_CONFIG", config)
+        .envs(env.iter().copied())
+        .env("MANIFOLD_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, lines)
+}
+
 /// A fresh directory for one test's files.
 fn scratch_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("manifold-cli-{tag}-{}", std::process::id()));
@@ -205,15 +227,7 @@ async fn runs_from_env_config_keeps_serving_on_sighup_and_drains_on_sigterm() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .env("MANIFOLD_CONFIG", &file)
-        .env("MANIFOLD_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut child, mut lines) = run_logging_json(&file, &[]);
     let mut logged = Vec::new();
     let rpc_addr = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -318,16 +332,7 @@ async fn logs_never_show_a_secret_an_upstream_echoes() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["--config", &file.display().to_string()])
-        .env("LOG_TEST_KEY", KEY)
-        .env("MANIFOLD_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut child, mut lines) = run_logging_json(&file, &[("LOG_TEST_KEY", KEY)]);
     let down = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             assert!(!line.contains(KEY), "the key is in the log: {line}");
