@@ -33,6 +33,10 @@ use crate::family::{Broadcast, ChainFamily};
 use crate::metrics::{Metrics, REBROADCASTS, TX_WATCH, TX_WATCH_DROPPED};
 use crate::upstream::Upstream;
 
+/// Signed transactions a chain's watch holds at most, in bytes: 10,000 transfers are a few
+/// MB, but a blob transaction with its sidecar is up to about 800 KB.
+pub const MAX_WATCHED_BYTES: usize = 256 * 1024 * 1024;
+
 /// One chain's watch.
 #[derive(Debug)]
 pub struct TxWatch {
@@ -128,9 +132,9 @@ impl TxWatch {
         let (entry, evicted) = {
             let mut entries = self.lock();
             let evicted = if entries.contains_key(&tx.hash) {
-                None
+                Vec::new()
             } else {
-                self.make_room(&mut entries)
+                self.make_room(&mut entries, params.len())
             };
             let entry = entries.entry(tx.hash.clone()).or_insert_with(|| WatchedTx {
                 hash: tx.hash.clone(),
@@ -179,27 +183,37 @@ impl TxWatch {
         }
     }
 
-    /// At most `max_watched` entries: the oldest ended one goes first, else the oldest still
-    /// watched (it is nearest its `watch_for`). Logged and counted: a dropped watch is a
-    /// transaction no longer landed.
-    fn make_room(&self, entries: &mut HashMap<String, WatchedTx>) -> Option<String> {
-        if entries.len() < self.policy.max_watched {
-            return None;
+    /// At most `max_watched` entries, holding at most `MAX_WATCHED_BYTES` of signed
+    /// transactions with `incoming` (blob transactions are large): the oldest ended one goes
+    /// first, else the oldest still watched (it is nearest its `watch_for`). Logged and
+    /// counted: a dropped watch is a transaction no longer landed.
+    fn make_room(&self, entries: &mut HashMap<String, WatchedTx>, incoming: usize) -> Vec<String> {
+        let mut bytes: usize = entries.values().map(|e| e.params.len()).sum();
+        let mut dropped = Vec::new();
+        while !entries.is_empty()
+            && (entries.len() >= self.policy.max_watched
+                || bytes.saturating_add(incoming) > MAX_WATCHED_BYTES)
+        {
+            let Some((hash, state, size)) = entries
+                .values()
+                .filter(|e| !e.state.is_active())
+                .min_by_key(|e| e.ended_ms)
+                .or_else(|| entries.values().min_by_key(|e| e.first_sent_ms))
+                .map(|e| (e.hash.clone(), e.state, e.params.len()))
+            else {
+                break;
+            };
+            entries.remove(&hash);
+            bytes = bytes.saturating_sub(size);
+            self.metrics.dropped.increment(1);
+            tracing::warn!(
+                chain = %self.chain, hash = %hash, state = state.label(),
+                max_watched = self.policy.max_watched,
+                "transaction watch full: dropped the oldest entry"
+            );
+            dropped.push(hash);
         }
-        let victim = entries
-            .values()
-            .filter(|e| !e.state.is_active())
-            .min_by_key(|e| e.ended_ms)
-            .or_else(|| entries.values().min_by_key(|e| e.first_sent_ms))
-            .map(|e| (e.hash.clone(), e.state))?;
-        entries.remove(&victim.0);
-        self.metrics.dropped.increment(1);
-        tracing::warn!(
-            chain = %self.chain, hash = %victim.0, state = victim.1.label(),
-            max_watched = self.policy.max_watched,
-            "transaction watch full: dropped the oldest entry"
-        );
-        Some(victim.0)
+        dropped
     }
 
     /// For a wallet's `pending` nonce read: the next nonce after the highest one `sender` has

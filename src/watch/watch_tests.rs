@@ -115,3 +115,19 @@ async fn the_same_transaction_sent_again_is_one_entry() {
     assert_eq!(v["state"], "pending");
     assert_eq!(w.counts()["pending"], 1);
 }
+
+#[tokio::test]
+async fn the_watch_is_bounded_in_bytes_too() {
+    let (w, _) = watch(10);
+    let big = format!("[\"0x{}\"]", "ab".repeat(MAX_WATCHED_BYTES / 6));
+    w.add(&tx("0x01", "0xa", 1), "m", big.as_bytes(), &[], 1)
+        .await;
+    w.clock().advance(std::time::Duration::from_secs(1));
+    w.add(&tx("0x02", "0xa", 2), "m", big.as_bytes(), &[], 1)
+        .await;
+    // A third would hold about twice MAX_WATCHED_BYTES: the oldest makes room.
+    w.add(&tx("0x03", "0xa", 3), "m", big.as_bytes(), &[], 1)
+        .await;
+    assert!(w.view("0x01").is_none());
+    assert!(w.view("0x02").is_some() && w.view("0x03").is_some());
+}
