@@ -9,9 +9,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::Chain;
-use crate::family::{Broadcast, BroadcastVerdict, ChainFamily};
+use crate::family::{Broadcast, ChainFamily};
 use crate::jsonrpc::{encode_request, Call, Payload};
-use crate::upstream::{broadcast, BroadcastRequest, CallPlan, Route, SendResult, SetFailure};
+use crate::upstream::{
+    broadcast, took_it, BroadcastRequest, CallPlan, Route, SendResult, SetFailure,
+};
 use crate::watch::TxWatch;
 
 impl Chain {
@@ -104,17 +106,12 @@ async fn learn_takers(
     hash: String,
     family: Arc<dyn ChainFamily>,
 ) {
+    let hash_json = format!("\"{hash}\"");
     while let Some(joined) = rest.join_next().await {
         let Ok((upstream, result)) = joined else {
             continue;
         };
-        let took = match result {
-            Ok(Payload::Result(_)) => true,
-            Ok(Payload::Error(e)) => {
-                family.broadcast_verdict(&e) == Some(BroadcastVerdict::AlreadyKnown)
-            }
-            Err(_) => false,
-        };
+        let took = took_it(&*family, hash_json.as_bytes(), &result);
         if took {
             watch.took(&hash, &upstream);
         }

@@ -216,11 +216,15 @@ pub async fn broadcast(
             maybe_delivered = true;
             continue;
         };
+        if took_it(family, req.tx.hash_json.as_bytes(), &outcome) {
+            let verdict = match outcome {
+                Ok(Payload::Result(_)) => BroadcastResult::Accepted,
+                _ => BroadcastResult::AlreadyKnown,
+            };
+            out.accepted_by.push(upstream);
+            return answered(out, req.tx, verdict);
+        }
         match outcome {
-            Ok(Payload::Result(r)) if r.eq_ignore_ascii_case(req.tx.hash_json.as_bytes()) => {
-                out.accepted_by.push(upstream);
-                return answered(out, req.tx, BroadcastResult::Accepted);
-            }
             // Another hash (besu can answer keccak("") for any rejection) or no hash: not
             // an acceptance of this transaction, nor a rejection. The lookup tells.
             Ok(Payload::Result(r)) => {
@@ -228,10 +232,8 @@ pub async fn broadcast(
                 maybe_delivered = true;
             }
             Ok(Payload::Error(e)) => match family.broadcast_verdict(&e) {
-                Some(BroadcastVerdict::AlreadyKnown) => {
-                    out.accepted_by.push(upstream);
-                    return answered(out, req.tx, BroadcastResult::AlreadyKnown);
-                }
+                // Taken above.
+                Some(BroadcastVerdict::AlreadyKnown) => {}
                 Some(BroadcastVerdict::NonceUsed) => {
                     nonce_used.get_or_insert((e, upstream));
                 }
@@ -283,6 +285,24 @@ pub async fn broadcast(
     }
     out.result = Err(SetFailure::AllFailed(failures));
     out
+}
+
+/// Whether a send's answer says the node took the transaction: its hash (computed locally,
+/// `hash_json` as the JSON text), or "already known". Another hash, or anything else, says
+/// nothing of the kind. The broadcast, its sends still running after the answer, and the
+/// watch's rebroadcasts all decide by this.
+pub fn took_it(
+    family: &dyn ChainFamily,
+    hash_json: &[u8],
+    answer: &Result<Payload, AttemptFailure>,
+) -> bool {
+    match answer {
+        Ok(Payload::Result(r)) => r.eq_ignore_ascii_case(hash_json),
+        Ok(Payload::Error(e)) => {
+            family.broadcast_verdict(e) == Some(BroadcastVerdict::AlreadyKnown)
+        }
+        Err(_) => false,
+    }
 }
 
 /// Send to `pick` in a task of its own: once written, a transaction goes on to its target

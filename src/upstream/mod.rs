@@ -24,7 +24,9 @@ use metrics::{Counter, Gauge, Histogram, Label};
 pub use active::{ActiveHealth, HealthStatus, Transition};
 pub use ask::{Lookup, Question};
 pub use breaker::{BreakerPolicy, BreakerState, BreakerTransition, CircuitBreaker, Verdict};
-pub use broadcast::{broadcast, BroadcastOutcome, BroadcastRequest, BroadcastResult, SendResult};
+pub use broadcast::{
+    broadcast, took_it, BroadcastOutcome, BroadcastRequest, BroadcastResult, SendResult,
+};
 pub use client::{HttpReply, TransportError, UpstreamClient};
 pub use hedge::{HedgeDelay, HedgePolicy};
 pub use outcome::{AttemptFailure, Outcome};

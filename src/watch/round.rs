@@ -20,9 +20,9 @@ use futures_util::stream::{self, StreamExt};
 use tokio::time::Instant;
 
 use super::{TxState, TxWatch, WatchedTx};
-use crate::family::{BroadcastVerdict, Cost, FamilyCall};
+use crate::family::{Cost, FamilyCall};
 use crate::jsonrpc::{encode_request, Payload};
-use crate::upstream::{Lookup, Question, Route, Upstream, UpstreamSet};
+use crate::upstream::{took_it, Lookup, Question, Route, Upstream, UpstreamSet};
 
 /// Transactions checked at once in a round.
 const CONCURRENCY: usize = 8;
@@ -55,10 +55,8 @@ impl TxWatch {
             .filter(|e| match e.state {
                 TxState::Pending => true,
                 TxState::Included => {
-                    let deep = e.block.zip(route.chain_head).is_some_and(|(block, head)| {
-                        head >= block.saturating_add(self.policy.finality_depth)
-                    });
-                    deep || now.saturating_sub(e.checked_ms) >= recheck
+                    e.block.is_some_and(|b| self.is_final_at(b, route))
+                        || now.saturating_sub(e.checked_ms) >= recheck
                 }
                 _ => false,
             })
@@ -78,25 +76,25 @@ impl TxWatch {
         {
             let mut entries = self.lock();
             for (before, mut after) in checked {
+                // Dropped meanwhile (the watch was full): not brought back past its bound.
+                let Some(current) = entries.get_mut(&after.hash) else {
+                    continue;
+                };
                 let unchanged = WatchedTx {
                     checked_ms: after.checked_ms,
                     ..before
                 } == after;
                 if unchanged {
                     // Only the time of the check: kept in memory, nothing to store.
-                    if let Some(current) = entries.get_mut(&after.hash) {
-                        current.checked_ms = after.checked_ms;
-                    }
+                    current.checked_ms = after.checked_ms;
                     continue;
                 }
                 // Acceptances learnt meanwhile (late sends of the broadcast) are kept.
-                if let Some(current) = entries.get(&after.hash) {
-                    for (u, d) in current.accepted_by.iter().zip(&current.domains) {
-                        after.took(u, d);
-                    }
+                for (u, d) in current.accepted_by.iter().zip(&current.domains) {
+                    after.took(u, d);
                 }
                 put.push(after.clone());
-                entries.insert(after.hash.clone(), after);
+                *current = after;
             }
             // Ended entries are remembered (for `GET /tx`) for `watch_for`, then forgotten.
             let forget_before = now.saturating_sub(millis(self.policy.watch_for));
@@ -139,10 +137,7 @@ impl TxWatch {
                 tx.state = TxState::Included;
                 tx.block = Some(inc.block);
                 tx.block_hash = Some(inc.block_hash);
-                let deep = route.chain_head.is_some_and(|head| {
-                    head >= inc.block.saturating_add(self.policy.finality_depth)
-                });
-                if deep {
+                if self.is_final_at(inc.block, route) {
                     tx.end(TxState::Final, now);
                 }
             }
@@ -208,10 +203,11 @@ impl TxWatch {
         let deadline = Instant::now() + CHECK_TIMEOUT;
         let lookup_q = Encoded::new(self, &tx.lookup_method, &tx.lookup_params);
         let send_q = Encoded::new(self, &tx.method, &tx.params);
+        let hash_json = format!("\"{}\"", tx.hash);
         let targets = set.askable(&tx.method, route);
         let results: Vec<(Arc<Upstream>, Option<bool>)> = stream::iter(targets)
             .map(|u| {
-                let (lookup_q, send_q) = (&lookup_q, &send_q);
+                let (lookup_q, send_q, hash_json) = (&lookup_q, &send_q, &hash_json);
                 async move {
                     let known = set
                         .find(&lookup_q.as_question(deadline), std::slice::from_ref(&u))
@@ -232,15 +228,7 @@ impl TxWatch {
                             Cost::Normal,
                         )
                         .await;
-                    let took = match sent {
-                        Ok(Payload::Result(_)) => true,
-                        Ok(Payload::Error(e)) => matches!(
-                            self.family.broadcast_verdict(&e),
-                            Some(BroadcastVerdict::AlreadyKnown)
-                        ),
-                        Err(_) => false,
-                    };
-                    (u, Some(took))
+                    (u, Some(took_it(&*self.family, hash_json.as_bytes(), &sent)))
                 }
             })
             .buffer_unordered(CONCURRENCY)
@@ -262,6 +250,13 @@ impl TxWatch {
         tx.rebroadcasts = tx.rebroadcasts.saturating_add(1);
         self.metrics.rebroadcasts.increment(1);
         tracing::info!(chain = %self.chain, hash = %tx.hash, upstreams = sent, round = tx.rebroadcasts, "watched transaction sent again");
+    }
+
+    /// Whether a transaction in `block` is `finality_depth` deep at the chain head.
+    fn is_final_at(&self, block: u64, route: &Route) -> bool {
+        route
+            .chain_head
+            .is_some_and(|head| head >= block.saturating_add(self.policy.finality_depth))
     }
 
     fn encode(&self, call: &FamilyCall) -> Encoded {
