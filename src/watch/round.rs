@@ -82,17 +82,22 @@ impl TxWatch {
                 };
                 let unchanged = WatchedTx {
                     checked_ms: after.checked_ms,
-                    ..before
+                    ..before.clone()
                 } == after;
                 if unchanged {
                     // Only the time of the check: kept in memory, nothing to store.
                     current.checked_ms = after.checked_ms;
                     continue;
                 }
-                // Acceptances learnt meanwhile (late sends of the broadcast) are kept.
+                // What was learnt meanwhile is kept: acceptances (late sends of the broadcast),
+                // and the client sending it again (more sends, a later last send).
                 for (u, d) in current.accepted_by.iter().zip(&current.domains) {
                     after.took(u, d);
                 }
+                after.attempts = after
+                    .attempts
+                    .saturating_add(current.attempts.saturating_sub(before.attempts));
+                after.last_sent_ms = after.last_sent_ms.max(current.last_sent_ms);
                 put.push(after.clone());
                 *current = after;
             }
