@@ -83,7 +83,11 @@ fn bench(c: &mut Criterion) {
         "{}",
         String::from_utf8_lossy(&first)
     );
-    let front = FrontDoor::new(running.snapshot.clone(), running.metrics.clone());
+    let front = FrontDoor::new(
+        running.snapshot.clone(),
+        running.metrics.clone(),
+        std::sync::Arc::new(tokio::sync::Semaphore::new(4096)),
+    );
 
     let mut g = c.benchmark_group("round_trip");
     g.bench_function("direct", |b| {

@@ -52,7 +52,7 @@ fn set(n: usize, mixed: bool) -> UpstreamSet {
                 &chain.name,
                 u.clone(),
                 &metrics,
-                1 << 20,
+                manifold::upstream::AnswerLimit::unbudgeted(1 << 20),
                 &chain.policy.health,
                 &chain.policy.breaker,
                 manifold::family::for_chain(chain),

@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt};
-use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use metrics::{Counter, Label};
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use crate::body::Body;
 use crate::chain::Chain;
@@ -28,7 +29,7 @@ use crate::snapshot::SharedSnapshot;
 const BATCH_CONCURRENCY: usize = 16;
 
 /// A client that sends its headers but trickles its body is cut off after this long.
-const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy)]
 enum Rejection {
@@ -40,10 +41,17 @@ enum Rejection {
     BodyTimeout,
     ParseError,
     InvalidRequest,
+    /// Over `max_concurrent_calls`: shed at once (a request, or an item of a batch).
+    Overloaded,
+    /// Over `max_connections`: the connection was answered 503 and closed (counted by the
+    /// listener).
+    MaxConnections,
+    /// The backstop timeout of the edge (a bug if ever seen).
+    Backstop,
 }
 
 impl Rejection {
-    const ALL: usize = 8;
+    const ALL: usize = 11;
 
     fn label(self) -> &'static str {
         match self {
@@ -55,6 +63,9 @@ impl Rejection {
             Rejection::BodyTimeout => "body_timeout",
             Rejection::ParseError => "parse_error",
             Rejection::InvalidRequest => "invalid_request",
+            Rejection::Overloaded => "overloaded",
+            Rejection::MaxConnections => "max_connections",
+            Rejection::Backstop => "backstop_timeout",
         }
     }
 }
@@ -64,15 +75,61 @@ pub struct FrontDoor {
     snapshot: SharedSnapshot,
     metrics: Arc<Metrics>,
     rejected: Arc<LabelTable<Counter>>,
+    /// `max_concurrent_calls`: the edge takes one permit per request (`server::edge`), and
+    /// a batch one more per item while it runs.
+    calls: Arc<Semaphore>,
 }
 
 impl FrontDoor {
-    pub fn new(snapshot: SharedSnapshot, metrics: Arc<Metrics>) -> Self {
+    pub fn new(snapshot: SharedSnapshot, metrics: Arc<Metrics>, calls: Arc<Semaphore>) -> Self {
         Self {
             snapshot,
             metrics,
             rejected: Arc::new(LabelTable::new(Rejection::ALL)),
+            calls,
         }
+    }
+
+    /// HTTP 503 for a request over `max_concurrent_calls`, with `Retry-After: 1`.
+    pub fn overloaded(&self) -> Response<Body> {
+        let max = self.snapshot.load().config.server.max_concurrent_calls;
+        let mut resp = self.reject(
+            Rejection::Overloaded,
+            StatusCode::SERVICE_UNAVAILABLE,
+            overloaded_error(max),
+        );
+        resp.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        resp
+    }
+
+    /// HTTP 504 when the edge's backstop timeout cut a request off: every deadline inside
+    /// should have answered before it.
+    pub fn backstop_timeout(&self, after: std::time::Duration) -> Response<Body> {
+        tracing::warn!(?after, "a request reached the edge's backstop timeout");
+        self.reject(
+            Rejection::Backstop,
+            StatusCode::GATEWAY_TIMEOUT,
+            ErrorObject::new(
+                codes::TIMEOUT,
+                format!("manifold: no answer within {after:?}"),
+            )
+            .with_data(json!({ "reason": "request_timeout" })),
+        )
+    }
+
+    /// Count a connection turned away at `max_connections`.
+    pub fn count_refused_connection(&self) {
+        self.count(Rejection::MaxConnections);
+    }
+
+    fn count(&self, why: Rejection) {
+        self.rejected
+            .get(why as usize, || {
+                self.metrics
+                    .counter(REJECTED, vec![Label::new("reason", why.label())])
+            })
+            .increment(1);
     }
 
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
@@ -163,7 +220,7 @@ impl FrontDoor {
                 Some(chunks) => json_response(StatusCode::OK, chunks),
                 None => json_response(StatusCode::OK, Vec::new()),
             },
-            Ok(Incoming::Batch(items)) => batch_response(chain, items).await,
+            Ok(Incoming::Batch(items)) => self.batch_response(chain, items).await,
             Err(e) => {
                 let reason = match e {
                     jsonrpc::DecodeError::Parse(_) => Rejection::ParseError,
@@ -175,12 +232,7 @@ impl FrontDoor {
     }
 
     fn reject(&self, why: Rejection, status: StatusCode, error: ErrorObject) -> Response<Body> {
-        self.rejected
-            .get(why as usize, || {
-                self.metrics
-                    .counter(REJECTED, vec![Label::new("reason", why.label())])
-            })
-            .increment(1);
+        self.count(why);
         json_response(
             status,
             encode_response(&Id::NULL, &Payload::Error(error.to_json())),
@@ -188,81 +240,129 @@ impl FrontDoor {
     }
 }
 
-/// A batch's answers, streamed in request order as they complete: at most
-/// `BATCH_CONCURRENCY` answers are held at once, and the first bytes go out before the last
-/// item is done. A batch of notifications only is answered with an empty body, once all are
-/// delivered.
-///
-/// Items not safe to repeat (transaction sends) start at once, each in a task of its own
-/// (`Chain::spawn`): a client that goes away halfway through reading the answers cannot cut a
-/// batch of withdrawals in half. There are at most `max_batch_len` of them, and each
-/// upstream's `max_in_flight` bounds their attempts.
-async fn batch_response(chain: Arc<Chain>, items: Vec<Item>) -> Response<Body> {
-    let any_answer = items
-        .iter()
-        .any(|i| !matches!(i, Item::Call(c) if c.id.is_none()));
-    let items: Vec<Prepared> = items
-        .into_iter()
-        .map(|item| match item {
-            Item::Call(call) if !chain.is_repeatable(&call.method) => {
-                Prepared::Started(call.id.clone(), chain.spawn(call))
-            }
-            item => Prepared::Later(item),
-        })
-        .collect();
-    // The whole batch has the chain's request_timeout, heavy calls included: one connection
-    // cannot be held for hours by a long batch of slow calls.
-    let deadline = tokio::time::Instant::now() + chain.config.policy.request_timeout;
-    let answers = stream::iter(items)
-        .map(move |item| {
-            let chain = chain.clone();
-            async move {
-                let (id, repeatable) = match &item {
-                    Prepared::Later(Item::Call(c)) => (c.id.clone(), true),
-                    Prepared::Later(Item::Invalid { id, .. }) => (Some(id.clone()), true),
-                    Prepared::Started(id, _) => (id.clone(), false),
-                };
-                let answered = tokio::time::timeout_at(deadline, async {
-                    match item {
-                        Prepared::Later(item) => answer(&chain, item).await,
-                        Prepared::Started(id, task) => {
-                            let payload = chain.settle(task).await;
-                            id.map(|id| encode_response(&id, &payload))
+impl FrontDoor {
+    /// A batch's answers, streamed in request order as they complete: at most
+    /// `BATCH_CONCURRENCY` answers are held at once, and the first bytes go out before the last
+    /// item is done. A batch of notifications only is answered with an empty body, once all are
+    /// delivered.
+    ///
+    /// Items not safe to repeat (transaction sends) start at once, each in a task of its own
+    /// (`Chain::spawn`): a client that goes away halfway through reading the answers cannot cut a
+    /// batch of withdrawals in half. There are at most `max_batch_len` of them, and each
+    /// upstream's `max_in_flight` bounds their attempts.
+    ///
+    /// Each item runs holding a `max_concurrent_calls` permit; one that finds none is answered
+    /// -32005 at once (a transaction then certainly not sent).
+    async fn batch_response(&self, chain: Arc<Chain>, items: Vec<Item>) -> Response<Body> {
+        let any_answer = items
+            .iter()
+            .any(|i| !matches!(i, Item::Call(c) if c.id.is_none()));
+        let max_calls = self.snapshot.load().config.server.max_concurrent_calls;
+        let items: Vec<Prepared> = items
+            .into_iter()
+            .map(|item| match item {
+                Item::Call(call) if !chain.is_repeatable(&call.method) => {
+                    match self.calls.clone().try_acquire_owned() {
+                        Ok(permit) => Prepared::Started(call.id.clone(), chain.spawn(call), permit),
+                        Err(_) => {
+                            self.count(Rejection::Overloaded);
+                            Prepared::Shed(call.id.clone())
                         }
                     }
-                })
-                .await;
-                match answered {
-                    Ok(a) => a,
-                    Err(_) => {
-                        id.map(|id| encode_response(&id, &chain.batch_deadline_passed(repeatable)))
+                }
+                item => Prepared::Later(item),
+            })
+            .collect();
+        let calls = self.calls.clone();
+        let shed = self.clone();
+        // The whole batch has the chain's request_timeout, heavy calls included: one connection
+        // cannot be held for hours by a long batch of slow calls.
+        let deadline = tokio::time::Instant::now() + chain.config.policy.request_timeout;
+        let answers = stream::iter(items)
+            .map(move |item| {
+                let chain = chain.clone();
+                let calls = calls.clone();
+                let shed = shed.clone();
+                async move {
+                    let (id, repeatable) = match &item {
+                        Prepared::Later(Item::Call(c)) => (c.id.clone(), true),
+                        Prepared::Later(Item::Invalid { id, .. }) => (Some(id.clone()), true),
+                        Prepared::Started(id, ..) => (id.clone(), false),
+                        Prepared::Shed(id) => {
+                            let error = overloaded_error(max_calls).to_json();
+                            return id
+                                .as_ref()
+                                .map(|id| encode_response(id, &Payload::Error(error)));
+                        }
+                    };
+                    let answered = tokio::time::timeout_at(deadline, async {
+                        match item {
+                            Prepared::Later(Item::Call(call)) => {
+                                let Ok(_permit) = calls.try_acquire_owned() else {
+                                    shed.count(Rejection::Overloaded);
+                                    let error = overloaded_error(max_calls).to_json();
+                                    return call
+                                        .id
+                                        .map(|id| encode_response(&id, &Payload::Error(error)));
+                                };
+                                answer(&chain, Item::Call(call)).await
+                            }
+                            Prepared::Later(item) => answer(&chain, item).await,
+                            Prepared::Started(id, task, _permit) => {
+                                let payload = chain.settle(task).await;
+                                id.map(|id| encode_response(&id, &payload))
+                            }
+                            Prepared::Shed(_) => None,
+                        }
+                    })
+                    .await;
+                    match answered {
+                        Ok(a) => a,
+                        Err(_) => id.map(|id| {
+                            encode_response(&id, &chain.batch_deadline_passed(repeatable))
+                        }),
                     }
                 }
-            }
-        })
-        .buffered(BATCH_CONCURRENCY)
-        .filter_map(|a| async move { a });
-    if !any_answer {
-        answers.for_each(|_| async {}).await;
-        return json_response(StatusCode::OK, Vec::new());
+            })
+            .buffered(BATCH_CONCURRENCY)
+            .filter_map(|a| async move { a });
+        if !any_answer {
+            answers.for_each(|_| async {}).await;
+            return json_response(StatusCode::OK, Vec::new());
+        }
+        let mut first = true;
+        let body = answers
+            .flat_map(move |chunks| {
+                let element = jsonrpc::batch_element(std::mem::take(&mut first), chunks);
+                stream::iter(crate::body::join_small(element))
+            })
+            .chain(stream::once(async { jsonrpc::batch_end() }));
+        let mut resp = Response::new(Body::from_stream(body));
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp
     }
-    let mut first = true;
-    let body = answers
-        .flat_map(move |chunks| {
-            let element = jsonrpc::batch_element(std::mem::take(&mut first), chunks);
-            stream::iter(crate::body::join_small(element))
-        })
-        .chain(stream::once(async { jsonrpc::batch_end() }));
-    let mut resp = Response::new(Body::from_stream(body));
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp
 }
 
-/// A batch item: started already (not safe to repeat), or to answer in its turn.
+/// A batch item: started already (not safe to repeat), turned away at
+/// `max_concurrent_calls`, or to answer in its turn.
 enum Prepared {
-    Started(Option<Id>, tokio::task::JoinHandle<Payload>),
+    Started(
+        Option<Id>,
+        tokio::task::JoinHandle<Payload>,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
+    Shed(Option<Id>),
     Later(Item),
+}
+
+/// -32005 `overloaded`: over `max_concurrent_calls`; nothing was sent anywhere.
+fn overloaded_error(max: usize) -> ErrorObject {
+    ErrorObject::new(
+        codes::LIMIT_EXCEEDED,
+        format!("manifold: over capacity ({max} calls in flight, max_concurrent_calls): not sent; try again shortly"),
+    )
+    .with_data(json!({ "reason": "overloaded" }))
 }
 
 /// The response object for one item, or `None` for a notification.

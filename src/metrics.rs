@@ -39,6 +39,9 @@ pub const BUILD_INFO: &str = "manifold_build_info";
 pub const TX_WATCH: &str = "manifold_tx_watch";
 pub const REBROADCASTS: &str = "manifold_rebroadcasts_total";
 pub const TX_WATCH_DROPPED: &str = "manifold_tx_watch_dropped_total";
+pub const OPEN_CONNECTIONS: &str = "manifold_open_connections";
+pub const CALLS_IN_FLIGHT: &str = "manifold_calls_in_flight";
+pub const BUFFERED_BYTES: &str = "manifold_buffered_answer_bytes";
 
 const DESCRIPTIONS: &[(&str, &str)] = &[
     (
@@ -99,6 +102,18 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "Watched transactions dropped because the watch was full (max_watched), by chain",
     ),
     (
+        OPEN_CONNECTIONS,
+        "Client connections open on the JSON-RPC listener (at most max_connections)",
+    ),
+    (
+        CALLS_IN_FLIGHT,
+        "Requests and batch items in flight (at most max_concurrent_calls)",
+    ),
+    (
+        BUFFERED_BYTES,
+        "Upstream answer bytes held in memory and counted against max_buffered_bytes",
+    ),
+    (
         BREAKER_STATE,
         "The upstream's circuit breaker: 0 closed, 1 half-open, 2 open",
     ),
@@ -112,9 +127,24 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     ),
 ];
 
-#[derive(Debug)]
 pub struct Metrics {
     recorder: PrometheusRecorder,
+    /// The limits' gauges, read when `/metrics` is rendered: nothing to update per call.
+    limits: OnceLock<LimitGauges>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// What the edge's limits hold now: each semaphore with its size, and the answer budget.
+#[derive(Debug)]
+pub struct LimitGauges {
+    pub connections: (Arc<tokio::sync::Semaphore>, usize),
+    pub calls: (Arc<tokio::sync::Semaphore>, usize),
+    pub budget: crate::upstream::AnswerBudget,
 }
 
 impl Metrics {
@@ -136,7 +166,10 @@ impl Metrics {
                 recorder.describe_gauge(key, None, (*help).into());
             }
         }
-        let this = Arc::new(Self { recorder });
+        let this = Arc::new(Self {
+            recorder,
+            limits: OnceLock::new(),
+        });
         this.gauge(
             BUILD_INFO,
             vec![Label::new("version", env!("CARGO_PKG_VERSION"))],
@@ -184,8 +217,24 @@ impl Metrics {
         })
     }
 
+    /// Report what `limits` hold in `/metrics` (set once; a second call is ignored).
+    pub fn sample_limits(&self, limits: LimitGauges) {
+        let _ = self.limits.set(limits);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Some(l) = self.limits.get() {
+            let in_use = |(sem, max): &(Arc<tokio::sync::Semaphore>, usize)| {
+                max.saturating_sub(sem.available_permits()) as f64
+            };
+            self.gauge(OPEN_CONNECTIONS, Vec::new())
+                .set(in_use(&l.connections));
+            self.gauge(CALLS_IN_FLIGHT, Vec::new())
+                .set(in_use(&l.calls));
+            self.gauge(BUFFERED_BYTES, Vec::new())
+                .set(l.budget.held() as f64);
+        }
         self.recorder.handle().render()
     }
 }

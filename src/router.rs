@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::chain::Chain;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::upstream::AnswerBudget;
 use crate::watch::TxStore;
 
 #[derive(Debug)]
@@ -19,11 +20,12 @@ impl Router {
         config: &Config,
         metrics: &Arc<Metrics>,
         store: Option<&TxStore>,
+        budget: &AnswerBudget,
     ) -> Result<Self, String> {
         let chains = config
             .chains
             .iter()
-            .map(|c| Chain::new(c.clone(), config, metrics, store).map(Arc::new))
+            .map(|c| Chain::new(c.clone(), metrics, store, budget).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let by_name = chains
             .iter()

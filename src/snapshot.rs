@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::router::Router;
+use crate::upstream::AnswerBudget;
 use crate::watch::TxStore;
 
 #[derive(Debug)]
@@ -26,8 +27,9 @@ impl Snapshot {
         config: Config,
         metrics: &Arc<Metrics>,
         store: Option<&TxStore>,
+        budget: &AnswerBudget,
     ) -> Result<Self, String> {
-        let router = Router::new(&config, metrics, store)?;
+        let router = Router::new(&config, metrics, store, budget)?;
         Ok(Self {
             config: Arc::new(config),
             router,

@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use manifold::config::Config;
+use manifold::upstream::AnswerLimit;
 use support::*;
 
 struct Certs {
@@ -185,7 +186,8 @@ async fn upstream_client_speaks_http2_over_tls() {
         .upstreams[0]
         .clone();
     let tls = trusting(&certs);
-    let client = UpstreamClient::with_tls(&upstream_cfg, 1 << 20, tls).unwrap();
+    let client =
+        UpstreamClient::with_tls(&upstream_cfg, AnswerLimit::unbudgeted(1 << 20), tls).unwrap();
     for _ in 0..3 {
         let reply = client
             .post(Bytes::from_static(
@@ -200,7 +202,7 @@ async fn upstream_client_speaks_http2_over_tls() {
         );
     }
     // The default client does not trust a self-signed certificate: a clear TLS error.
-    let err = UpstreamClient::new(&upstream_cfg, 1 << 20)
+    let err = UpstreamClient::new(&upstream_cfg, AnswerLimit::unbudgeted(1 << 20))
         .unwrap()
         .post(Bytes::from_static(b"{}"))
         .await

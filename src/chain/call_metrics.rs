@@ -18,10 +18,13 @@ pub enum CallOutcome {
     UpstreamFailed,
     RateLimited,
     Timeout,
+    /// A limit of Manifold's: an answer over `max_response_bytes`, or no room for it in
+    /// `max_buffered_bytes`.
+    LimitExceeded,
 }
 
 impl CallOutcome {
-    const COUNT: usize = 6;
+    const COUNT: usize = 7;
 
     pub fn label(self) -> &'static str {
         match self {
@@ -31,6 +34,7 @@ impl CallOutcome {
             CallOutcome::UpstreamFailed => "upstream_failed",
             CallOutcome::RateLimited => "rate_limited",
             CallOutcome::Timeout => "timeout",
+            CallOutcome::LimitExceeded => "limit_exceeded",
         }
     }
 }

@@ -21,13 +21,15 @@ use tracing::Instrument;
 
 pub use call_metrics::CallOutcome;
 
-use crate::config::{ChainConfig, Config};
+use crate::config::ChainConfig;
 use crate::family::{self, ChainFamily, Cost};
 use crate::health::checker::{self, ChainHealth};
 use crate::health::ChainHead;
 use crate::jsonrpc::{encode_request, Call, Payload};
 use crate::metrics::{Metrics, CHAIN_HEAD, HEDGES, RETRIES};
-use crate::upstream::{CallPlan, Route, SetMetrics, Upstream, UpstreamSet};
+use crate::upstream::{
+    AnswerBudget, AnswerLimit, CallPlan, Route, SetMetrics, Upstream, UpstreamSet,
+};
 use crate::watch::{TxStore, TxWatch};
 
 #[derive(Debug)]
@@ -46,14 +48,15 @@ impl Chain {
     /// `store`: the transaction watch's store (`None`: watched in memory only).
     pub fn new(
         config: ChainConfig,
-        server: &Config,
         metrics: &Arc<Metrics>,
         store: Option<&TxStore>,
+        budget: &AnswerBudget,
     ) -> Result<Self, String> {
         let family = family::for_chain(&config);
-        // An upstream answer is bounded like a client request, but with room for the largest
-        // real answers (blocks with traces, wide eth_getLogs ranges).
-        let max_response_bytes = server.server.max_request_bytes.max(256 * 1024 * 1024);
+        let answers = AnswerLimit {
+            max_bytes: config.policy.max_response_bytes,
+            budget: budget.clone(),
+        };
         let upstreams = config
             .upstreams
             .iter()
@@ -62,7 +65,7 @@ impl Chain {
                     &config.name,
                     u.clone(),
                     metrics,
-                    max_response_bytes,
+                    answers.clone(),
                     &config.policy.health,
                     &config.policy.breaker,
                     family.clone(),

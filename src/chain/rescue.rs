@@ -48,6 +48,9 @@ impl Chain {
         if !repeatable && attempts.iter().any(|a| a.maybe_delivered) {
             return self.outcome_unknown(&attempts, hash);
         }
+        if let Some(limit) = self.limit_reached(&attempts) {
+            return limit;
+        }
         // A node's own error ("header not found" everywhere) is the truest answer there is.
         let node_answer = attempts
             .iter()
@@ -92,6 +95,40 @@ impl Chain {
             ),
             outcome,
         )
+    }
+
+    /// -32005 when an attempt met a limit no other upstream would get past: an answer larger
+    /// than `max_response_bytes` to a call that may have one (`response_too_large`: ask for
+    /// less), or no room for the answer in `max_buffered_bytes` (`memory_budget`: try again).
+    fn limit_reached(&self, attempts: &[AttemptFailure]) -> Option<(Payload, CallOutcome)> {
+        let met = |o: Outcome| attempts.iter().any(|a| a.outcome == o);
+        let (message, reason) = if met(Outcome::TooLarge) {
+            (
+                format!(
+                    "the answer is larger than max_response_bytes ({} bytes): ask for less (a narrower block range, fewer addresses)",
+                    self.config.policy.max_response_bytes
+                ),
+                "response_too_large",
+            )
+        } else if met(Outcome::OverBudget) {
+            (
+                format!(
+                    "too many large answers held in memory at once (max_buffered_bytes, waited {} s): try again shortly",
+                    crate::upstream::budget::BUDGET_WAIT.as_secs()
+                ),
+                "memory_budget",
+            )
+        } else {
+            return None;
+        };
+        Some((
+            self.error(
+                codes::LIMIT_EXCEEDED,
+                message,
+                json!({ "reason": reason, "attempts": attempt_list(attempts) }),
+            ),
+            CallOutcome::LimitExceeded,
+        ))
     }
 
     /// -32092 `outcome_unknown`: the request may have reached a node, and no answer says what

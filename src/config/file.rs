@@ -27,6 +27,9 @@ pub struct FileServer {
     pub shutdown_timeout: Option<String>,
     pub tls: Option<FileTls>,
     pub tx_store: Option<String>,
+    pub max_connections: Option<u64>,
+    pub max_concurrent_calls: Option<u64>,
+    pub max_buffered_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +81,7 @@ pub struct FileMethods {
 pub struct FilePolicy {
     pub request_timeout: Option<String>,
     pub heavy_request_timeout: Option<String>,
+    pub max_response_bytes: Option<u64>,
     pub retry: Option<FileRetry>,
     pub max_lag_blocks: Option<u64>,
     pub health: Option<FileHealth>,

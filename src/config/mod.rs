@@ -56,6 +56,13 @@ pub struct ServerConfig {
     /// The transaction watch's on-disk store (relative paths: to the working directory);
     /// `None` (`":memory:"`): kept in memory only, lost on restart.
     pub tx_store: Option<PathBuf>,
+    /// Client connections open at once on `listen`; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Calls in flight at once (HTTP requests, and batch items while they run); one more is
+    /// answered at once with 503 (or -32005 in a batch), never queued.
+    pub max_concurrent_calls: usize,
+    /// Upstream answer bytes held in memory at once, all chains together.
+    pub max_buffered_bytes: usize,
 }
 
 /// TLS for the JSON-RPC listener, loaded and checked when the configuration is.
@@ -206,6 +213,8 @@ pub struct Policy {
     pub request_timeout: Duration,
     /// The same, and each attempt's limit, for calls slow by nature (`family::Cost::Heavy`).
     pub heavy_request_timeout: Duration,
+    /// The largest upstream answer taken, compressed or not.
+    pub max_response_bytes: usize,
     /// Upstreams tried for one request before giving up (1 = no failover), hedges included.
     pub max_attempts: u32,
     /// Retries allowed as a share of recent requests (on top of a small floor per second).
@@ -258,6 +267,12 @@ pub mod defaults {
     pub const ADMIN_LISTEN: &str = "127.0.0.1:8646";
     pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
     pub const MAX_BATCH_LEN: usize = 1000;
+    pub const MAX_CONNECTIONS: usize = 4096;
+    pub const MAX_CONCURRENT_CALLS: usize = 4096;
+    /// 256 MiB: four answers of the largest size at once.
+    pub const MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
+    /// 64 MiB: a wide `eth_getLogs` or a block's receipts; more is a request to narrow.
+    pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
     /// An upstream's `max_in_flight`: as many HTTP/1.1 connections at most. Enough for a
     /// node answering in 10 ms to serve 12,800 requests a second; a provider rarely allows
@@ -323,6 +338,9 @@ impl Config {
             "max_batch_len": s.max_batch_len,
             "shutdown_timeout": humantime::format_duration(s.shutdown_timeout).to_string(),
             "tx_store": s.tx_store.as_ref().map_or_else(|| MEMORY_STORE.to_string(), |p| p.display().to_string()),
+            "max_connections": s.max_connections,
+            "max_concurrent_calls": s.max_concurrent_calls,
+            "max_buffered_bytes": s.max_buffered_bytes,
         });
         if let (Some(tls), Some(obj)) = (&s.tls, server.as_object_mut()) {
             obj.insert(
@@ -343,6 +361,7 @@ impl ChainConfig {
             "policy": {
                 "request_timeout": humantime::format_duration(self.policy.request_timeout).to_string(),
                 "heavy_request_timeout": humantime::format_duration(self.policy.heavy_request_timeout).to_string(),
+                "max_response_bytes": self.policy.max_response_bytes,
                 "retry": { "max_attempts": self.policy.max_attempts, "budget": self.policy.retry_budget },
                 "hedge": self.policy.hedge.describe(),
                 "breaker": {

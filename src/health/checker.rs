@@ -220,7 +220,7 @@ mod tests {
                 &chain.name,
                 chain.upstreams[0].clone(),
                 &metrics,
-                1 << 20,
+                crate::upstream::AnswerLimit::unbudgeted(1 << 20),
                 &chain.policy.health,
                 &chain.policy.breaker,
                 family.clone(),

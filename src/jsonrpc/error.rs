@@ -29,6 +29,10 @@ pub mod codes {
     pub const TIMEOUT: i64 = -32093;
     /// Every upstream tried answered "rate limited" (HTTP 429).
     pub const RATE_LIMITED: i64 = -32094;
+    /// A limit of Manifold's was reached (EIP-1474's "limit exceeded"): over
+    /// `max_concurrent_calls` (shed at once), an answer larger than `max_response_bytes`,
+    /// no room in `max_buffered_bytes`. `data.reason` says which.
+    pub const LIMIT_EXCEEDED: i64 = -32005;
 }
 
 /// A JSON-RPC error object built by the proxy.

@@ -1,39 +1,61 @@
 //! Accepting connections and serving HTTP/1.1 (keep-alive) and HTTP/2 on them (h2c in the
 //! clear; ALPN under TLS), with graceful shutdown: the hyper 1.x serving template (as axum's `serve`), without axum.
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 
-use crate::body::Body;
-
-/// An HTTP handler that always answers.
-pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send;
+/// What a listener's connections are limited to, and what is done with one too many.
+#[derive(Clone)]
+pub struct ConnectionLimit {
+    open: Arc<Semaphore>,
+    /// Connections being turned away at once (each answered 503 and closed in a task of
+    /// its own, for a second at most); past these, closed at once.
+    refusing: Arc<Semaphore>,
+    on_refused: Arc<dyn Fn() + Send + Sync>,
 }
 
-impl Handler for crate::frontdoor::FrontDoor {
-    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send {
-        crate::frontdoor::FrontDoor::handle(self, req)
+impl std::fmt::Debug for ConnectionLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionLimit")
+            .field("available", &self.open.available_permits())
+            .finish_non_exhaustive()
     }
 }
 
-impl Handler for crate::admin::Admin {
-    fn handle(&self, req: Request<Incoming>) -> impl Future<Output = Response<Body>> + Send {
-        crate::admin::Admin::handle(self, req)
+/// Connections turned away with an answer at once, at most.
+const REFUSING_AT_ONCE: usize = 64;
+
+impl ConnectionLimit {
+    pub fn new(max: usize, on_refused: Arc<dyn Fn() + Send + Sync>) -> Self {
+        Self {
+            open: Arc::new(Semaphore::new(max)),
+            refusing: Arc::new(Semaphore::new(REFUSING_AT_ONCE)),
+            on_refused,
+        }
+    }
+
+    /// The semaphore of open connections (its available permits tell how many are open).
+    pub fn open(&self) -> &Arc<Semaphore> {
+        &self.open
     }
 }
+
+/// What a connection over `max_connections` is sent before it is closed: a JSON-RPC error
+/// with HTTP 503, without reading its request (an HTTP/1.1 server may answer first).
+const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 148\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32005,\"message\":\"manifold: too many connections (max_connections)\",\"data\":{\"reason\":\"max_connections\"}}}";
 
 /// A client that opened a connection but sends no complete request head in this time is cut
 /// off (slowloris).
@@ -42,14 +64,21 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve `handler` on `listener` until `shutdown` turns true, then stop accepting, let the
 /// in-flight requests finish for at most `grace`, and return.
-pub async fn serve<H: Handler>(
+pub async fn serve<S, B>(
     name: &'static str,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    handler: Arc<H>,
+    service: S,
+    limit: ConnectionLimit,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
-) {
+) where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -76,8 +105,12 @@ pub async fn serve<H: Handler>(
                         continue;
                     }
                 };
+                let Ok(permit) = limit.open.clone().try_acquire_owned() else {
+                    refuse(name, &limit, tls.is_some(), stream, peer);
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                spawn_connection(name, &builder, &graceful, tls.clone(), stream, peer, handler.clone());
+                spawn_connection(name, &builder, &graceful, tls.clone(), stream, peer, service.clone(), permit);
             }
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
@@ -98,22 +131,69 @@ pub async fn serve<H: Handler>(
     }
 }
 
-fn spawn_connection<H: Handler>(
+/// A connection over the limit: answered 503 and closed. The answer goes out before the
+/// request is read; what the client sent is then read and dropped for up to a second, so
+/// that closing with unread data does not reset the connection before the client has read
+/// the answer. At most `REFUSING_AT_ONCE` at a time; past those (a flood), closed at once.
+/// Under TLS there is no answer without a handshake: closed at once.
+fn refuse(
+    name: &'static str,
+    limit: &ConnectionLimit,
+    tls: bool,
+    stream: TcpStream,
+    peer: SocketAddr,
+) {
+    (limit.on_refused)();
+    tracing::debug!(listener = name, %peer, "connection refused: max_connections reached");
+    if tls {
+        return;
+    }
+    let Ok(permit) = limit.refusing.clone().try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _permit = permit;
+        let mut stream = stream;
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            stream.write_all(REFUSAL).await?;
+            stream.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            let mut read = 0usize;
+            while read < 64 * 1024 {
+                match stream.read(&mut sink).await? {
+                    0 => break,
+                    n => read += n,
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_connection<S, B>(
     name: &'static str,
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
     tls: Option<TlsAcceptor>,
-    stream: tokio::net::TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
-    handler: Arc<H>,
-) {
+    service: S,
+    permit: OwnedSemaphorePermit,
+) where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let builder = builder.clone();
     let watcher = graceful.watcher();
     tokio::spawn(async move {
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler.handle(req).await) }
-        });
+        // Held for as long as the connection is open.
+        let _permit = permit;
+        let service = TowerToHyperService::new(service);
         let result = match tls {
             None => {
                 watcher
@@ -146,4 +226,24 @@ fn spawn_connection<H: Handler>(
             tracing::debug!(listener = name, %peer, error = %e, "connection ended with an error");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refusal_is_one_whole_http_response() {
+        let text = std::str::from_utf8(REFUSAL).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let declared: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(declared, body.len());
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["code"], -32005);
+    }
 }

@@ -1,23 +1,26 @@
 //! Starting and stopping a Manifold instance: bind both listeners, serve until told to stop.
 
+mod edge;
 mod listener;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::frontdoor::FrontDoor;
-use crate::metrics::Metrics;
+use crate::metrics::{LimitGauges, Metrics};
 use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::upstream::AnswerBudget;
 use crate::watch::TxStore;
 
-pub use listener::Handler;
+pub use listener::ConnectionLimit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -34,6 +37,21 @@ pub enum StartError {
 /// How often histogram samples are folded into their buckets when nobody scrapes: a
 /// second of samples at most is held raw (at 60k calls a second, a few MB).
 const METRICS_UPKEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Connections the admin listener holds open at once: probes and scrapes, a few at a time.
+const ADMIN_MAX_CONNECTIONS: usize = 128;
+
+/// The edge's backstop for one whole request: past the body's read timeout and the longest
+/// call deadline of any chain, with a margin. Reaching it means a deadline inside failed.
+fn backstop(config: &Config) -> std::time::Duration {
+    let longest = config
+        .chains
+        .iter()
+        .map(|c| c.policy.heavy_request_timeout.max(c.policy.request_timeout))
+        .max()
+        .unwrap_or_default();
+    crate::frontdoor::BODY_READ_TIMEOUT + longest + std::time::Duration::from_secs(5)
+}
 
 /// A running instance. Dropping it does not stop it: call [`Running::shutdown`].
 #[derive(Debug)]
@@ -53,6 +71,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tracing::warn!("{w}");
     }
     let metrics = Metrics::new();
+    // One budget for every chain's answers, for as long as the process runs.
+    let budget = AnswerBudget::new(config.server.max_buffered_bytes);
     let grace = config.server.shutdown_timeout;
     let rpc_addr = config.server.listen;
     let admin_addr = config.server.admin_listen;
@@ -68,7 +88,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         _ => None,
     };
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(
-        Snapshot::build(config, &metrics, store.as_ref()).map_err(StartError::Setup)?,
+        Snapshot::build(config, &metrics, store.as_ref(), &budget).map_err(StartError::Setup)?,
     ));
     let bind = |what, addr| async move {
         TcpListener::bind(addr)
@@ -92,15 +112,44 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         None => None,
     };
     let (stop, stopped) = watch::channel(false);
-    let front = Arc::new(FrontDoor::new(snapshot.clone(), metrics.clone()));
+    let (max_connections, max_calls, backstop) = {
+        let snap = snapshot.load();
+        let server = &snap.config.server;
+        (
+            server.max_connections,
+            server.max_concurrent_calls,
+            backstop(&snap.config),
+        )
+    };
+    let calls = Arc::new(Semaphore::new(max_calls));
+    let front = Arc::new(FrontDoor::new(
+        snapshot.clone(),
+        metrics.clone(),
+        calls.clone(),
+    ));
+    let refused = front.clone();
+    let rpc_limit = ConnectionLimit::new(
+        max_connections,
+        Arc::new(move || refused.count_refused_connection()),
+    );
     let admin_handler = Arc::new(Admin::new(snapshot.clone(), metrics.clone()));
+    let admin_service = tower::service_fn(move |req| {
+        let admin = admin_handler.clone();
+        async move { Ok::<_, Infallible>(admin.handle(req).await) }
+    });
+    metrics.sample_limits(LimitGauges {
+        connections: (rpc_limit.open().clone(), max_connections),
+        calls: (calls.clone(), max_calls),
+        budget: budget.clone(),
+    });
     let mut tasks = vec![
         metrics.spawn_upkeep(METRICS_UPKEEP, stopped.clone()),
         tokio::spawn(listener::serve(
             "rpc",
             rpc,
             tls,
-            front,
+            edge::rpc_service(front, calls, backstop),
+            rpc_limit,
             stopped.clone(),
             grace,
         )),
@@ -108,7 +157,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             "admin",
             admin,
             None,
-            admin_handler,
+            admin_service,
+            ConnectionLimit::new(ADMIN_MAX_CONNECTIONS, Arc::new(|| {})),
             stopped,
             grace,
         )),

@@ -54,6 +54,11 @@ impl Upstream {
         // Queued behind `max_in_flight` for the whole time allowed: never sent. Slow all the
         // same (a timeout for failover), but it says nothing about the node: blameless.
         let never_sent = matches!(reply, Err(TransportError::Saturated(..)));
+        // Limits of the request's or Manifold's own say nothing about the node either.
+        let own_limit = matches!(
+            reply,
+            Err(TransportError::OverBudget(_) | TransportError::TooLarge(_)) if cost == Cost::Heavy
+        ) || matches!(reply, Err(TransportError::OverBudget(_)));
         // How long the exchange itself was allowed, when it timed out (the wait for a slot
         // before it is not the node's doing).
         let allowed = match &reply {
@@ -74,8 +79,12 @@ impl Upstream {
                     // Never sent (`never_sent`): safe to send elsewhere.
                     TransportError::Saturated(..) => (Outcome::Timeout, false),
                     TransportError::Connect(_) => (Outcome::Transport, false),
-                    // An answer too large to take is the request's doing, not the node's.
-                    TransportError::TooLarge(_) => (Outcome::Rejected, true),
+                    // Too large for a call that can legitimately be huge (logs, traces): the
+                    // request's doing, to narrow. For one small by nature (a balance), an
+                    // oversized or endless answer is an unusable reply: the upstream's.
+                    TransportError::TooLarge(_) if cost == Cost::Heavy => (Outcome::TooLarge, true),
+                    TransportError::TooLarge(_) => (Outcome::BadReply, true),
+                    TransportError::OverBudget(_) => (Outcome::OverBudget, true),
                     _ => (Outcome::Transport, true),
                 };
                 (Err((outcome, e.to_string())), None, delivered)
@@ -106,6 +115,7 @@ impl Upstream {
         let maybe_delivered = maybe_delivered && outcome != Outcome::RateLimited;
         in_flight.passive.finish();
         let blameless = never_sent
+            || own_limit
             || allowed.is_some_and(|allowed| {
                 timeout_is_blameless(
                     cost,
@@ -196,7 +206,11 @@ impl Upstream {
 fn breaker_verdict(outcome: Outcome) -> Verdict {
     match outcome {
         Outcome::Success | Outcome::RpcError => Verdict::Success,
-        Outcome::NodeError | Outcome::RateLimited | Outcome::Rejected => Verdict::Neutral,
+        Outcome::NodeError
+        | Outcome::RateLimited
+        | Outcome::Rejected
+        | Outcome::TooLarge
+        | Outcome::OverBudget => Verdict::Neutral,
         Outcome::Timeout | Outcome::Transport | Outcome::HttpStatus | Outcome::BadReply => {
             Verdict::Failure
         }

@@ -4,7 +4,8 @@
 //! connect timeout. HTTPS goes through rustls with the webpki roots (no system OpenSSL) and
 //! negotiates HTTP/2 by ALPN when the provider offers it; plain `http://` uses HTTP/1.1
 //! keep-alive. The whole exchange, from sending to the last body byte, is bounded by the
-//! upstream's `timeout`, and the body by `max_response_bytes`, compressed or not.
+//! upstream's `timeout`, and the body by `max_response_bytes`, compressed or not, and by the
+//! process's budget of buffered answer bytes (`read_body`).
 //!
 //! At most `max_in_flight` attempts are sent at once (a semaphore; hyper's pool has no such
 //! cap): over HTTP/1.1 each is a connection, and without a cap a burst of a thousand client
@@ -13,15 +14,16 @@
 //! timeout. Health probes skip the queue: they must tell whether the node answers, not
 //! how busy Manifold keeps it. The idle pool is bounded by the same number.
 
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use http::header::{ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{
+    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -29,6 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::read_body::{read_answer, AnswerLimit, Encoding};
 use crate::config::UpstreamConfig;
 
 /// What came back over HTTP, body fully read and decompressed.
@@ -54,8 +57,12 @@ pub enum TransportError {
     Saturated(String, Duration),
     #[error("connection failed: {0}")]
     Io(String),
-    #[error("response body larger than {0} bytes")]
+    #[error("answer larger than max_response_bytes ({0} bytes)")]
     TooLarge(usize),
+    /// The answers held in memory were at `max_buffered_bytes` (this many) for all of
+    /// `BUDGET_WAIT`.
+    #[error("answers held in memory at max_buffered_bytes ({0} bytes): no room for this one")]
+    OverBudget(usize),
     #[error("cannot decode response body: {0}")]
     Decode(String),
 }
@@ -66,7 +73,7 @@ pub struct UpstreamClient {
     uri: Uri,
     headers: HeaderMap,
     timeout: Duration,
-    max_response_bytes: usize,
+    answers: AnswerLimit,
     /// One permit per attempt in flight (`max_in_flight`).
     slots: Arc<Semaphore>,
     max_in_flight: u32,
@@ -87,7 +94,7 @@ impl std::fmt::Debug for UpstreamClient {
 impl UpstreamClient {
     /// A client that trusts the webpki roots (the Mozilla CA set), built in: no dependency on
     /// the host's CA bundle, same behaviour in a distroless container as on a laptop.
-    pub fn new(cfg: &UpstreamConfig, max_response_bytes: usize) -> Result<Self, String> {
+    pub fn new(cfg: &UpstreamConfig, answers: AnswerLimit) -> Result<Self, String> {
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -96,13 +103,13 @@ impl UpstreamClient {
             .map_err(|e| format!("TLS setup: {e}"))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Self::with_tls(cfg, max_response_bytes, tls)
+        Self::with_tls(cfg, answers, tls)
     }
 
     /// A client with the given TLS settings (ALPN is set here: h2, then http/1.1).
     pub fn with_tls(
         cfg: &UpstreamConfig,
-        max_response_bytes: usize,
+        answers: AnswerLimit,
         tls: rustls::ClientConfig,
     ) -> Result<Self, String> {
         let mut http = HttpConnector::new();
@@ -157,7 +164,7 @@ impl UpstreamClient {
             uri,
             headers,
             timeout: cfg.timeout,
-            max_response_bytes,
+            answers,
             slots: Arc::new(Semaphore::new(
                 usize::try_from(cfg.max_in_flight).unwrap_or(Semaphore::MAX_PERMITS),
             )),
@@ -271,26 +278,13 @@ impl UpstreamClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| retry_after(v, std::time::SystemTime::now()));
-        let body = Limited::new(body, self.max_response_bytes)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    TransportError::TooLarge(self.max_response_bytes)
-                } else {
-                    TransportError::Io(error_chain(e.as_ref()))
-                }
-            })?
-            .to_bytes();
-        let body = match parts
+        let encoding = match parts
             .headers
             .get(CONTENT_ENCODING)
             .map(HeaderValue::as_bytes)
         {
-            None | Some(b"identity") => body,
-            Some(b"gzip" | b"x-gzip") => gunzip(&body, self.max_response_bytes)?,
+            None | Some(b"identity") => Encoding::Identity,
+            Some(b"gzip" | b"x-gzip") => Encoding::Gzip,
             Some(other) => {
                 return Err(TransportError::Decode(format!(
                     "unsupported content-encoding {:?}",
@@ -298,6 +292,12 @@ impl UpstreamClient {
                 )))
             }
         };
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let body = read_answer(body, encoding, declared, &self.answers).await?;
         Ok(HttpReply {
             status: parts.status,
             version: parts.version,
@@ -327,22 +327,9 @@ fn heavy_share(max_in_flight: u32) -> usize {
         .max(1)
 }
 
-/// Decompress at most `max` bytes: a small gzip bomb must not become gigabytes.
-fn gunzip(body: &[u8], max: usize) -> Result<Bytes, TransportError> {
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
-    flate2::read::GzDecoder::new(body)
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| TransportError::Decode(format!("gzip: {e}")))?;
-    if out.len() > max {
-        return Err(TransportError::TooLarge(max));
-    }
-    Ok(Bytes::from(out))
-}
-
 /// "error trying to connect: tcp connect error: Connection refused (os error 111)": the
 /// whole chain, since hyper's top-level message alone ("client error (Connect)") says little.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -376,7 +363,6 @@ fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     #[test]
     fn retry_after_in_seconds_or_as_an_http_date() {
@@ -392,21 +378,5 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(retry_after("soon", now), None);
-    }
-
-    #[test]
-    fn gunzip_roundtrip_and_bomb_limit() {
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(&vec![b'a'; 100_000]).unwrap();
-        let gz = enc.finish().unwrap();
-        assert_eq!(gunzip(&gz, 100_000).unwrap().len(), 100_000);
-        assert!(matches!(
-            gunzip(&gz, 99_999),
-            Err(TransportError::TooLarge(99_999))
-        ));
-        assert!(matches!(
-            gunzip(b"not gzip", 10),
-            Err(TransportError::Decode(_))
-        ));
     }
 }

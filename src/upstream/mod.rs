@@ -9,10 +9,12 @@ mod ask;
 mod attempt;
 mod breaker;
 mod broadcast;
+pub mod budget;
 mod client;
 pub mod hedge;
 mod outcome;
 mod passive;
+mod read_body;
 mod reply;
 mod set;
 
@@ -27,10 +29,12 @@ pub use breaker::{BreakerPolicy, BreakerState, BreakerTransition, CircuitBreaker
 pub use broadcast::{
     broadcast, took_it, BroadcastOutcome, BroadcastRequest, BroadcastResult, SendResult,
 };
+pub use budget::AnswerBudget;
 pub use client::{HttpReply, TransportError, UpstreamClient};
 pub use hedge::{HedgeDelay, HedgePolicy};
 pub use outcome::{AttemptFailure, Outcome};
 pub use passive::PassiveHealth;
+pub use read_body::AnswerLimit;
 pub use reply::read_reply;
 pub use set::{CallPlan, Pick, Route, SetFailure, SetMetrics, UpstreamSet};
 
@@ -85,12 +89,12 @@ impl Upstream {
         chain: &Arc<str>,
         config: UpstreamConfig,
         metrics: &Arc<Metrics>,
-        max_response_bytes: usize,
+        answers: AnswerLimit,
         health: &crate::config::HealthPolicy,
         breaker: &BreakerPolicy,
         family: Arc<dyn ChainFamily>,
     ) -> Result<Self, String> {
-        let client = UpstreamClient::new(&config, max_response_bytes)?;
+        let client = UpstreamClient::new(&config, answers)?;
         let labels = || {
             vec![
                 Label::new("chain", chain.to_string()),

@@ -28,10 +28,16 @@ pub enum Outcome {
     Transport,
     /// No complete answer within the upstream's timeout.
     Timeout,
+    /// An answer larger than `max_response_bytes` to a call whose answers can be that large
+    /// (a wide `eth_getLogs`): the request's doing. Not retried, not held against anyone.
+    TooLarge,
+    /// No room for the answer in the process's `max_buffered_bytes` in time: Manifold's
+    /// own limit. Not retried (another upstream's answer would need the same room).
+    OverBudget,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 9] = [
+    pub const ALL: [Outcome; 11] = [
         Outcome::Success,
         Outcome::RpcError,
         Outcome::NodeError,
@@ -41,14 +47,26 @@ impl Outcome {
         Outcome::BadReply,
         Outcome::Transport,
         Outcome::Timeout,
+        Outcome::TooLarge,
+        Outcome::OverBudget,
     ];
 
     /// The upstream, not the request, is at fault: counts against its health.
     pub fn is_upstream_fault(self) -> bool {
         !matches!(
             self,
-            Outcome::Success | Outcome::RpcError | Outcome::Rejected
+            Outcome::Success
+                | Outcome::RpcError
+                | Outcome::Rejected
+                | Outcome::TooLarge
+                | Outcome::OverBudget
         )
+    }
+
+    /// Another upstream may do better: `false` for a limit of the request's or Manifold's
+    /// own, which every upstream would meet the same way.
+    pub fn may_retry(self) -> bool {
+        !matches!(self, Outcome::TooLarge | Outcome::OverBudget)
     }
 
     /// Metric label; a fixed, small set.
@@ -63,6 +81,8 @@ impl Outcome {
             Outcome::BadReply => "bad_reply",
             Outcome::Transport => "transport_error",
             Outcome::Timeout => "timeout",
+            Outcome::TooLarge => "too_large",
+            Outcome::OverBudget => "over_budget",
         }
     }
 
@@ -105,7 +125,14 @@ mod tests {
         for o in Outcome::ALL {
             assert_eq!(
                 o.is_upstream_fault(),
-                !matches!(o, Outcome::Success | Outcome::RpcError | Outcome::Rejected)
+                !matches!(
+                    o,
+                    Outcome::Success
+                        | Outcome::RpcError
+                        | Outcome::Rejected
+                        | Outcome::TooLarge
+                        | Outcome::OverBudget
+                )
             );
         }
     }

@@ -19,6 +19,13 @@ use super::Config;
 
 /// The longest duration a key takes, unless it says otherwise.
 const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+const MIB: u64 = 1024 * 1024;
+/// The largest `max_response_bytes`: 1 GiB (a JSON answer larger is a request to narrow).
+pub(super) const MAX_RESPONSE_LIMIT: u64 = 1024 * MIB;
+/// The largest `max_buffered_bytes`: 64 GiB.
+pub(super) const MAX_BUFFERED_LIMIT: u64 = 64 * 1024 * MIB;
+/// The most connections or calls at once a limit may allow.
+pub(super) const MAX_CONCURRENCY: u64 = 1_000_000;
 /// The longest `watch_for`: a transaction unmined for a month is not coming.
 pub(super) const MAX_WATCH_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
@@ -56,6 +63,9 @@ pub(super) fn load(
     };
     let server = v.server(&root.key("server"), &file.server);
     let chains = v.chains(&root, &file.chains);
+    if let Some(server) = &server {
+        v.answers_fit_the_budget(&root, &file, server.max_buffered_bytes);
+    }
     if !v.errors.is_empty() {
         return Err(ConfigErrors(v.errors));
     }
@@ -137,6 +147,50 @@ impl Validator {
                 default
             }
             Some(v) => usize::try_from(v).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// A size in bytes within `range` ("... is out of range" otherwise, in bytes and MiB).
+    fn bytes(
+        &mut self,
+        at: &KeyPath,
+        value: Option<u64>,
+        range: std::ops::RangeInclusive<u64>,
+        default: usize,
+    ) -> usize {
+        match value {
+            None => default,
+            Some(n) if range.contains(&n) => usize::try_from(n).unwrap_or(usize::MAX),
+            Some(n) => {
+                self.fail(
+                    at,
+                    format!(
+                        "{n} is out of range {} to {} bytes ({} to {} MiB)",
+                        range.start(),
+                        range.end(),
+                        range.start() / MIB,
+                        range.end() / MIB
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// Every chain's largest answer fits in the process's budget for buffered answers, or
+    /// no answer of that size could ever be taken.
+    fn answers_fit_the_budget(&mut self, root: &KeyPath, file: &FileConfig, budget: usize) {
+        for (i, c) in file.chains.iter().enumerate() {
+            let max = c
+                .policy
+                .max_response_bytes
+                .map_or(super::defaults::MAX_RESPONSE_BYTES as u64, |v| v);
+            if max > budget as u64 {
+                self.fail(
+                    &root.key("chains").index(i).key("policy").key("max_response_bytes"),
+                    format!("{max} is more than server.max_buffered_bytes ({budget}): no answer that large could be held"),
+                );
+            }
         }
     }
 

@@ -24,6 +24,12 @@ impl Validator {
             p.heavy_request_timeout.as_deref(),
             defaults::HEAVY_REQUEST_TIMEOUT.max(request_timeout),
         );
+        let max_response_bytes = self.bytes(
+            &at.key("max_response_bytes"),
+            p.max_response_bytes,
+            1024..=super::MAX_RESPONSE_LIMIT,
+            defaults::MAX_RESPONSE_BYTES,
+        );
         let max_attempts = match p.retry.as_ref().and_then(|r| r.max_attempts) {
             None => defaults::MAX_ATTEMPTS,
             Some(0) => {
@@ -45,6 +51,7 @@ impl Validator {
             broadcast,
             request_timeout,
             heavy_request_timeout,
+            max_response_bytes,
             max_attempts,
             retry_budget,
             hedge,

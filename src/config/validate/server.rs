@@ -52,7 +52,26 @@ impl Validator {
             }
             Some(p) => Some(PathBuf::from(p)),
         };
+        let max_connections = self.count_of(
+            &at.key("max_connections"),
+            s.max_connections,
+            defaults::MAX_CONNECTIONS,
+        );
+        let max_concurrent_calls = self.count_of(
+            &at.key("max_concurrent_calls"),
+            s.max_concurrent_calls,
+            defaults::MAX_CONCURRENT_CALLS,
+        );
+        let max_buffered_bytes = self.bytes(
+            &at.key("max_buffered_bytes"),
+            s.max_buffered_bytes,
+            1024 * 1024..=super::MAX_BUFFERED_LIMIT,
+            defaults::MAX_BUFFERED_BYTES,
+        );
         Some(ServerConfig {
+            max_connections,
+            max_concurrent_calls,
+            max_buffered_bytes,
             listen: listen?,
             admin_listen: admin_listen?,
             max_request_bytes,
@@ -61,6 +80,23 @@ impl Validator {
             tls,
             tx_store,
         })
+    }
+
+    /// A limit on things at once: 1 to a million.
+    fn count_of(&mut self, at: &KeyPath, value: Option<u64>, default: usize) -> usize {
+        match value {
+            None => default,
+            Some(n) if (1..=super::MAX_CONCURRENCY).contains(&n) => {
+                usize::try_from(n).unwrap_or(usize::MAX)
+            }
+            Some(n) => {
+                self.fail(
+                    at,
+                    format!("{n} is out of range 1..={}", super::MAX_CONCURRENCY),
+                );
+                default
+            }
+        }
     }
 
     /// Read the certificate chain and key now, so that `check-config` catches a bad file

@@ -99,7 +99,7 @@ impl UpstreamSet {
                             return Ok(p);
                         }
                         Err(f) => {
-                            let repeat = plan.repeatable || !f.maybe_delivered;
+                            let repeat = (plan.repeatable || !f.maybe_delivered) && f.outcome.may_retry();
                             failures.push(f);
                             retry_now = repeat
                                 && retry_at.is_none()

@@ -83,7 +83,7 @@ fn build(specs: &[Spec]) -> UpstreamSet {
                 &chain.name,
                 u.clone(),
                 &metrics,
-                1 << 20,
+                crate::upstream::AnswerLimit::unbudgeted(1 << 20),
                 &chain.policy.health,
                 &chain.policy.breaker,
                 crate::family::for_chain(chain),
