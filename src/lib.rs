@@ -21,6 +21,7 @@
 //! and held behind an `ArcSwap`, so requests read one consistent version without locks.
 
 pub mod admin;
+pub mod allocator;
 pub mod body;
 pub mod chain;
 pub mod cli;

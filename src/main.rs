@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         }
     };
     logging::init(format);
+    manifold::allocator::tune();
     let config = match &cli.config {
         Some(path) => Config::from_file(path),
         None => Config::embedded_default(),

@@ -348,3 +348,135 @@ async fn logs_never_show_a_secret_an_upstream_echoes() {
     child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The resident memory of process `pid`, in bytes.
+fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .map(|v| {
+            v.trim()
+                .trim_end_matches(" kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+                * 1024
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn memory_held_for_large_answers_goes_back_to_the_system() {
+    // Answers of 2 to 100 MB, one gzip-compressed: once answered, the process gives their
+    // memory back. (Without `allocator::tune`, measured: 12 to 60 MB more stay resident.)
+    let middle = bytes::Bytes::from(vec![b'x'; 100 << 20]);
+    let gzip = |data: &[u8]| {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        bytes::Bytes::from(enc.finish().unwrap())
+    };
+    // A gzip stream of three members (as a proxy that compresses chunk by chunk sends).
+    let gz = gzip(&middle[..3 << 20]);
+    let up = FakeUpstream::start(move |req, _| {
+        let id = req["id"].to_string();
+        match req["params"][0]["toBlock"].as_str() {
+            Some("0x1") => Action::Raw(
+                vec![("content-type", "application/json".into())],
+                vec![
+                    bytes::Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":""#)),
+                    middle.clone(),
+                    bytes::Bytes::from_static(br#""}"#),
+                ],
+            ),
+            Some(n) => {
+                let n: usize = usize::from_str_radix(n.trim_start_matches("0x"), 16).unwrap();
+                Action::Result(format!("\"{}\"", "y".repeat(n << 20)))
+            }
+            None if req["method"] == "eth_getLogs" => Action::Raw(
+                vec![("content-encoding", "gzip".into())],
+                vec![
+                    gzip(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":""#).as_bytes()),
+                    gz.clone(),
+                    gzip(br#""}"#),
+                ],
+            ),
+            None => Action::Result("\"0x1\"".into()),
+        }
+    })
+    .await;
+    let dir = scratch_dir("memory");
+    let file = dir.join("memory.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ntx_store = \":memory:\"\n{}",
+            chain_config(&[&up.url], "max_response_bytes = 134217728")
+        ),
+    )
+    .unwrap();
+    let (child, mut lines) = run_logging_json(&file, &[]);
+    let rpc_addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            if let Some(addr) = v["rpc_addr"].as_str() {
+                return addr.to_string();
+            }
+        }
+        panic!("exited before listening");
+    })
+    .await
+    .expect("listening within 20s");
+    let pid = child.id().unwrap();
+    let url = format!("http://{rpc_addr}/eth");
+    let c = HttpClient::new();
+    let logs = |to: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{{"toBlock":"{to}"}}]}}"#
+        )
+    };
+    let before = rss_of(pid);
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = rss_of(pid).max(peak);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            peak
+        })
+    };
+    for round in 0..3 {
+        let mut calls = Vec::new();
+        for to in ["0x1", "0x2", "0x5", "0x9", "0x11"] {
+            calls.push(c.post(&url, logs(to)));
+        }
+        calls.push(c.post(
+            &url,
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{}]}"#.to_string(),
+        ));
+        for (status, body) in futures_util::future::join_all(calls).await {
+            assert_eq!(status, 200);
+            assert!(
+                body.len() > 1 << 20,
+                "round {round}: {}",
+                &body[..body.len().min(300)]
+            );
+        }
+    }
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.await.unwrap();
+    // At once: the blocks of large answers are unmapped when freed (no wait for a trim).
+    let after = rss_of(pid);
+    eprintln!("RSS before {before}, peak {peak}, after {after}");
+    assert!(peak > before + (100 << 20), "the answers were held: {peak}");
+    assert!(
+        after < before + (8 << 20),
+        "RSS {after} after the answers, {before} before them"
+    );
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -137,6 +137,12 @@ pub enum Action {
     Reset,
     /// Headers and part of the body, then drop the connection.
     Truncate(String),
+    /// 200 with these headers and a body of these chunks, as they are, with its
+    /// content-length (a precomputed gzip bomb; a 100 MB answer shared by every request).
+    Raw(Vec<(&'static str, String)>, Vec<Bytes>),
+    /// 200, the start of a JSON-RPC result for the request's id, then string content
+    /// forever (chunked).
+    Endless,
 }
 
 type Script = dyn Fn(&serde_json::Value, &Bytes) -> Action + Send + Sync;
@@ -511,6 +517,30 @@ fn respond(
                 unreachable!()
             }
             Action::Reset => return Err(std::io::Error::other("reset")),
+            Action::Raw(headers, chunks) => {
+                let len: usize = chunks.iter().map(Bytes::len).sum();
+                let mut b = Response::builder()
+                    .status(200)
+                    .header("content-length", len.to_string());
+                for (k, v) in headers {
+                    b = b.header(k, v);
+                }
+                let frames = chunks.into_iter().map(|c| Ok(Frame::data(c)));
+                b.body(StreamBody::new(futures_util::stream::iter(frames)).boxed())
+                    .unwrap()
+            }
+            Action::Endless => {
+                let id = req.get("id").cloned().unwrap_or(serde_json::Value::Null);
+                let start = Bytes::from(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":""#));
+                let chunk = Bytes::from(vec![b'a'; 64 * 1024]);
+                let stream = futures_util::StreamExt::chain(
+                    futures_util::stream::once(async move {
+                        Ok::<_, std::io::Error>(Frame::data(start))
+                    }),
+                    futures_util::stream::repeat_with(move || Ok(Frame::data(chunk.clone()))),
+                );
+                ok(StreamBody::new(stream).boxed())
+            }
             Action::Truncate(b) => {
                 let stream = futures_util::stream::iter(vec![
                     Ok(Frame::data(Bytes::from(b))),
