@@ -26,6 +26,12 @@ const NODE_CANNOT_ANSWER: &[&str] = &[
     "state unavailable",
     "historical state",
     "pruned",
+    // erigon: "old data not available due to pruning"
+    "pruning",
+    // geth 1.14+ while its transaction indexer catches up (receipts, lookups by hash)
+    "indexing is in progress",
+    // nethermind: "Block 0x12 could not be found"
+    "could not be found",
     "request timed out",
     "timeout",
     "deadline exceeded",
@@ -37,6 +43,14 @@ const NODE_CANNOT_ANSWER: &[&str] = &[
     "bad gateway",
     "internal error",
     "internal server error",
+    // envoy in front of a provider's nodes
+    "no healthy upstream",
+    // a provider refusing our credentials with HTTP 200: the upstream is misconfigured,
+    // another may answer
+    "unauthorized",
+    "must be authenticated",
+    "invalid api key",
+    "invalid project id",
 ];
 
 /// Answers about the call itself, whatever other words they hold ("timeout"): geth ends an
@@ -305,217 +319,5 @@ pub fn classify_error(method: &str, error: &[u8]) -> ErrorClass {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn node_errors_are_classified() {
-        let class = |s: &str| classify_error("eth_call", s.as_bytes());
-        for answer in [
-            r#"{"code":3,"message":"execution reverted: rate limit exceeded","data":"0x08c3"}"#,
-            r#"{"code":-32000,"message":"execution reverted"}"#,
-            r#"{"code":-32603,"message":"execution reverted: not owner","data":"0x08c3"}"#,
-            r#"{"code":-32602,"message":"invalid argument 0: hex string has length 3"}"#,
-            r#"{"code":-32000,"message":"insufficient funds for gas * price + value"}"#,
-            r#"{"code":-32000,"message":"nonce too low"}"#,
-            r#"{"code":-32601,"message":"the method foo does not exist/is not available"}"#,
-            r#"{"code":-32000,"message":"max code size exceeded"}"#,
-            r#"{"code":-32601,"message":"the method eth_quota_capacity does not exist/is not available"}"#,
-            r#"{"code":-32601,"message":"rate limit: no such method"}"#,
-            r#"{"code":-32005,"message":"query returned more than 10000 results"}"#,
-            r#"{"code":-32000,"message":"execution aborted (timeout = 5s)"}"#,
-            r#"{"code":-32603,"message":"execution aborted (timeout = 5s)"}"#,
-            r#"{"code":-32000,"message":"out of gas"}"#,
-            r#"{"code":-32000,"message":"gas required exceeds allowance (30000000)"}"#,
-            "not json",
-        ] {
-            assert_eq!(class(answer), ErrorClass::Answer, "{answer}");
-        }
-        for behind in [
-            r#"{"code":-32000,"message":"header not found"}"#,
-            r#"{"code":-32000,"message":"missing trie node 1234abcd (path )"}"#,
-            r#"{"code":-32000,"message":"Unknown block"}"#,
-            r#"{"code":-32603,"message":"request timed out"}"#,
-            r#"{"code":-32603,"message":"internal error"}"#,
-            r#"{"code":-32603,"message":"Internal JSON-RPC error."}"#,
-            r#"{"code":-32000,"message":"internal server error"}"#,
-        ] {
-            assert_eq!(class(behind), ErrorClass::NodeCannotAnswer, "{behind}");
-        }
-        for limited in [
-            r#"{"code":-32005,"message":"limit exceeded"}"#,
-            r#"{"code":-32005,"message":"project ID request rate exceeded"}"#,
-            r#"{"code":429,"message":"Too Many Requests"}"#,
-            r#"{"code":-32000,"message":"Your app has exceeded its compute units per second capacity"}"#,
-        ] {
-            assert_eq!(class(limited), ErrorClass::RateLimited, "{limited}");
-        }
-    }
-
-    /// Each of `wordings` (code, message) says `verdict` of the transaction, and is the
-    /// answer to a send (not a node that cannot answer, nor a rate limit).
-    fn says(verdict: BroadcastVerdict, wordings: &[(i64, &str)]) {
-        for (code, message) in wordings {
-            let error = format!(r#"{{"code":{code},"message":"{message}"}}"#);
-            assert_eq!(
-                broadcast_verdict(error.as_bytes()),
-                Some(verdict),
-                "{error}"
-            );
-            assert_eq!(
-                classify_error("eth_sendRawTransaction", error.as_bytes()),
-                ErrorClass::Answer,
-                "{error}"
-            );
-        }
-    }
-
-    /// Each wording a node or gateway sends for a transaction it has already, with the code
-    /// it comes with: success, whatever the code or the other words in it.
-    #[test]
-    fn already_known_wordings() {
-        says(
-            BroadcastVerdict::AlreadyKnown,
-            &[
-                (-32000, "already known"),
-                (-32603, "already known"),
-                (-32000, "Known transaction: 0x5b6d4c"),
-                (-32000, "known transaction"),
-                (-32003, "AlreadyKnown"),
-                (-32010, "AlreadyKnown"),
-                (-32000, "transaction already imported"),
-                (-32000, "already imported"),
-                (-32000, "transaction already exists"),
-                (-32000, "ALREADY_EXISTS: already known"),
-                (-32000, "INTERNAL_ERROR: existing txn with same hash"),
-                (
-                    -32010,
-                    "Transaction with the same hash was already imported.",
-                ),
-                (-32003, "transaction already imported"),
-                (
-                    4,
-                    "the transaction was added to the transaction pool but wasn't processed in 2s",
-                ),
-                (
-                    -32000,
-                    "transaction 0xab was added to the mempool but wasn't confirmed within 2s",
-                ),
-                (-32603, "request timed out: already known"),
-                (-32005, "rate limit reached; already known"),
-                (-32000, "transaction already in mempool"),
-                (-32000, "already in the txpool"),
-            ],
-        );
-        // The reason in `data` (nethermind, besu): read too.
-        let error = br#"{"code":-32010,"message":"Invalid","data":"AlreadyKnown"}"#;
-        assert_eq!(
-            broadcast_verdict(error),
-            Some(BroadcastVerdict::AlreadyKnown)
-        );
-    }
-
-    #[test]
-    fn nonce_used_wordings() {
-        says(
-            BroadcastVerdict::NonceUsed,
-            &[
-                (-32000, "nonce too low"),
-                (-32000, "nonce too low: next nonce 6, tx nonce 5"),
-                (-32000, "nonce too low: address 0xab, tx: 5 state: 6"),
-                (-32001, "Nonce too low"),
-                (-32000, "NONCE_TOO_LOW"),
-                (-32010, "OldNonce"),
-                (-32000, "nonce has already been used"),
-                (-32603, "nonce too low"),
-                (-32000, "INTERNAL_ERROR: nonce too low"),
-                (
-                    -32010,
-                    "OldNonce, Current nonce: 5, nonce of rejected tx: 3",
-                ),
-                (
-                    -32010,
-                    "Transaction nonce is too low. Try incrementing the nonce.",
-                ),
-                (-32000, "INTERNAL_ERROR: mined"),
-            ],
-        );
-    }
-
-    /// Rejections: the answer, even with the words the general rules take for a rate limit
-    /// or a node that cannot answer.
-    #[test]
-    fn rejection_wordings() {
-        says(
-            BroadcastVerdict::Rejected,
-            &[
-            (-32000, "insufficient funds for gas * price + value"),
-            (-32000, "insufficient funds for gas * price + value: balance 0, tx cost 21000"),
-            (-32010, "InsufficientFunds, Account balance: 0, cumulative cost: 21000"),
-            (-32000, "transaction underpriced"),
-            (-32000, "replacement transaction underpriced"),
-            (-32000, "intrinsic gas too low"),
-            (-32000, "exceeds block gas limit"),
-            (-32005, "exceeds block gas limit"),
-            (-32000, "tx fee (1.20 ether) exceeds the configured cap (1.00 ether)"),
-            (-32000, "max fee per gas less than block base fee"),
-            (-32000, "max priority fee per gas higher than max fee per gas"),
-            (-32000, "invalid sender"),
-            (-32000, "only replay-protected (EIP-155) transactions allowed over RPC"),
-            (-32000, "transaction type not supported"),
-            (-32000, "oversized data"),
-            (-32000, "nonce too high"),
-            (-32603, "txpool is full"),
-            (-32000, "invalid chain id for signer"),
-            (-32000, "authority nonce too low"),
-            (-32000, "address already reserved"),
-            (-32000, "INTERNAL_ERROR: insufficient funds"),
-            (-32003, "txpool is full"),
-            (-32000, "INTERNAL_ERROR: queued sub-pool is full"),
-            (-32000, "FEE_TOO_LOW: replacement transaction underpriced"),
-            (-32010, "FeeTooLow"),
-            (-32009, "Gas price below configured minimum gas price"),
-            (-32005, "Transaction gas limit exceeds block gas limit"),
-            (-32002, "Invalid signature"),
-            (-32000, "Wrong chainId"),
-            (-32000, "transaction nonce is too distant from current sender nonce"),
-            (-32000, "account limit exceeded: pooled 16 txs"),
-            (-32010, "NonceGap"),
-            (-32000, "max fee per gas less than block base fee: address 0xab, maxFeePerGas: 1, baseFee: 7"),
-        ],
-        );
-    }
-
-    /// A gateway's words after forwarding say nothing about the transaction: classified as
-    /// any error (the node may have pooled it; the broadcast treats it as maybe delivered).
-    #[test]
-    fn gateway_words_are_not_a_verdict() {
-        for (code, message, class) in [
-            (-32603, "request timed out", ErrorClass::NodeCannotAnswer),
-            (-32603, "Internal error", ErrorClass::NodeCannotAnswer),
-            (-32603, "Timeout expired", ErrorClass::NodeCannotAnswer),
-            (
-                -32000,
-                "request timed out: Some(Elapsed(()))",
-                ErrorClass::NodeCannotAnswer,
-            ),
-            (
-                -32000,
-                "context deadline exceeded",
-                ErrorClass::NodeCannotAnswer,
-            ),
-            (-32000, "bad gateway", ErrorClass::NodeCannotAnswer),
-            (-32000, "upstream error", ErrorClass::NodeCannotAnswer),
-            (-32005, "limit exceeded", ErrorClass::RateLimited),
-            (429, "Too Many Requests", ErrorClass::RateLimited),
-        ] {
-            let error = format!(r#"{{"code":{code},"message":"{message}"}}"#);
-            assert_eq!(broadcast_verdict(error.as_bytes()), None, "{error}");
-            assert_eq!(
-                classify_error("eth_sendRawTransaction", error.as_bytes()),
-                class,
-                "{error}"
-            );
-        }
-    }
-}
+#[path = "errors_tests.rs"]
+mod tests;
