@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod family;
 pub mod frontdoor;
+pub mod fuzzing;
 pub mod health;
 pub mod jsonrpc;
 pub mod logging;

@@ -34,7 +34,7 @@ pub use client::{HttpReply, TransportError, UpstreamClient};
 pub use hedge::{HedgeDelay, HedgePolicy};
 pub use outcome::{AttemptFailure, Outcome};
 pub use passive::PassiveHealth;
-pub use read_body::AnswerLimit;
+pub use read_body::{read_answer, AnswerLimit, Encoding};
 pub use reply::read_reply;
 pub use set::{CallPlan, Pick, Route, SetFailure, SetMetrics, UpstreamSet};
 
