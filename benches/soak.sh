@@ -44,32 +44,8 @@ FAULT_PATH="$TARGET_DIR/release/examples/fault_path"
 ulimit -n 65536 2>/dev/null || true
 
 WORK="$(mktemp -d /tmp/manifold-soak.XXXXXX)"
-PIDS=()
-cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.2
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  local p low
-  low="$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
-  while :; do
-    p=$((10000 + RANDOM % (low - 10000)))
-    if [ -z "$(ss -Htan "sport = :$p")" ]; then echo "$p"; return; fi
-  done
-}
-wait_for() {
-  local until=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$until" ] || return 1
-    sleep 0.05
-  done
-}
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 # Three upstreams, each behind a fault path driven through a FIFO on its stdin.
 PATHS=()

@@ -41,6 +41,26 @@ fn run_logging_json(
     (child, lines)
 }
 
+/// The JSON-RPC address the binary logs once it listens (within 20 s), from its JSON log.
+async fn listening_on(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+) -> String {
+    let mut logged = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+            logged.push(v.clone());
+            if let Some(addr) = v["rpc_addr"].as_str() {
+                return addr.to_string();
+            }
+        }
+        panic!("exited before listening: {logged:?}");
+    })
+    .await
+    .expect("listening within 20s")
+}
+
 /// A fresh directory for one test's files.
 fn scratch_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("manifold-cli-{tag}-{}", std::process::id()));
@@ -228,20 +248,7 @@ async fn runs_from_env_config_keeps_serving_on_sighup_and_drains_on_sigterm() {
     )
     .unwrap();
     let (mut child, mut lines) = run_logging_json(&file, &[]);
-    let mut logged = Vec::new();
-    let rpc_addr = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let v: serde_json::Value =
-                serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-            logged.push(v.clone());
-            if let Some(addr) = v["rpc_addr"].as_str() {
-                return addr.to_string();
-            }
-        }
-        panic!("exited before listening: {logged:?}");
-    })
-    .await
-    .expect("listening within 20s");
+    let rpc_addr = listening_on(&mut lines).await;
     // SIGHUP (what an operator sends to reload) is logged, and the process keeps serving.
     let pid = child.id().unwrap().to_string();
     let hup = std::process::Command::new("kill")
@@ -417,17 +424,7 @@ async fn memory_held_for_large_answers_goes_back_to_the_system() {
     )
     .unwrap();
     let (child, mut lines) = run_logging_json(&file, &[]);
-    let rpc_addr = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-            if let Some(addr) = v["rpc_addr"].as_str() {
-                return addr.to_string();
-            }
-        }
-        panic!("exited before listening");
-    })
-    .await
-    .expect("listening within 20s");
+    let rpc_addr = listening_on(&mut lines).await;
     let pid = child.id().unwrap();
     let url = format!("http://{rpc_addr}/eth");
     let c = HttpClient::new();
