@@ -356,7 +356,8 @@ async fn logs_never_show_a_secret_an_upstream_echoes() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The resident memory of process `pid`, in bytes.
+/// The resident memory of process `pid`, in bytes (Linux: from /proc).
+#[cfg(target_os = "linux")]
 fn rss_of(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -373,6 +374,7 @@ fn rss_of(pid: u32) -> u64 {
         .unwrap()
 }
 
+#[cfg(target_os = "linux")]
 #[tokio::test]
 async fn memory_held_for_large_answers_goes_back_to_the_system() {
     // Answers of 2 to 100 MB, one gzip-compressed: once answered, the process gives their
@@ -433,6 +435,10 @@ async fn memory_held_for_large_answers_goes_back_to_the_system() {
             r#"{{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{{"toBlock":"{to}"}}]}}"#
         )
     };
+    // Warmed up first: connection pools, buffers and arenas that stay for good.
+    for to in ["0x2", "0x3"] {
+        assert_eq!(c.post(&url, logs(to)).await.0, 200);
+    }
     let before = rss_of(pid);
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
@@ -466,8 +472,16 @@ async fn memory_held_for_large_answers_goes_back_to_the_system() {
     }
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
     let peak = sampler.await.unwrap();
-    // At once: the blocks of large answers are unmapped when freed (no wait for a trim).
-    let after = rss_of(pid);
+    // Soon: the blocks of large answers are unmapped when freed (no wait for a trim), but
+    // the process may still be finishing its writes.
+    let mut after = rss_of(pid);
+    for _ in 0..40 {
+        if after < before + (8 << 20) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        after = rss_of(pid);
+    }
     eprintln!("RSS before {before}, peak {peak}, after {after}");
     assert!(peak > before + (100 << 20), "the answers were held: {peak}");
     assert!(

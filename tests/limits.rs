@@ -294,10 +294,10 @@ async fn a_burst_of_large_answers_stays_within_the_buffered_bytes_budget() {
 
 #[tokio::test]
 async fn calls_over_max_concurrent_calls_are_shed_at_once() {
-    // Log scans on this upstream take two seconds.
+    // Log scans on this upstream take five seconds: time for everything below.
     let up = FakeUpstream::start(answering("eth_getLogs", move || {
         Action::Delay(
-            Duration::from_secs(2),
+            Duration::from_secs(5),
             Box::new(Action::Result("[]".into())),
         )
     }))

@@ -28,7 +28,7 @@ use tokio::sync::Semaphore;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::error::Overloaded;
 use tower::{BoxError, Service, ServiceBuilder};
-use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::body::Body;
@@ -53,7 +53,10 @@ pub fn rpc_service(
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
-                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG))
+                // A 503 when shedding is no error to log (it would flood the log just when
+                // the proxy is busiest): counted in the metrics instead.
+                .on_failure(DefaultOnFailure::new().level(Level::DEBUG)),
         )
         // Always `Ok`: the error type stays `BoxError` only because tower's `MapResult` also
         // maps `poll_ready`'s errors, which these layers never have.

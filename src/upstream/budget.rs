@@ -9,15 +9,20 @@
 //! nearly every call (a balance, a receipt), and their sum is bounded by
 //! `max_concurrent_calls` already, so they never wait behind one wide `eth_getLogs`.
 //!
-//! A tokio semaphore with a permit per byte: fair (first come, first served), and a
-//! permit held inside the answer's `Bytes` (`Bytes::from_owner`) is given back by the drop
-//! of the last slice, with nothing to remember to release.
+//! A tokio semaphore with a permit per byte, held inside the answer's `Bytes`
+//! (`Bytes::from_owner`): given back by the drop of the last slice, with nothing to remember
+//! to release. Nobody waits *on* the semaphore: a waiter there takes the free permits one
+//! release at a time and sits on them, so that one 100 MB answer waiting would starve every
+//! other. A waiter instead tries again each time bytes are given back (`Notify`), taking all
+//! it needs at once or nothing. And an answer that already holds part of the budget (one
+//! growing as it arrives, without a length) never waits for more: two such answers waiting
+//! on each other would both fail at the end of the wait, where one can finish now.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 /// Bytes of each answer not counted against the budget.
@@ -31,6 +36,8 @@ const STEP: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct AnswerBudget {
     bytes: Arc<Semaphore>,
+    /// Told each time bytes are given back.
+    returned: Arc<Notify>,
     total: usize,
 }
 
@@ -39,7 +46,27 @@ impl AnswerBudget {
         let total = total.min(Semaphore::MAX_PERMITS);
         Self {
             bytes: Arc::new(Semaphore::new(total)),
+            returned: Arc::new(Notify::new()),
             total,
+        }
+    }
+
+    /// `n` bytes at once, or none; waiting until `until` for room when `wait`.
+    async fn take(&self, n: u32, wait: bool, until: Instant) -> Option<Share> {
+        loop {
+            // Listening before trying: a release between the try and the wait is not lost.
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Ok(permit) = self.bytes.clone().try_acquire_many_owned(n) {
+                return Some(Share {
+                    permit: Some(permit),
+                    returned: self.returned.clone(),
+                });
+            }
+            if !wait || tokio::time::timeout_at(until, returned).await.is_err() {
+                return None;
+            }
         }
     }
 
@@ -54,11 +81,51 @@ impl AnswerBudget {
     }
 }
 
+/// Permits of the budget that tell its waiters when they are given back.
+#[derive(Debug)]
+struct Share {
+    permit: Option<OwnedSemaphorePermit>,
+    returned: Arc<Notify>,
+}
+
+impl Share {
+    fn num_permits(&self) -> usize {
+        self.permit
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits)
+    }
+
+    fn merge(&mut self, mut other: Share) {
+        match (&mut self.permit, other.permit.take()) {
+            (Some(p), Some(o)) => p.merge(o),
+            (None, o) => self.permit = o,
+            (Some(_), None) => {}
+        }
+    }
+
+    /// Give back all but `keep` permits now.
+    fn keep(&mut self, keep: usize) {
+        let extra = self.num_permits().saturating_sub(keep);
+        if extra > 0 {
+            drop(self.permit.as_mut().and_then(|p| p.split(extra)));
+            self.returned.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        if self.permit.take().is_some() {
+            self.returned.notify_waiters();
+        }
+    }
+}
+
 /// What one answer holds of the budget, growing as it is read.
 #[derive(Debug)]
 pub struct Holding {
     budget: AnswerBudget,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: Option<Share>,
 }
 
 /// The budget had no room for an answer of this size within `BUDGET_WAIT`.
@@ -76,13 +143,12 @@ impl Holding {
     }
 
     fn held(&self) -> usize {
-        self.permit
-            .as_ref()
-            .map_or(0, OwnedSemaphorePermit::num_permits)
+        self.permit.as_ref().map_or(0, Share::num_permits)
     }
 
-    /// Hold enough for an answer of `size` bytes (at most `cap`), waiting until `until` for
-    /// room at the latest.
+    /// Hold enough for an answer of `size` bytes (taken in steps of `STEP`, up to `cap`: pass
+    /// the size itself when it is known). A first share waits until `until` for room at the
+    /// latest; a further one (the answer is growing) does not wait.
     pub async fn cover(
         &mut self,
         size: usize,
@@ -103,18 +169,13 @@ impl Holding {
             .max(held + STEP)
             .min(cap.saturating_sub(FREE_BYTES).max(need))
             .min(self.budget.total);
+        // At most 1 GiB at once (`max_response_bytes`' bound), well within a u32.
         let more = u32::try_from(want - held).unwrap_or(u32::MAX);
-        let sem = self.budget.bytes.clone();
-        let permit = match sem.clone().try_acquire_many_owned(more) {
-            Ok(p) => p,
-            Err(_) => match tokio::time::timeout_at(until, sem.acquire_many_owned(more)).await {
-                Ok(Ok(p)) => p,
-                _ => {
-                    return Err(OverBudget {
-                        total: self.budget.total,
-                    })
-                }
-            },
+        debug_assert!(want - held <= u32::MAX as usize);
+        let Some(permit) = self.budget.take(more, held == 0, until).await else {
+            return Err(OverBudget {
+                total: self.budget.total,
+            });
         };
         match &mut self.permit {
             Some(p) => p.merge(permit),
@@ -128,8 +189,7 @@ impl Holding {
     pub fn into_bytes(mut self, data: Bytes) -> Bytes {
         let need = data.len().saturating_sub(FREE_BYTES);
         if let Some(p) = &mut self.permit {
-            let extra = p.num_permits().saturating_sub(need);
-            drop(p.split(extra));
+            p.keep(need);
             if need == 0 {
                 self.permit = None;
             }
@@ -146,7 +206,7 @@ impl Holding {
 
 struct Held {
     data: Bytes,
-    _permit: OwnedSemaphorePermit,
+    _permit: Share,
 }
 
 impl AsRef<[u8]> for Held {
@@ -206,6 +266,51 @@ mod tests {
             .is_err());
         drop(a);
         b.cover(150_000, 150_000, soon()).await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_answer_does_not_starve_smaller_ones() {
+        let budget = AnswerBudget::new(100_000);
+        let mut a = Holding::new(&budget);
+        a.cover(FREE_BYTES + 60_000, FREE_BYTES + 60_000, soon())
+            .await
+            .unwrap();
+        // A large answer waits for room it does not have...
+        let large = {
+            let budget = budget.clone();
+            tokio::spawn(async move {
+                let mut b = Holding::new(&budget);
+                let size = FREE_BYTES + 80_000;
+                b.cover(size, size, Instant::now() + BUDGET_WAIT).await
+            })
+        };
+        tokio::task::yield_now().await;
+        // ...and meanwhile one that fits in what is free gets it, at once.
+        let mut c = Holding::new(&budget);
+        let size = FREE_BYTES + 30_000;
+        assert_eq!(c.cover(size, size, Instant::now()).await, Ok(()));
+        drop(c);
+        drop(a);
+        assert_eq!(large.await.unwrap(), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_growing_answer_does_not_wait_for_more() {
+        let budget = AnswerBudget::new(100_000);
+        let mut a = Holding::new(&budget);
+        a.cover(FREE_BYTES + 50_000, FREE_BYTES + 50_000, soon())
+            .await
+            .unwrap();
+        let mut b = Holding::new(&budget);
+        b.cover(FREE_BYTES + 40_000, FREE_BYTES + 40_000, soon())
+            .await
+            .unwrap();
+        let started = Instant::now();
+        assert!(a
+            .cover(FREE_BYTES + 90_000, usize::MAX, started + BUDGET_WAIT)
+            .await
+            .is_err());
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

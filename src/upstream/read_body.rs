@@ -84,10 +84,9 @@ where
     match encoding {
         Encoding::Identity => {
             if let Some(len) = declared {
-                holding
-                    .cover(usize::try_from(len).unwrap_or(max), max, wait())
-                    .await
-                    .map_err(over)?;
+                // Exactly what it says, not a step more.
+                let len = usize::try_from(len).unwrap_or(max);
+                holding.cover(len, len, wait()).await.map_err(over)?;
             }
             // One frame is the whole answer, nearly always: kept as it came, no copy.
             let mut first: Option<Bytes> = None;
