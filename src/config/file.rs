@@ -27,8 +27,8 @@ pub struct FileServer {
     pub shutdown_timeout: Option<String>,
     pub tls: Option<FileTls>,
     pub tx_store: Option<String>,
-    pub max_connections: Option<u64>,
-    pub max_concurrent_calls: Option<u64>,
+    pub max_connections: Option<u32>,
+    pub max_concurrent_calls: Option<u32>,
     pub max_buffered_bytes: Option<u64>,
 }
 

@@ -267,8 +267,8 @@ pub mod defaults {
     pub const ADMIN_LISTEN: &str = "127.0.0.1:8646";
     pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
     pub const MAX_BATCH_LEN: usize = 1000;
-    pub const MAX_CONNECTIONS: usize = 4096;
-    pub const MAX_CONCURRENT_CALLS: usize = 4096;
+    pub const MAX_CONNECTIONS: u32 = 4096;
+    pub const MAX_CONCURRENT_CALLS: u32 = 4096;
     /// 256 MiB: four answers of the largest size at once.
     pub const MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
     /// 64 MiB: a wide `eth_getLogs` or a block's receipts; more is a request to narrow.

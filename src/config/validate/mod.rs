@@ -25,7 +25,7 @@ pub(super) const MAX_RESPONSE_LIMIT: u64 = 1024 * MIB;
 /// The largest `max_buffered_bytes`: 64 GiB.
 pub(super) const MAX_BUFFERED_LIMIT: u64 = 64 * 1024 * MIB;
 /// The most connections or calls at once a limit may allow.
-pub(super) const MAX_CONCURRENCY: u64 = 1_000_000;
+pub(super) const MAX_CONCURRENCY: u32 = 1_000_000;
 /// The longest `watch_for`: a transaction unmined for a month is not coming.
 pub(super) const MAX_WATCH_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 

@@ -52,13 +52,18 @@ impl Validator {
             }
             Some(p) => Some(PathBuf::from(p)),
         };
-        let max_connections = self.count_of(
-            &at.key("max_connections"),
+        let at_once = |v: &mut Self, key: &str, value: Option<u32>, default: u32| {
+            v.count(&at.key(key), value, 1..=super::MAX_CONCURRENCY, default) as usize
+        };
+        let max_connections = at_once(
+            self,
+            "max_connections",
             s.max_connections,
             defaults::MAX_CONNECTIONS,
         );
-        let max_concurrent_calls = self.count_of(
-            &at.key("max_concurrent_calls"),
+        let max_concurrent_calls = at_once(
+            self,
+            "max_concurrent_calls",
             s.max_concurrent_calls,
             defaults::MAX_CONCURRENT_CALLS,
         );
@@ -80,23 +85,6 @@ impl Validator {
             tls,
             tx_store,
         })
-    }
-
-    /// A limit on things at once: 1 to a million.
-    fn count_of(&mut self, at: &KeyPath, value: Option<u64>, default: usize) -> usize {
-        match value {
-            None => default,
-            Some(n) if (1..=super::MAX_CONCURRENCY).contains(&n) => {
-                usize::try_from(n).unwrap_or(usize::MAX)
-            }
-            Some(n) => {
-                self.fail(
-                    at,
-                    format!("{n} is out of range 1..={}", super::MAX_CONCURRENCY),
-                );
-                default
-            }
-        }
     }
 
     /// Read the certificate chain and key now, so that `check-config` catches a bad file

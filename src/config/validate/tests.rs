@@ -329,3 +329,41 @@ fn durations_are_bounded() {
     ))
     .is_ok());
 }
+
+#[test]
+fn limits_have_defaults_ranges_and_fit_together() {
+    let base = "[[chains]]\nname = \"eth\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:8545\"\n";
+    let c = load_str(base).unwrap();
+    assert_eq!(c.server.max_connections, 4096);
+    assert_eq!(c.server.max_concurrent_calls, 4096);
+    assert_eq!(c.server.max_buffered_bytes, 256 << 20);
+    assert_eq!(c.chains[0].policy.max_response_bytes, 64 << 20);
+    let c = load_str(&format!(
+        "[server]\nmax_connections = 10\nmax_concurrent_calls = 20\nmax_buffered_bytes = 2097152\n{base}[chains.policy]\nmax_response_bytes = 1048576\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        (c.server.max_connections, c.server.max_concurrent_calls),
+        (10, 20)
+    );
+    assert_eq!(c.server.max_buffered_bytes, 2 << 20);
+    assert_eq!(c.chains[0].policy.max_response_bytes, 1 << 20);
+    let e = errors(&format!(
+        "[server]\nmax_connections = 0\nmax_concurrent_calls = 2000000\nmax_buffered_bytes = 100\n{base}[chains.policy]\nmax_response_bytes = 10\n"
+    ))
+    .join("\n");
+    for key in [
+        "server.max_connections: 0 is out of range",
+        "server.max_concurrent_calls: 2000000 is out of range",
+        "server.max_buffered_bytes: 100 is out of range",
+        "chains[0].policy.max_response_bytes: 10 is out of range",
+    ] {
+        assert!(e.contains(key), "{key} missing in {e}");
+    }
+    // A chain's largest answer must fit in the budget.
+    let e = errors(&format!("[server]\nmax_buffered_bytes = 33554432\n{base}")).join("\n");
+    assert!(
+        e.contains("chains[0].policy.max_response_bytes: 67108864 is more than server.max_buffered_bytes (33554432)"),
+        "{e}"
+    );
+}
