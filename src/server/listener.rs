@@ -57,6 +57,33 @@ impl ConnectionLimit {
 /// with HTTP 503, without reading its request (an HTTP/1.1 server may answer first).
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 148\r\n\r\n{\"jsonrpc\":\"2.0\",\"id\":null,\"error\":{\"code\":-32005,\"message\":\"manifold: too many connections (max_connections)\",\"data\":{\"reason\":\"max_connections\"}}}";
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a listener serves: a tower service from a request to a response that hyper can
+/// drive on a connection of its own (cloned per connection).
+pub trait HttpService:
+    tower::Service<
+        Request<Incoming>,
+        Response = Response<Self::Body>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+    type Body: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static;
+}
+
+impl<S, B> HttpService for S
+where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    type Body = B;
+}
+
 /// A client that opened a connection but sends no complete request head in this time is cut
 /// off (slowloris).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,7 +91,7 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serve `handler` on `listener` until `shutdown` turns true, then stop accepting, let the
 /// in-flight requests finish for at most `grace`, and return.
-pub async fn serve<S, B>(
+pub async fn serve<S: HttpService>(
     name: &'static str,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -72,13 +99,7 @@ pub async fn serve<S, B>(
     limit: ConnectionLimit,
     mut shutdown: watch::Receiver<bool>,
     grace: Duration,
-) where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -172,7 +193,7 @@ fn refuse(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn spawn_connection<S, B>(
+fn spawn_connection<S: HttpService>(
     name: &'static str,
     builder: &auto::Builder<TokioExecutor>,
     graceful: &GracefulShutdown,
@@ -181,13 +202,7 @@ fn spawn_connection<S, B>(
     peer: SocketAddr,
     service: S,
     permit: OwnedSemaphorePermit,
-) where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    S::Future: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) {
     let builder = builder.clone();
     let watcher = graceful.watcher();
     tokio::spawn(async move {
