@@ -123,7 +123,7 @@ pub fn upstream_reply(data: &[u8]) {
         .map(|c| Ok::<_, std::io::Error>(http_body::Frame::data(Bytes::copy_from_slice(c))))
         .collect::<Vec<_>>();
     let stream = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
-    let read = runtime.block_on(read_answer(stream, encoding, None, &limit));
+    let read = runtime.block_on(read_answer(stream, encoding, &limit));
     let Ok(body) = read else { return };
     assert!(
         body.len() <= REPLY_LIMIT,

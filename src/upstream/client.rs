@@ -19,9 +19,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use http::header::{
-    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
-};
+use http::header::{ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_rustls::HttpsConnector;
@@ -292,12 +290,7 @@ impl UpstreamClient {
                 )))
             }
         };
-        let declared = parts
-            .headers
-            .get(CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let body = read_answer(body, encoding, declared, &self.answers).await?;
+        let body = read_answer(body, encoding, &self.answers).await?;
         Ok(HttpReply {
             status: parts.status,
             version: parts.version,
