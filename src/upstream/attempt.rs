@@ -54,11 +54,6 @@ impl Upstream {
         // Queued behind `max_in_flight` for the whole time allowed: never sent. Slow all the
         // same (a timeout for failover), but it says nothing about the node: blameless.
         let never_sent = matches!(reply, Err(TransportError::Saturated(..)));
-        // Limits of the request's or Manifold's own say nothing about the node either.
-        let own_limit = matches!(
-            reply,
-            Err(TransportError::OverBudget(_) | TransportError::TooLarge(_)) if cost == Cost::Heavy
-        ) || matches!(reply, Err(TransportError::OverBudget(_)));
         // How long the exchange itself was allowed, when it timed out (the wait for a slot
         // before it is not the node's doing).
         let allowed = match &reply {
@@ -114,8 +109,9 @@ impl Upstream {
         // A rate limit means the request was turned away, not processed.
         let maybe_delivered = maybe_delivered && outcome != Outcome::RateLimited;
         in_flight.passive.finish();
+        // Limits of the request's or Manifold's own say nothing about the node either.
         let blameless = never_sent
-            || own_limit
+            || matches!(outcome, Outcome::TooLarge | Outcome::OverBudget)
             || allowed.is_some_and(|allowed| {
                 timeout_is_blameless(
                     cost,
