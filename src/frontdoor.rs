@@ -118,6 +118,14 @@ impl FrontDoor {
         )
     }
 
+    /// The answer for a batch item turned away at `max_concurrent_calls` (-32005, counted;
+    /// `None` for a notification).
+    fn shed(&self, id: Option<&Id>) -> Option<Vec<Bytes>> {
+        self.count(Rejection::Overloaded);
+        let max = self.snapshot.load().config.server.max_concurrent_calls;
+        id.map(|id| encode_response(id, &Payload::Error(overloaded_error(max).to_json())))
+    }
+
     /// Count a connection turned away at `max_connections`.
     pub fn count_refused_connection(&self) {
         self.count(Rejection::MaxConnections);
@@ -257,17 +265,13 @@ impl FrontDoor {
         let any_answer = items
             .iter()
             .any(|i| !matches!(i, Item::Call(c) if c.id.is_none()));
-        let max_calls = self.snapshot.load().config.server.max_concurrent_calls;
         let items: Vec<Prepared> = items
             .into_iter()
             .map(|item| match item {
                 Item::Call(call) if !chain.is_repeatable(&call.method) => {
                     match self.calls.clone().try_acquire_owned() {
                         Ok(permit) => Prepared::Started(call.id.clone(), chain.spawn(call), permit),
-                        Err(_) => {
-                            self.count(Rejection::Overloaded);
-                            Prepared::Shed(call.id.clone())
-                        }
+                        Err(_) => Prepared::Shed(call.id.clone()),
                     }
                 }
                 item => Prepared::Later(item),
@@ -288,22 +292,13 @@ impl FrontDoor {
                         Prepared::Later(Item::Call(c)) => (c.id.clone(), true),
                         Prepared::Later(Item::Invalid { id, .. }) => (Some(id.clone()), true),
                         Prepared::Started(id, ..) => (id.clone(), false),
-                        Prepared::Shed(id) => {
-                            let error = overloaded_error(max_calls).to_json();
-                            return id
-                                .as_ref()
-                                .map(|id| encode_response(id, &Payload::Error(error)));
-                        }
+                        Prepared::Shed(id) => return shed.shed(id.as_ref()),
                     };
                     let answered = tokio::time::timeout_at(deadline, async {
                         match item {
                             Prepared::Later(Item::Call(call)) => {
                                 let Ok(_permit) = calls.try_acquire_owned() else {
-                                    shed.count(Rejection::Overloaded);
-                                    let error = overloaded_error(max_calls).to_json();
-                                    return call
-                                        .id
-                                        .map(|id| encode_response(&id, &Payload::Error(error)));
+                                    return shed.shed(call.id.as_ref());
                                 };
                                 answer(&chain, Item::Call(call)).await
                             }
