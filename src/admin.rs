@@ -143,8 +143,8 @@ impl Admin {
             .map(|c| {
                 json!({
                     "name": &**c.name(),
-                    "family": c.config.family.as_str(),
-                    "chain_id": c.config.chain_id,
+                    "family": c.config().family.as_str(),
+                    "chain_id": c.config().chain_id,
                     "head": c.head(),
                     "ready": c.upstreams().has_usable(),
                     "tx_watch": c.watch().map(|w| w.counts()),

@@ -281,7 +281,7 @@ impl FrontDoor {
         let shed = self.clone();
         // The whole batch has the chain's request_timeout, heavy calls included: one connection
         // cannot be held for hours by a long batch of slow calls.
-        let deadline = tokio::time::Instant::now() + chain.config.policy.request_timeout;
+        let deadline = tokio::time::Instant::now() + chain.config().policy.request_timeout;
         let answers = stream::iter(items)
             .map(move |item| {
                 let chain = chain.clone();

@@ -76,8 +76,8 @@ impl ChainMetrics {
             .increment(1);
     }
 
-    pub(super) fn record(&self, method: &str, outcome: CallOutcome, elapsed: std::time::Duration) {
-        let m = self.labels.index(method);
+    /// A call of the method at label index `m` (`MethodInfo::label`).
+    pub(super) fn record(&self, m: usize, outcome: CallOutcome, elapsed: std::time::Duration) {
         let method_label = self.labels.label(m);
         let labels = |extra: Option<&'static str>| {
             let mut l = vec![

@@ -1,47 +1,43 @@
-//! One chain: turns a client's call into an upstream request, bounds it in time, and always
-//! produces an answer for the client (the node's, or the proxy's own error object).
-//!
-//! `call_metrics` counts calls and broadcasts, `rescue` turns failures into error objects, and
-//! `send` steers what the chain handles itself: signed transactions (broadcast, then
-//! watched by `crate::watch`) and `pending` nonce reads of watched senders.
+//! One chain: its call stack (`stack`: every layer a call passes, assembled in one place),
+//! the state the layers share (`core`), and its background tasks (health checkers and the
+//! transaction watch). A chain always produces an answer for the client: the node's, or the
+//! proxy's own error object (`rescue`).
 
 mod call_metrics;
+mod core;
+mod deadline;
+mod dispatch;
+mod metered;
 mod rescue;
-mod send;
+pub mod stack;
+mod steer;
+mod watch_loop;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use call_metrics::ChainMetrics;
 use metrics::Label;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
-use tracing::Instrument;
+use tower::ServiceExt;
 
+pub use self::core::ChainCore;
 pub use call_metrics::CallOutcome;
+pub use stack::{Answer, ChainCall, ChainStack};
 
 use crate::config::ChainConfig;
-use crate::family::{self, ChainFamily, Cost};
+use crate::family;
 use crate::health::checker::{self, ChainHealth};
 use crate::health::ChainHead;
-use crate::jsonrpc::{encode_request, Call, Payload};
+use crate::jsonrpc::{Call, Payload};
 use crate::metrics::{Metrics, CHAIN_HEAD, HEDGES, RETRIES};
-use crate::upstream::{
-    AnswerBudget, AnswerLimit, CallPlan, Route, SetMetrics, Upstream, UpstreamSet,
-};
+use crate::upstream::{AnswerBudget, AnswerLimit, SetMetrics, Upstream, UpstreamSet};
 use crate::watch::{TxStore, TxWatch};
 
 #[derive(Debug)]
 pub struct Chain {
-    pub config: ChainConfig,
-    family: Arc<dyn ChainFamily>,
-    upstreams: UpstreamSet,
-    health: Arc<ChainHealth>,
-    /// `None` when `policy.broadcast.watch` is off.
-    watch: Option<Arc<TxWatch>>,
-    next_id: AtomicU64,
-    metrics: ChainMetrics,
+    core: Arc<ChainCore>,
+    stack: ChainStack,
 }
 
 impl Chain {
@@ -121,70 +117,84 @@ impl Chain {
         } else {
             None
         };
-        Ok(Self {
-            metrics: ChainMetrics::new(metrics, &config.name, family.method_labels()),
+        let chain_metrics = Arc::new(ChainMetrics::new(
+            metrics,
+            &config.name,
+            family.method_labels(),
+        ));
+        let core = Arc::new(ChainCore::new(
+            config,
             family,
             upstreams,
             health,
             watch,
-            next_id: AtomicU64::new(1),
-            config,
+            chain_metrics,
+        ));
+        Ok(Self {
+            stack: stack::build(&core),
+            core,
         })
     }
 
     pub fn name(&self) -> &Arc<str> {
-        &self.config.name
+        &self.core.config.name
+    }
+
+    pub fn config(&self) -> &ChainConfig {
+        &self.core.config
     }
 
     pub fn upstreams(&self) -> &UpstreamSet {
-        &self.upstreams
+        &self.core.upstreams
     }
 
     /// The transaction watch, when on.
     pub fn watch(&self) -> Option<&Arc<TxWatch>> {
-        self.watch.as_ref()
+        self.core.watch.as_ref()
     }
 
     /// The chain head, once some upstream's head is known.
     pub fn head(&self) -> Option<u64> {
-        self.health.head.get()
+        self.core.head()
     }
 
     /// Start one health checker per upstream, and the transaction watch; they stop when
     /// `stop` turns true.
-    pub fn spawn_background(self: &Arc<Self>, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
-        let mut tasks: Vec<JoinHandle<()>> = self
+    pub fn spawn_background(&self, stop: &watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let core = &self.core;
+        let mut tasks: Vec<JoinHandle<()>> = core
             .upstreams
             .iter()
-            .map(|u| tokio::spawn(checker::run(self.health.clone(), u.clone(), stop.clone())))
+            .map(|u| tokio::spawn(checker::run(core.health.clone(), u.clone(), stop.clone())))
             .collect();
-        if self.watch.is_some() {
-            tasks.push(tokio::spawn(watch_loop(self.clone(), stop.clone())));
+        if core.watch.is_some() {
+            tasks.push(tokio::spawn(watch_loop::run(core.clone(), stop.clone())));
         }
         tasks
     }
 
     /// Whether a call may be sent again after an attempt that may have reached a node.
     pub fn is_repeatable(&self, method: &str) -> bool {
-        self.family.is_repeatable(method)
+        self.core.family.is_repeatable(method)
     }
 
     /// Answer one call. Never fails: proxy-level failures become JSON-RPC error objects. A
     /// call not safe to repeat runs in a task of its own (`spawn`).
-    pub async fn call(self: &Arc<Self>, call: &Call) -> Payload {
-        if self.is_repeatable(&call.method) {
-            return self.call_here(call).await;
+    pub async fn call(&self, call: &Call) -> Payload {
+        let call = ChainCall::new(&self.core, call.clone());
+        if call.info.repeatable {
+            return run(self.stack.clone(), call).await;
         }
-        self.settle(self.spawn(call.clone())).await
+        self.settle(tokio::spawn(run(self.stack.clone(), call)))
+            .await
     }
 
     /// Start a call in a task of its own, which the caller only awaits: once started, a call
     /// not safe to repeat is carried through (every target of a broadcast written, its
     /// lookups made, its watch stored) even when the client goes away meanwhile (an HTTP/2
     /// reset, a closed connection) and the request's future is dropped.
-    pub fn spawn(self: &Arc<Self>, call: Call) -> JoinHandle<Payload> {
-        let chain = self.clone();
-        tokio::spawn(async move { chain.call_here(&call).await })
+    pub fn spawn(&self, call: Call) -> JoinHandle<Payload> {
+        tokio::spawn(run(self.stack.clone(), ChainCall::new(&self.core, call)))
     }
 
     /// The answer of a spawned call.
@@ -194,162 +204,38 @@ impl Chain {
             // It cannot panic short of a bug; what it did is unknown.
             Err(e) => {
                 tracing::error!(error = %e, "a call's task ended without an answer");
-                self.outcome_unknown(&[], None).0
+                self.core.outcome_unknown(&[], None).0
             }
         }
     }
 
-    async fn call_here(&self, call: &Call) -> Payload {
-        let span = tracing::debug_span!("call", chain = %self.config.name, method = %call.method);
-        self.call_inner(call).instrument(span).await
+    /// The answer for a batch item still unanswered at the batch's deadline.
+    pub fn batch_deadline_passed(&self, repeatable: bool) -> Payload {
+        self.core.batch_deadline_passed(repeatable)
     }
 
-    fn next_id(&self) -> String {
-        self.next_id.fetch_add(1, Ordering::Relaxed).to_string()
-    }
-
-    async fn call_inner(&self, call: &Call) -> Payload {
-        let started = Instant::now();
-        let id = self.next_id();
-        let body = encode_request(id.as_bytes(), &call.method_json, call.params.as_deref());
-        let repeatable = self.family.is_repeatable(&call.method);
-        let class = self.family.classify(&call.method, call.params.as_deref());
-        let timeout = match class.cost {
-            Cost::Normal => self.config.policy.request_timeout,
-            Cost::Heavy => self.config.policy.heavy_request_timeout,
-        };
-        let deadline = started + timeout;
-        let route = self.route(class);
-        let (result, hash) = match self.family.broadcast(&call.method, call.params.as_deref()) {
-            // A signed transaction: several upstreams at once. Every part of it is bounded
-            // by the deadline; no outer bound may cut it short between a send and its watch.
-            Some(Ok(tx)) => {
-                let r = self
-                    .send(call, &tx, route, id.as_bytes(), body, deadline)
-                    .await;
-                (Some(r), Some(tx.hash))
-            }
-            // Anything else, an unreadable transaction included (the node says why). Every
-            // attempt is bounded by the deadline itself; this outer bound is a safety net
-            // that should never fire first.
-            _ => {
-                // A wallet's `pending` nonce read, for a sender with watched transactions.
-                let pending = self.watch.as_ref().and_then(|w| {
-                    let sender = self
-                        .family
-                        .pending_count_read(&call.method, call.params.as_deref())?;
-                    w.pending_next(&sender)
-                });
-                let plan = CallPlan {
-                    method: &call.method,
-                    route,
-                    request_id: id.as_bytes(),
-                    body,
-                    deadline,
-                    repeatable,
-                    prefer: pending.as_ref().map_or(&[], |(_, took)| took.as_slice()),
-                };
-                let work = async {
-                    match &pending {
-                        Some((next, _)) => self.pending_count(&plan, *next).await,
-                        None => self.upstreams.call(&plan).await,
-                    }
-                };
-                let r = tokio::time::timeout_at(deadline + SAFETY_MARGIN, work).await;
-                (r.ok(), None)
-            }
-        };
-        let (payload, outcome) = match result {
-            Some(Ok(p @ Payload::Result(_))) => (p, CallOutcome::Success),
-            Some(Ok(p @ Payload::Error(_))) => (p, CallOutcome::RpcError),
-            Some(Err(failure)) => {
-                self.failure_payload(failure, deadline, timeout, repeatable, hash.as_deref())
-            }
-            None if !repeatable => self.outcome_unknown(&[], None),
-            None => (self.timeout_error(timeout, &[]), CallOutcome::Timeout),
-        };
-        self.metrics
-            .record(&call.method, outcome, started.elapsed());
-        if outcome != CallOutcome::Success && outcome != CallOutcome::RpcError {
-            tracing::debug!(outcome = outcome.label(), "call failed");
-        }
-        payload
-    }
-
-    /// What a call of `class` needs, with the chain's state now.
-    fn route(&self, class: family::MethodClass) -> Route {
-        Route {
-            need: class.need,
-            block_lookup: class.block_lookup,
-            chain_head: self.head(),
-            max_lag_blocks: self.config.policy.max_lag_blocks,
-            max_ahead_blocks: crate::health::outlier_tolerance(self.config.policy.max_lag_blocks),
-            cost: class.cost,
-        }
-    }
-}
-
-impl Chain {
     /// One round of the transaction watch now, as on a new chain head (the watch's own task
     /// runs them on its own; tests drive them with this).
     pub async fn watch_round(&self) {
-        if let Some(watch) = &self.watch {
-            watch.round(&self.upstreams, &self.watch_route()).await;
-        }
-    }
-
-    /// What the watch's calls need: the newest state, from in-sync upstreams.
-    fn watch_route(&self) -> Route {
-        self.route(family::MethodClass {
-            need: family::BlockNeed::Head,
-            block_lookup: false,
-            cost: Cost::Normal,
-        })
-    }
-}
-
-/// The transaction watch's rounds: on each new chain head, and after a health interval
-/// without one (a stalled chain still needs its transactions sent again).
-async fn watch_loop(chain: Arc<Chain>, mut stop: watch::Receiver<bool>) {
-    let Some(watch) = chain.watch.clone() else {
-        return;
-    };
-    let interval = chain.config.policy.health.interval;
-    // Heads change on probes; looking more often than a second costs an atomic read.
-    let tick = interval.min(std::time::Duration::from_secs(1));
-    // Rounds start once the first probes have set the head (watched transactions resumed
-    // from the store are checked then).
-    let mut last_head = None;
-    let mut last_round = Instant::now();
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(tick) => {}
-            _ = stop.changed() => {}
-        }
-        if *stop.borrow() {
-            return;
-        }
-        let head = chain.head();
-        if head.is_none() || (head == last_head && last_round.elapsed() < interval) {
-            continue;
-        }
-        last_head = head;
-        last_round = Instant::now();
-        let route = chain.watch_route();
-        tokio::select! {
-            () = watch.round(&chain.upstreams, &route) => {}
-            _ = stop.changed() => return,
+        if let Some(watch) = &self.core.watch {
+            watch
+                .round(&self.core.upstreams, &self.core.watch_route())
+                .await;
         }
     }
 }
 
-/// How long past the deadline the outer bound waits before abandoning the attempts.
-const SAFETY_MARGIN: std::time::Duration = std::time::Duration::from_millis(250);
+/// One call through the stack.
+async fn run(stack: ChainStack, call: ChainCall) -> Payload {
+    match stack.oneshot(call).await {
+        Ok(answer) => answer.payload,
+        Err(never) => match never {},
+    }
+}
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::jsonrpc::{decode, Incoming, Item, Limits};
+    use crate::jsonrpc::{decode, encode_request, Incoming, Item, Limits};
     use bytes::Bytes;
 
     #[test]

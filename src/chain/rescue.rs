@@ -14,11 +14,11 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::call_metrics::CallOutcome;
-use super::Chain;
+use super::core::ChainCore;
 use crate::jsonrpc::{codes, ErrorObject, Payload};
 use crate::upstream::{AttemptFailure, Outcome, SetFailure};
 
-impl Chain {
+impl ChainCore {
     /// The answer for a call whose attempts failed. `hash`: a broadcast transaction's, named
     /// in `data` when its outcome is unknown.
     pub(super) fn failure_payload(
@@ -158,7 +158,7 @@ impl Chain {
 
     /// The answer for a batch item still unanswered at the batch's deadline: timed out, or,
     /// for a call not safe to repeat (it goes on in its own task), of unknown outcome.
-    pub fn batch_deadline_passed(&self, repeatable: bool) -> Payload {
+    pub(super) fn batch_deadline_passed(&self, repeatable: bool) -> Payload {
         if repeatable {
             self.error(
                 codes::TIMEOUT,

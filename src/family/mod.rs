@@ -36,6 +36,17 @@ pub struct MethodClass {
     pub cost: Cost,
 }
 
+/// A call classified once, when it arrives: everything the chain's call stack asks about
+/// its method, so that no layer dispatches on the name again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MethodInfo {
+    /// Its index in the family's [`MethodLabels`] (metrics).
+    pub label: usize,
+    /// May be sent again after an attempt that may have reached a node.
+    pub repeatable: bool,
+    pub class: MethodClass,
+}
+
 /// How long a call may take by nature: decides its timeouts and whether it is hedged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cost {
@@ -136,6 +147,15 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
 
     /// Which block a call needs.
     fn classify(&self, method: &str, params: Option<&[u8]>) -> MethodClass;
+
+    /// Everything about a call the stack needs, classified once.
+    fn method_info(&self, method: &str, params: Option<&[u8]>) -> MethodInfo {
+        MethodInfo {
+            label: self.method_labels().index(method),
+            repeatable: self.is_repeatable(method),
+            class: self.classify(method, params),
+        }
+    }
 
     /// Whether a call may be sent again after an attempt that may have reached a node.
     fn is_repeatable(&self, method: &str) -> bool;

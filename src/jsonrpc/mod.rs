@@ -6,10 +6,12 @@
 //! byte-for-byte, whatever an upstream would have done with them.
 
 mod error;
+mod method;
 pub(crate) mod raw;
 mod request;
 mod response;
 
 pub use error::{codes, ErrorObject};
+pub use method::Method;
 pub use request::{decode, encode_request, Call, DecodeError, Id, Incoming, Item, Limits};
 pub use response::{batch_element, batch_end, encode_batch, encode_response, Payload};

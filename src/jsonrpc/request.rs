@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::ErrorObject;
+use super::method::Method;
 use super::raw::{present, slice_of};
 
 /// Limits applied while decoding.
@@ -39,7 +40,7 @@ pub struct Call {
     /// `None` for a notification: the client expects no response object.
     pub id: Option<Id>,
     /// The method name, decoded (escapes resolved).
-    pub method: Box<str>,
+    pub method: Method,
     /// The method as JSON string text, as sent; forwarded without re-escaping.
     pub method_json: Bytes,
     /// The `params` JSON text, if present.
@@ -210,19 +211,23 @@ fn decode_item(body: &Bytes, raw: &RawValue) -> Item {
         Some(_) => return invalid(Id::NULL, "id must be a string, a number or null"),
     };
     let reply_id = id.clone().unwrap_or(Id::NULL);
-    match req
-        .jsonrpc
-        .map(|v| serde_json::from_str::<Cow<'_, str>>(v.get()))
-    {
-        Some(Ok(v)) if v == "2.0" => {}
-        _ => return invalid(reply_id, "jsonrpc must be \"2.0\""),
+    // `"2.0"` as every client writes it, without decoding; an escaped spelling decoded.
+    let version_ok = req.jsonrpc.is_some_and(|v| {
+        v.get() == r#""2.0""# || serde_json::from_str::<String>(v.get()).is_ok_and(|v| v == "2.0")
+    });
+    if !version_ok {
+        return invalid(reply_id, "jsonrpc must be \"2.0\"");
     }
     let Some(method_raw) = req.method else {
         return invalid(reply_id, "missing method");
     };
-    let method = match serde_json::from_str::<Cow<'_, str>>(method_raw.get()) {
-        Ok(m) => m,
-        Err(_) => return invalid(reply_id, "method must be a string"),
+    // Borrowed when it has no escapes (serde's `Cow<str>` would always copy).
+    let method = match serde_json::from_str::<&str>(method_raw.get()) {
+        Ok(m) => Cow::Borrowed(m),
+        Err(_) => match serde_json::from_str::<String>(method_raw.get()) {
+            Ok(m) => Cow::Owned(m),
+            Err(_) => return invalid(reply_id, "method must be a string"),
+        },
     };
     let params = match req.params {
         None => None,
@@ -235,7 +240,7 @@ fn decode_item(body: &Bytes, raw: &RawValue) -> Item {
     };
     Item::Call(Call {
         id,
-        method: method.into_owned().into_boxed_str(),
+        method: Method::from_body(body, &method),
         method_json: slice_of(body, method_raw.get()),
         params,
     })

@@ -1,0 +1,57 @@
+//! The innermost service: a call handed to the upstream set (selection, hedges, retries,
+//! breakers), and what the attempts came to turned into the client's answer
+//! (`chain::rescue`).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tower::Service;
+
+use super::core::ChainCore;
+use super::stack::{Answer, AnswerFuture, ChainCall};
+use crate::upstream::CallPlan;
+
+#[derive(Debug, Clone)]
+pub struct Dispatch {
+    core: Arc<ChainCore>,
+}
+
+impl Dispatch {
+    pub fn new(core: &Arc<ChainCore>) -> Self {
+        Self { core: core.clone() }
+    }
+}
+
+impl Service<ChainCall> for Dispatch {
+    type Response = Answer;
+    type Error = Infallible;
+    type Future = AnswerFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: ChainCall) -> AnswerFuture {
+        let core = self.core.clone();
+        Box::pin(async move { Ok(core.dispatch(&call).await) })
+    }
+}
+
+impl ChainCore {
+    /// Run the call's attempts on the upstream set.
+    pub(super) async fn dispatch(&self, call: &ChainCall) -> Answer {
+        let (id, body) = self.encode(call);
+        let plan = CallPlan {
+            method: &call.call.method,
+            route: self.route(call.info.class),
+            request_id: id.as_bytes(),
+            body,
+            deadline: call.deadline,
+            repeatable: call.info.repeatable,
+            prefer: &call.prefer,
+        };
+        let result = self.upstreams.call(&plan).await;
+        self.answer(result, call, None)
+    }
+}

@@ -1,0 +1,92 @@
+//! A chain's call stack: the whole path of a call, from the front door's decoded call to
+//! its answer, as tower layers, outermost first. Every layer is a `Service<ChainCall>` whose
+//! answer is an [`Answer`] and whose error is `Infallible`: a chain always answers, with the
+//! node's answer or the proxy's own error object.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::ServiceBuilder;
+
+use super::core::ChainCore;
+use super::deadline::{Deadline, DeadlineLayer};
+use super::dispatch::Dispatch;
+use super::metered::{Metered, MeteredLayer};
+use super::steer::{Steer, SteerLayer};
+use super::CallOutcome;
+use crate::family::MethodInfo;
+use crate::jsonrpc::{Call, Payload};
+
+/// The stack's type, outermost layer first (see `build`).
+pub type ChainStack = Metered<Steer<Deadline<Dispatch>>>;
+
+/// Assemble the stack of one chain.
+pub fn build(core: &Arc<ChainCore>) -> ChainStack {
+    ServiceBuilder::new()
+        // Outermost, so that every call is counted and timed with its outcome, whatever
+        // layer answers it, and runs in its `call` tracing span.
+        .layer(MeteredLayer::new(core))
+        // (Per-key policy goes here: a key's limits apply before anything is spent.)
+        // Signed transactions leave here for the broadcast (several upstreams at once, then
+        // the watch), with their own deadline: no timeout below may cut a broadcast short
+        // between a send and its watch. A watched sender's `pending` nonce read is steered
+        // to the upstreams that took its transactions, and never answered below them.
+        .layer(SteerLayer::new(core))
+        // A safety net at the call's deadline: every attempt is bounded by it already, so
+        // this should never fire first.
+        .layer(DeadlineLayer::new(core))
+        // The upstream set: selection, hedges, retries, breakers; failures become the
+        // proxy's error objects.
+        .service(Dispatch::new(core))
+}
+
+/// A call on its way down the stack: what the client sent, classified once.
+#[derive(Debug, Clone)]
+pub struct ChainCall {
+    pub call: Call,
+    pub info: MethodInfo,
+    pub started: Instant,
+    /// The whole call's time, all attempts included (by its cost).
+    pub timeout: Duration,
+    pub deadline: Instant,
+    /// Upstreams (by name) its first attempt goes to when one is in sync and takes it.
+    pub prefer: Vec<String>,
+}
+
+impl ChainCall {
+    pub fn new(core: &ChainCore, call: Call) -> Self {
+        let info = core
+            .family
+            .method_info(&call.method, call.params.as_deref());
+        let started = Instant::now();
+        let timeout = core.timeout(info.class.cost);
+        Self {
+            call,
+            info,
+            started,
+            timeout,
+            deadline: started + timeout,
+            prefer: Vec::new(),
+        }
+    }
+}
+
+/// A call's answer, and how it ended (for metrics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub payload: Payload,
+    pub outcome: CallOutcome,
+}
+
+impl Answer {
+    pub fn new(payload: Payload, outcome: CallOutcome) -> Self {
+        Self { payload, outcome }
+    }
+}
+
+/// What a layer's service returns when it has work of its own to do around the call.
+pub type AnswerFuture = Pin<Box<dyn Future<Output = Result<Answer, Infallible>> + Send>>;
