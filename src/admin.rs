@@ -146,6 +146,7 @@ impl Admin {
                     "family": c.config().family.as_str(),
                     "chain_id": c.config().chain_id,
                     "head": c.head(),
+                    "finalized": c.finalized(),
                     "ready": c.upstreams().has_usable(),
                     "tx_watch": c.watch().map(|w| w.counts()),
                     "upstreams": c.upstreams().iter().map(|u| u.status(c.head())).collect::<Vec<_>>(),

@@ -565,8 +565,13 @@ async fn a_call_the_node_cannot_read_takes_no_upstream_out() {
     let a = FakeUpstream::start(move |_, _| refuse()).await;
     let b = FakeUpstream::start(move |_, _| refuse()).await;
     let proxy = start_proxy(&chain_config(&[&a.url, &b.url], "")).await;
-    let item = r#"{"jsonrpc":"2.0","id":1,"method":"eth_call","params":["\ud800"]}"#;
-    let batch = format!("[{}]", [item; 12].join(","));
+    // Twelve different calls (identical ones would share one upstream call).
+    let items: Vec<String> = (0..12)
+        .map(|i| {
+            format!(r#"{{"jsonrpc":"2.0","id":1,"method":"eth_call","params":["\ud800",{i}]}}"#)
+        })
+        .collect();
+    let batch = format!("[{}]", items.join(","));
     let (status, text) = HttpClient::new()
         .post(&rpc_url(&proxy, "/eth"), batch)
         .await;

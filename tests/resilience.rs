@@ -269,10 +269,14 @@ async fn max_in_flight_queues_attempts_beyond_it_and_never_probes() {
     .replacen("timeout = \"2s\"", "timeout = \"10s\"", 1);
     let proxy = start_proxy(&toml).await;
     let url = rpc_url(&proxy, "/eth");
+    // Six different calls (identical ones would share one upstream call).
     let calls: Vec<_> = (0..6)
-        .map(|_| {
+        .map(|i| {
             let url = url.clone();
-            tokio::spawn(async move { HttpClient::new().rpc(&url, CALL).await })
+            let call = format!(
+                r#"{{"jsonrpc":"2.0","id":7,"method":"eth_getBalance","params":["0x{i}","latest"]}}"#
+            );
+            tokio::spawn(async move { HttpClient::new().rpc(&url, &call).await })
         })
         .collect();
     // While both slots are taken, probes still get through and find the node healthy.
@@ -357,16 +361,21 @@ async fn heavy_calls_take_at_most_half_the_slots() {
     );
     let proxy = start_proxy(&toml).await;
     let url = rpc_url(&proxy, "/eth");
-    let logs = r#"{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0x1","toBlock":"0x2"}]}"#;
+    // Two different scans (identical ones would share one upstream call).
+    let logs = |to: u8| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{{"fromBlock":"0x1","toBlock":"{to:#x}"}}]}}"#
+        )
+    };
     let first = {
         let url = url.clone();
-        tokio::spawn(async move { HttpClient::new().rpc(&url, logs).await })
+        tokio::spawn(async move { HttpClient::new().rpc(&url, &logs(2)).await })
     };
     u0.next_request().await;
     // A second log scan waits for the heavy share (one of the two slots)...
     let second = {
         let url = url.clone();
-        tokio::spawn(async move { HttpClient::new().rpc(&url, logs).await })
+        tokio::spawn(async move { HttpClient::new().rpc(&url, &logs(3)).await })
     };
     wait_for_status(&proxy, "the second log scan queued", |v| {
         upstream_status(v, "u0")["in_flight"] == 2

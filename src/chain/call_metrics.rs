@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use metrics::{Counter, Histogram, Label};
 
+use super::cache::CacheResult;
 use crate::family::MethodLabels;
-use crate::metrics::{LabelTable, Metrics, BROADCASTS, REQUESTS, REQUEST_DURATION};
+use crate::metrics::{
+    LabelTable, Metrics, BROADCASTS, CACHE_REQUESTS, COALESCED, REQUESTS, REQUEST_DURATION,
+};
 use crate::upstream::BroadcastResult;
 
 /// How a client's call ended, for `manifold_requests_total{outcome}`.
@@ -48,6 +51,9 @@ pub(super) struct ChainMetrics {
     requests: LabelTable<Counter>,
     durations: LabelTable<Histogram>,
     broadcasts: LabelTable<Counter>,
+    /// `method index * CacheResult::COUNT + result`.
+    cache: LabelTable<Counter>,
+    pub(super) coalesced: Counter,
 }
 
 impl ChainMetrics {
@@ -58,6 +64,8 @@ impl ChainMetrics {
             requests: LabelTable::new(labels.len() * CallOutcome::COUNT),
             durations: LabelTable::new(labels.len()),
             broadcasts: LabelTable::new(BroadcastResult::ALL),
+            cache: LabelTable::new(labels.len() * CacheResult::COUNT),
+            coalesced: registry.counter(COALESCED, vec![Label::new("chain", chain.to_string())]),
             labels,
         }
     }
@@ -69,6 +77,22 @@ impl ChainMetrics {
                     BROADCASTS,
                     vec![
                         Label::new("chain", self.chain.to_string()),
+                        Label::new("result", result.label()),
+                    ],
+                )
+            })
+            .increment(1);
+    }
+
+    /// What the cache did with a call of the method at label index `m`.
+    pub(super) fn record_cache(&self, m: usize, result: CacheResult) {
+        self.cache
+            .get(m * CacheResult::COUNT + result as usize, || {
+                self.registry.counter(
+                    CACHE_REQUESTS,
+                    vec![
+                        Label::new("chain", self.chain.to_string()),
+                        Label::new("method", self.labels.label(m)),
                         Label::new("result", result.label()),
                     ],
                 )

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::cache::AnswerCache;
 use super::call_metrics::ChainMetrics;
 use super::stack::{Answer, ChainCall};
 use crate::config::ChainConfig;
@@ -25,6 +26,8 @@ pub struct ChainCore {
     /// `None` when `policy.broadcast.watch` is off.
     pub watch: Option<Arc<TxWatch>>,
     pub(super) metrics: Arc<ChainMetrics>,
+    /// `None` when `policy.cache.enabled` is off.
+    pub(super) cache: Option<Arc<AnswerCache>>,
     next_id: AtomicU64,
 }
 
@@ -36,8 +39,10 @@ impl ChainCore {
         health: Arc<ChainHealth>,
         watch: Option<Arc<TxWatch>>,
         metrics: Arc<ChainMetrics>,
+        cache: Option<Arc<AnswerCache>>,
     ) -> Self {
         Self {
+            cache,
             config,
             family,
             upstreams,
@@ -68,6 +73,11 @@ impl ChainCore {
     /// The chain head, once some upstream's head is known.
     pub fn head(&self) -> Option<u64> {
         self.health.head.get()
+    }
+
+    /// The chain's finalized block, once known.
+    pub fn finalized(&self) -> Option<u64> {
+        self.health.head.finalized()
     }
 
     /// The time a call of this cost may take, all attempts included.

@@ -52,6 +52,9 @@ impl ChainCore {
             prefer: &call.prefer,
         };
         let result = self.upstreams.call(&plan).await;
-        self.answer(result, call, None)
+        let head = result.as_ref().ok().and_then(|s| s.head);
+        let mut answer = self.answer(result.map(|s| s.payload), call, None);
+        answer.served_head = head;
+        answer
     }
 }

@@ -3,10 +3,13 @@
 //! transaction watch). A chain always produces an answer for the client: the node's, or the
 //! proxy's own error object (`rescue`).
 
+mod cache;
 mod call_metrics;
+mod coalesce;
 mod core;
 mod deadline;
 mod dispatch;
+mod key;
 mod metered;
 mod rescue;
 pub mod stack;
@@ -27,10 +30,10 @@ pub use stack::{Answer, ChainCall, ChainStack};
 
 use crate::config::ChainConfig;
 use crate::family;
-use crate::health::checker::{self, ChainHealth};
+use crate::health::checker::{self, ChainHealth, Finality};
 use crate::health::ChainHead;
 use crate::jsonrpc::{Call, Payload};
-use crate::metrics::{Metrics, CHAIN_HEAD, HEDGES, RETRIES};
+use crate::metrics::{Metrics, CHAIN_FINALIZED, CHAIN_HEAD, HEDGES, RETRIES};
 use crate::upstream::{AnswerBudget, AnswerLimit, SetMetrics, Upstream, UpstreamSet};
 use crate::watch::{TxStore, TxWatch};
 
@@ -105,6 +108,14 @@ impl Chain {
                 CHAIN_HEAD,
                 vec![Label::new("chain", config.name.to_string())],
             ),
+            finalized_gauge: metrics.gauge(
+                CHAIN_FINALIZED,
+                vec![Label::new("chain", config.name.to_string())],
+            ),
+            finality: match &config.policy.cache {
+                c if !c.enabled => Finality::Off,
+                c => c.finality_depth.map_or(Finality::Probed, Finality::Depth),
+            },
         });
         let watch = if config.policy.broadcast.watch {
             Some(Arc::new(TxWatch::new(
@@ -122,6 +133,7 @@ impl Chain {
             &config.name,
             family.method_labels(),
         ));
+        let cache = cache::for_chain(&config.name, &config.policy.cache, metrics);
         let core = Arc::new(ChainCore::new(
             config,
             family,
@@ -129,6 +141,7 @@ impl Chain {
             health,
             watch,
             chain_metrics,
+            cache,
         ));
         Ok(Self {
             stack: stack::build(&core),
@@ -156,6 +169,11 @@ impl Chain {
     /// The chain head, once some upstream's head is known.
     pub fn head(&self) -> Option<u64> {
         self.core.head()
+    }
+
+    /// The chain's finalized block, once known (Manifold's own view: see `ChainHead`).
+    pub fn finalized(&self) -> Option<u64> {
+        self.core.health.head.finalized()
     }
 
     /// Start one health checker per upstream, and the transaction watch; they stop when

@@ -12,9 +12,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower::ServiceBuilder;
 
+use super::cache::{CacheLayer, Cached};
+use super::coalesce::{Coalesce, CoalesceLayer};
 use super::core::ChainCore;
 use super::deadline::{Deadline, DeadlineLayer};
 use super::dispatch::Dispatch;
+use super::key::CallKey;
 use super::metered::{Metered, MeteredLayer};
 use super::steer::{Steer, SteerLayer};
 use super::CallOutcome;
@@ -22,7 +25,7 @@ use crate::family::MethodInfo;
 use crate::jsonrpc::{Call, Payload};
 
 /// The stack's type, outermost layer first (see `build`).
-pub type ChainStack = Metered<Steer<Deadline<Dispatch>>>;
+pub type ChainStack = Metered<Cached<Coalesce<Steer<Deadline<Dispatch>>>>>;
 
 /// Assemble the stack of one chain.
 pub fn build(core: &Arc<ChainCore>) -> ChainStack {
@@ -31,6 +34,12 @@ pub fn build(core: &Arc<ChainCore>) -> ChainStack {
         // layer answers it, and runs in its `call` tracing span.
         .layer(MeteredLayer::new(core))
         // (Per-key policy goes here: a key's limits apply before anything is spent.)
+        // Answers that can never change, from memory: before coalescing, so that a hit
+        // costs no lock, and outside everything that reaches an upstream.
+        .layer(CacheLayer::new(core))
+        // Identical calls in flight at once share one upstream call (with its hedges and
+        // retries); it belongs to the group, so it outlives its first caller.
+        .layer(CoalesceLayer::new(core))
         // Signed transactions leave here for the broadcast (several upstreams at once, then
         // the watch), with their own deadline: no timeout below may cut a broadcast short
         // between a send and its watch. A watched sender's `pending` nonce read is steered
@@ -55,6 +64,8 @@ pub struct ChainCall {
     pub deadline: Instant,
     /// Upstreams (by name) its first attempt goes to when one is in sync and takes it.
     pub prefer: Vec<String>,
+    /// Its identity, once the cache has computed it (canonical params): coalescing uses it.
+    pub key: Option<CallKey>,
 }
 
 impl ChainCall {
@@ -71,6 +82,7 @@ impl ChainCall {
             timeout,
             deadline: started + timeout,
             prefer: Vec::new(),
+            key: None,
         }
     }
 }
@@ -80,11 +92,21 @@ impl ChainCall {
 pub struct Answer {
     pub payload: Payload,
     pub outcome: CallOutcome,
+    /// The head of the upstream that answered, when one did and its head was known.
+    pub served_head: Option<u64>,
+    /// Shared from another caller's identical call (coalescing): that caller's layers keep
+    /// it, if anything does.
+    pub follower: bool,
 }
 
 impl Answer {
     pub fn new(payload: Payload, outcome: CallOutcome) -> Self {
-        Self { payload, outcome }
+        Self {
+            payload,
+            outcome,
+            served_head: None,
+            follower: false,
+        }
     }
 }
 

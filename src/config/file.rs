@@ -87,9 +87,7 @@ pub struct FilePolicy {
     pub health: Option<FileHealth>,
     pub hedge: Option<FileHedge>,
     pub breaker: Option<FileBreaker>,
-    /// A key of a later feature: accepted by the parser so that the error can say "not
-    /// supported yet" rather than "unknown key".
-    pub cache: Option<toml::Value>,
+    pub cache: Option<FileCache>,
     pub broadcast: Option<FileBroadcast>,
 }
 
@@ -127,6 +125,15 @@ pub struct FileHealth {
     pub timeout: Option<String>,
     pub rise: Option<u32>,
     pub fall: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileCache {
+    pub enabled: Option<bool>,
+    pub max_bytes: Option<u64>,
+    pub max_entry_bytes: Option<u64>,
+    pub finality_depth: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

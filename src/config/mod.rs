@@ -226,6 +226,20 @@ pub struct Policy {
     pub max_lag_blocks: u64,
     pub health: HealthPolicy,
     pub broadcast: BroadcastPolicy,
+    pub cache: CachePolicy,
+}
+
+/// A chain's answer cache (`chain::cache`): answers that cannot change, kept in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachePolicy {
+    pub enabled: bool,
+    /// The most bytes of answers (and keys) kept.
+    pub max_bytes: usize,
+    /// A larger answer is not kept.
+    pub max_entry_bytes: usize,
+    /// For a chain without a `finalized` block tag: a block this deep under the chain head
+    /// is final. `None`: the upstreams' `finalized` blocks decide.
+    pub finality_depth: Option<u64>,
 }
 
 /// A chain's transaction broadcasts, and the watch that lands them.
@@ -292,6 +306,10 @@ pub mod defaults {
     /// Two epochs: Ethereum finality.
     pub const FINALITY_DEPTH: u64 = 64;
     pub const MAX_WATCHED: usize = 10_000;
+    /// 64 MiB of answers that cannot change (finalized blocks, receipts, logs).
+    pub const CACHE_MAX_BYTES: usize = 64 * 1024 * 1024;
+    /// The share of the cache one answer may take at most: a hundredth.
+    pub const CACHE_ENTRY_SHARE: usize = 100;
     pub const TX_STORE: &str = "manifold-tx.redb";
     pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
     pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);

@@ -5,12 +5,15 @@
 //! syncing), which block a call needs, which calls are unsafe to repeat, what a node's error
 //! object means, and which method names deserve a metric label. A new family implements the trait; the core is untouched.
 
+pub mod cache_rule;
 pub mod evm;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use cache_rule::CacheRule;
 
 use crate::config::{ChainConfig, Family};
 use crate::upstream::UpstreamClient;
@@ -45,6 +48,8 @@ pub struct MethodInfo {
     /// May be sent again after an attempt that may have reached a node.
     pub repeatable: bool,
     pub class: MethodClass,
+    /// When its answer may be kept.
+    pub cache: CacheRule,
 }
 
 /// How long a call may take by nature: decides its timeouts and whether it is hedged.
@@ -145,6 +150,17 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
         check_identity: bool,
     ) -> ProbeFuture<'a>;
 
+    /// The call that asks an upstream for its finalized block (made by the health checker
+    /// every few probes), for a family with a finality tag; `None` otherwise.
+    fn finalized_call(&self) -> Option<FamilyCall> {
+        None
+    }
+
+    /// The block number in a `result` answering `finalized_call`.
+    fn parse_finalized(&self, _result: &[u8]) -> Option<u64> {
+        None
+    }
+
     /// Which block a call needs.
     fn classify(&self, method: &str, params: Option<&[u8]>) -> MethodClass;
 
@@ -154,7 +170,26 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
             label: self.method_labels().index(method),
             repeatable: self.is_repeatable(method),
             class: self.classify(method, params),
+            cache: CacheRule::Never,
         }
+    }
+
+    /// The call's params in a canonical form, for the cache key: the same for every
+    /// spelling of the same question (key order, hex case, the block as a tag resolved to
+    /// its number or as an EIP-1898 object). `None`: not cacheable after all.
+    fn cache_params(
+        &self,
+        _method: &str,
+        _params: Option<&[u8]>,
+        _rule: CacheRule,
+    ) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// For `CacheRule::Located`: the block a transaction or receipt answer names (`None`
+    /// while pending).
+    fn answer_block(&self, _result: &[u8]) -> Option<u64> {
+        None
     }
 
     /// Whether a call may be sent again after an attempt that may have reached a node.

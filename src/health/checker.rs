@@ -22,9 +22,27 @@ pub struct ChainHealth {
     pub policy: HealthPolicy,
     pub max_lag_blocks: u64,
     pub head_gauge: Gauge,
+    pub finalized_gauge: Gauge,
+    pub finality: Finality,
     /// Signalled after every probe, for requests waiting on a first verdict.
     pub probed: Arc<Notify>,
 }
+
+/// Where the chain's finalized block comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finality {
+    /// The upstreams' own finalized blocks (the family's `finalized_call`), asked every
+    /// `FINALITY_EVERY` probes.
+    Probed,
+    /// This many blocks under the chain head (a chain without a finality tag).
+    Depth(u64),
+    /// Not tracked (nothing needs it: the cache is off).
+    Off,
+}
+
+/// A finality probe every this many health probes (the first included): finality moves in
+/// steps of minutes on Ethereum, and every request costs a paid provider's customer.
+pub const FINALITY_EVERY: u64 = 4;
 
 impl ChainHealth {
     /// Recompute the chain head from the healthy upstreams and publish heads and lags.
@@ -45,6 +63,22 @@ impl ChainHealth {
         if let Some(h) = head {
             self.head_gauge.set(h as f64);
         }
+        let finalized = match self.finality {
+            Finality::Probed => super::robust_finalized(
+                &self
+                    .upstreams
+                    .iter()
+                    .filter(|u| u.active().status() == HealthStatus::Healthy)
+                    .filter_map(|u| u.active().finalized())
+                    .collect::<Vec<_>>(),
+            ),
+            Finality::Depth(d) => head.and_then(|h| h.checked_sub(d)),
+            Finality::Off => None,
+        };
+        self.head.advance_finalized(finalized, went_back);
+        if let Some(f) = self.head.finalized() {
+            self.finalized_gauge.set(f as f64);
+        }
         for u in self.upstreams.iter() {
             u.publish_health(head);
         }
@@ -58,10 +92,28 @@ pub async fn run(ctx: Arc<ChainHealth>, upstream: Arc<Upstream>, mut stop: watch
         // (a provider's misrouting, a node restarted with another genesis) must be out at the
         // next probe, not ten probes later. It costs one small request.
         let started = tokio::time::Instant::now();
-        let verdict = tokio::select! {
-            v = ctx.family.probe(upstream.client(), ctx.policy.timeout, true) => v,
+        let finality =
+            ctx.finality == Finality::Probed && upstream.active().probes() % FINALITY_EVERY == 0;
+        let probe = async {
+            tokio::join!(
+                ctx.family
+                    .probe(upstream.client(), ctx.policy.timeout, true),
+                async {
+                    if finality {
+                        Some(probe_finalized(&ctx, &upstream).await)
+                    } else {
+                        None
+                    }
+                },
+            )
+        };
+        let (verdict, finalized) = tokio::select! {
+            v = probe => v,
             _ = stop.changed() => return,
         };
+        if let Some(f) = finalized {
+            upstream.active().set_finalized(f);
+        }
         if matches!(
             verdict,
             ProbeVerdict::Healthy { .. } | ProbeVerdict::Syncing { .. }
@@ -84,6 +136,27 @@ pub async fn run(ctx: Arc<ChainHealth>, upstream: Arc<Upstream>, mut stop: watch
             () = tokio::time::sleep(jittered(ctx.policy.interval)) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+/// The finalized block the upstream reports; `None` when it does not say (a node without
+/// the tag, an error, no answer in time).
+async fn probe_finalized(ctx: &ChainHealth, upstream: &Upstream) -> Option<u64> {
+    let call = ctx.family.finalized_call()?;
+    let method = serde_json::to_string(call.method).ok()?;
+    let body = crate::jsonrpc::encode_request(
+        br#""health""#,
+        method.as_bytes(),
+        Some(call.params.as_bytes()),
+    );
+    let reply = upstream
+        .client()
+        .probe(body, ctx.policy.timeout)
+        .await
+        .ok()?;
+    match crate::upstream::read_reply(br#""health""#, &reply) {
+        Ok(crate::jsonrpc::Payload::Result(r)) => ctx.family.parse_finalized(&r),
+        _ => None,
     }
 }
 
@@ -235,6 +308,8 @@ mod tests {
             policy: chain.policy.health.clone(),
             max_lag_blocks: 3,
             head_gauge: metrics.gauge("manifold_chain_head_block", vec![]),
+            finalized_gauge: metrics.gauge("manifold_chain_finalized_block", vec![]),
+            finality: Finality::Off,
             probed: Arc::new(Notify::new()),
         });
         let (stop, stopped) = watch::channel(false);

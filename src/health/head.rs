@@ -8,6 +8,10 @@
 //! never set the head for everyone. The head never moves backwards, except when the
 //! upstreams keep reporting a lower head for `hold` (a chain reset or a deep reorg), so one
 //! slow probe cannot pull it back.
+//!
+//! The finalized block is Manifold's own too: the lower median of the upstreams' finalized
+//! blocks (with two, the lower one), never above the head, never going back. One upstream
+//! that claims too much cannot make the cache keep a block that may still change.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -24,12 +28,22 @@ pub fn robust_head(heads: &[u64], tolerance: u64) -> Option<u64> {
     sorted.into_iter().filter(|h| *h <= ceiling).max()
 }
 
+/// The lower median of the upstreams' finalized blocks: at least half of them have
+/// finalized it.
+pub fn robust_finalized(readings: &[u64]) -> Option<u64> {
+    let mut sorted = readings.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len().checked_sub(1)? / 2).copied()
+}
+
 /// A chain's head, shared between the health checkers (writers, serialized by a lock) and
 /// requests (readers of one atomic).
 #[derive(Debug)]
 pub struct ChainHead {
     /// The head plus one: 0 until some upstream's head is known.
     value: AtomicU64,
+    /// The finalized block plus one: 0 while none is known.
+    finalized: AtomicU64,
     state: Mutex<State>,
     hold: Duration,
 }
@@ -47,6 +61,7 @@ impl ChainHead {
     pub fn new(hold: Duration) -> Self {
         Self {
             value: AtomicU64::new(0),
+            finalized: AtomicU64::new(0),
             state: Mutex::new(State::default()),
             hold,
         }
@@ -54,6 +69,29 @@ impl ChainHead {
 
     pub fn get(&self) -> Option<u64> {
         self.value.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// The chain's finalized block, once known: answers at or below it cannot change.
+    pub fn finalized(&self) -> Option<u64> {
+        self.finalized.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// Move the finalized block to `candidate` (capped at the head) when that is higher.
+    /// It goes back only with the head (`head_went_back`: a chain reset), to the head.
+    pub fn advance_finalized(&self, candidate: Option<u64>, head_went_back: bool) {
+        let store = |v: u64| self.finalized.store(v.saturating_add(1), Ordering::Relaxed);
+        let head = self.get();
+        if let (true, Some(h), Some(f)) = (head_went_back, head, self.finalized()) {
+            if f > h {
+                store(h);
+            }
+        }
+        let Some(candidate) = candidate.map(|c| head.map_or(c, |h| c.min(h))) else {
+            return;
+        };
+        if self.finalized().is_none_or(|f| candidate > f) {
+            store(candidate);
+        }
     }
 
     /// Recompute from the heads of the upstreams currently fit to count. Returns the head
@@ -119,6 +157,42 @@ mod tests {
         assert_eq!(robust_head(&[100, 102, 103], 12), Some(103));
         assert_eq!(robust_head(&[7], 0), Some(7));
         assert_eq!(robust_head(&[], 12), None);
+    }
+
+    #[test]
+    fn finalized_is_the_lower_median_capped_at_the_head_and_never_goes_back() {
+        assert_eq!(robust_finalized(&[]), None);
+        assert_eq!(robust_finalized(&[90, 95]), Some(90), "with two, the lower");
+        assert_eq!(
+            robust_finalized(&[90, 1_000_000, 91]),
+            Some(91),
+            "a liar ahead"
+        );
+        assert_eq!(robust_finalized(&[7]), Some(7));
+        let h = ChainHead::new(HOLD);
+        h.advance_finalized(Some(5), false);
+        assert_eq!(h.finalized(), Some(5), "before any head, as reported");
+        h.update(&[100], 12);
+        h.advance_finalized(Some(150), false);
+        assert_eq!(h.finalized(), Some(100), "never above the head");
+        h.advance_finalized(Some(60), false);
+        h.advance_finalized(None, false);
+        assert_eq!(h.finalized(), Some(100), "never back on lower readings");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finalized_goes_back_with_a_chain_reset() {
+        let h = ChainHead::new(HOLD);
+        h.update(&[100], 12);
+        h.advance_finalized(Some(90), false);
+        h.update(&[10], 12);
+        tokio::time::advance(HOLD).await;
+        let (_, went_back) = h.update(&[10], 12);
+        assert!(went_back);
+        h.advance_finalized(Some(8), went_back);
+        assert_eq!(h.finalized(), Some(10));
+        h.advance_finalized(Some(8), false);
+        assert_eq!(h.finalized(), Some(10));
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod checker;
 mod head;
 mod hysteresis;
 
-pub use head::{robust_head, ChainHead};
+pub use head::{robust_finalized, robust_head, ChainHead};
 pub use hysteresis::Hysteresis;
 
 /// How far above the median head a head may be and still count: a few times the tolerated

@@ -66,6 +66,8 @@ pub struct ActiveHealth {
     status: AtomicU8,
     /// The head plus one: 0 until a probe reports one (a chain at genesis has head 0).
     head: AtomicU64,
+    /// Its last finalized block plus one: 0 while none is known.
+    finalized: AtomicU64,
     probes: AtomicU64,
     /// An average of answered probes' round trips, µs (0: none yet): what the auto hedge
     /// delay starts from before the upstream has answered enough calls.
@@ -104,6 +106,7 @@ impl ActiveHealth {
         Self {
             status: AtomicU8::new(HealthStatus::Unknown as u8),
             head: AtomicU64::new(0),
+            finalized: AtomicU64::new(0),
             probes: AtomicU64::new(0),
             probe_latency_us: AtomicU64::new(0),
             inner: Mutex::new(Inner {
@@ -120,6 +123,16 @@ impl ActiveHealth {
 
     pub fn head(&self) -> Option<u64> {
         self.head.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// The finalized block it last reported (a finality probe).
+    pub fn finalized(&self) -> Option<u64> {
+        self.finalized.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    pub fn set_finalized(&self, block: Option<u64>) {
+        let v = block.map_or(0, |b| b.saturating_add(1));
+        self.finalized.store(v, Ordering::Relaxed);
     }
 
     fn set_head(&self, head: u64) {

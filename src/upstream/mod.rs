@@ -36,7 +36,7 @@ pub use outcome::{AttemptFailure, Outcome};
 pub use passive::PassiveHealth;
 pub use read_body::{read_answer, AnswerLimit, Encoding};
 pub use reply::read_reply;
-pub use set::{CallPlan, Pick, Route, SetFailure, SetMetrics, UpstreamSet};
+pub use set::{CallPlan, Pick, Route, Served, SetFailure, SetMetrics, UpstreamSet};
 
 use crate::config::UpstreamConfig;
 use crate::family::{ChainFamily, Cost};

@@ -4,16 +4,16 @@ use std::time::Duration;
 
 use super::Validator;
 use crate::config::error::KeyPath;
-use crate::config::file::{FileBreaker, FileBroadcast, FileHealth, FileHedge, FilePolicy};
+use crate::config::file::{
+    FileBreaker, FileBroadcast, FileCache, FileHealth, FileHedge, FilePolicy,
+};
 use crate::config::{
-    defaults, BreakerPolicy, BroadcastPolicy, HealthPolicy, HedgeDelay, HedgePolicy, Policy,
+    defaults, BreakerPolicy, BroadcastPolicy, CachePolicy, HealthPolicy, HedgeDelay, HedgePolicy,
+    Policy,
 };
 
 impl Validator {
     pub(super) fn policy(&mut self, at: &KeyPath, p: &FilePolicy) -> Policy {
-        if p.cache.is_some() {
-            self.fail(&at.key("cache"), "not supported yet in this version");
-        }
         let request_timeout = self.duration(
             &at.key("request_timeout"),
             p.request_timeout.as_deref(),
@@ -47,7 +47,9 @@ impl Validator {
         let breaker = self.breaker(&at.key("breaker"), p.breaker.as_ref());
         let health = self.health(&at.key("health"), p.health.as_ref());
         let broadcast = self.broadcast(&at.key("broadcast"), p.broadcast.as_ref());
+        let cache = self.cache(&at.key("cache"), p.cache.as_ref());
         Policy {
+            cache,
             broadcast,
             request_timeout,
             heavy_request_timeout,
@@ -58,6 +60,39 @@ impl Validator {
             breaker,
             max_lag_blocks: p.max_lag_blocks.unwrap_or(defaults::MAX_LAG_BLOCKS),
             health,
+        }
+    }
+
+    fn cache(&mut self, at: &KeyPath, c: Option<&FileCache>) -> CachePolicy {
+        let default = FileCache::default();
+        let c = c.unwrap_or(&default);
+        let max_bytes = self.bytes(
+            &at.key("max_bytes"),
+            c.max_bytes,
+            super::MIB..=64 * 1024 * super::MIB,
+            defaults::CACHE_MAX_BYTES,
+        );
+        let max_entry_bytes = self.bytes(
+            &at.key("max_entry_bytes"),
+            c.max_entry_bytes,
+            1024..=u64::try_from(max_bytes).unwrap_or(u64::MAX),
+            (max_bytes / defaults::CACHE_ENTRY_SHARE).max(1024),
+        );
+        let finality_depth = match c.finality_depth {
+            Some(0) => {
+                self.fail(
+                    &at.key("finality_depth"),
+                    "must be at least 1 (the head itself is never final)",
+                );
+                None
+            }
+            d => d,
+        };
+        CachePolicy {
+            enabled: c.enabled.unwrap_or(true),
+            max_bytes,
+            max_entry_bytes,
+            finality_depth,
         }
     }
 

@@ -117,17 +117,50 @@ fn no_chains_is_an_error() {
 
 #[test]
 fn later_features_say_not_supported_yet() {
-    let e = errors(&format!(
-        "{MINIMAL}\n[chains.policy]\ncache = {{ size = 10 }}\n"
-    ));
-    assert_eq!(
-        e,
-        vec!["test.toml: chains[0].policy.cache: not supported yet in this version"]
-    );
     let e = errors(&MINIMAL.replace("chain_id = 1", "chain_id = 1\nfamily = \"solana\""));
     assert!(
         e.iter()
             .any(|l| l.contains("chains[0].family: `solana` is not supported yet")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn cache_keys_have_defaults_and_ranges() {
+    let c = load_str(MINIMAL).unwrap();
+    let cache = &c.chains[0].policy.cache;
+    assert!(cache.enabled);
+    assert_eq!(cache.max_bytes, 64 * 1024 * 1024);
+    assert_eq!(cache.max_entry_bytes, 64 * 1024 * 1024 / 100);
+    assert_eq!(cache.finality_depth, None);
+    let c = load_str(&format!(
+        "{MINIMAL}\n[chains.policy.cache]\nenabled = false\nmax_bytes = 2097152\nfinality_depth = 12\n"
+    ))
+    .unwrap();
+    let cache = &c.chains[0].policy.cache;
+    assert!(!cache.enabled);
+    assert_eq!(cache.max_entry_bytes, 20971);
+    assert_eq!(cache.finality_depth, Some(12));
+    let e = errors(&format!(
+        "{MINIMAL}\n[chains.policy.cache]\nmax_bytes = 2097152\nmax_entry_bytes = 4194304\nfinality_depth = 0\nsize = 1\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].contains("chains[0].policy.cache") && e[0].contains("size"),
+        "{e:?}"
+    );
+    let e = errors(&format!(
+        "{MINIMAL}\n[chains.policy.cache]\nmax_bytes = 2097152\nmax_entry_bytes = 4194304\nfinality_depth = 0\n"
+    ));
+    assert!(
+        e.iter().any(|l| l.contains(
+            "chains[0].policy.cache.max_entry_bytes: 4194304 is out of range 1024 to 2097152"
+        )),
+        "{e:?}"
+    );
+    assert!(
+        e.iter()
+            .any(|l| l.contains("chains[0].policy.cache.finality_depth: must be at least 1")),
         "{e:?}"
     );
 }

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use crate::family::{BlockNeed, Cost, MethodClass};
 
 /// Where the block parameter sits for methods that take one.
-fn block_param(method: &str) -> Option<usize> {
+pub(super) fn block_param(method: &str) -> Option<usize> {
     Some(match method {
         "eth_getBlockByNumber"
         | "eth_getBlockTransactionCountByNumber"

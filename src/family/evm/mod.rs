@@ -5,6 +5,7 @@
 //! object means, as tables of real wordings) and `tx` (a signed transaction's hash, sender
 //! and nonce) hold the knowledge; this file answers the [`ChainFamily`] questions with it.
 
+mod cache_rules;
 mod errors;
 mod methods;
 mod probe;
@@ -16,8 +17,8 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::{
-    Broadcast, BroadcastVerdict, ChainFamily, ErrorClass, FamilyCall, Inclusion, MethodClass,
-    MethodLabels, ProbeFuture, ProbeVerdict,
+    Broadcast, BroadcastVerdict, CacheRule, ChainFamily, ErrorClass, FamilyCall, Inclusion,
+    MethodClass, MethodInfo, MethodLabels, ProbeFuture, ProbeVerdict,
 };
 use crate::upstream::UpstreamClient;
 pub use methods::parse_quantity;
@@ -58,8 +59,49 @@ impl ChainFamily for Evm {
         })
     }
 
+    fn finalized_call(&self) -> Option<FamilyCall> {
+        // Header only: the transactions' hashes are all the answer carries besides.
+        Some(FamilyCall::new(
+            "eth_getBlockByNumber",
+            r#"["finalized",false]"#.into(),
+        ))
+    }
+
+    fn parse_finalized(&self, result: &[u8]) -> Option<u64> {
+        #[derive(serde::Deserialize)]
+        struct Header<'a> {
+            #[serde(borrow)]
+            number: &'a str,
+        }
+        let header: Header<'_> = serde_json::from_slice(result).ok()?;
+        parse_quantity(header.number)
+    }
+
     fn classify(&self, method: &str, params: Option<&[u8]>) -> MethodClass {
         methods::classify(method, params)
+    }
+
+    fn method_info(&self, method: &str, params: Option<&[u8]>) -> MethodInfo {
+        let class = methods::classify(method, params);
+        MethodInfo {
+            label: self.method_labels().index(method),
+            repeatable: is_repeatable(method),
+            class,
+            cache: cache_rules::rule(method, class.need),
+        }
+    }
+
+    fn cache_params(
+        &self,
+        method: &str,
+        params: Option<&[u8]>,
+        rule: CacheRule,
+    ) -> Option<Vec<u8>> {
+        cache_rules::canonical_params(method, params, rule)
+    }
+
+    fn answer_block(&self, result: &[u8]) -> Option<u64> {
+        cache_rules::answer_block(result)
     }
 
     fn is_repeatable(&self, method: &str) -> bool {

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use tower::retry::budget::Budget;
 
 use super::select::Selection;
-use super::{CallPlan, Pick, Route, SetFailure, UpstreamSet};
+use super::{CallPlan, Pick, Route, Served, SetFailure, UpstreamSet};
 use crate::family::Cost;
 use crate::jsonrpc::Payload;
 use crate::upstream::outcome::AttemptFailure;
@@ -45,13 +45,18 @@ impl UpstreamSet {
     /// `NULL_HOLD` at most): a node that has not seen a transaction yet must not beat one
     /// that has, nor a stuck one hold the answer for its whole timeout. Failures wait for
     /// them too. Attempts still running when the call returns are dropped: cancelled.
-    pub async fn call(&self, plan: &CallPlan<'_>) -> Result<Payload, SetFailure> {
+    pub async fn call(&self, plan: &CallPlan<'_>) -> Result<Served, SetFailure> {
         let mut route = plan.route;
         self.retry_budget.deposit();
         self.hedge_budget.deposit();
         let first = match self.first_pick(plan, &mut route).await {
             Ok(p) => p,
-            Err(answer) => return answer,
+            Err(answer) => {
+                return answer.map(|payload| Served {
+                    payload,
+                    head: None,
+                })
+            }
         };
         let hedge_delay = if plan.repeatable && plan.route.cost == Cost::Normal {
             self.hedge.delay(first.upstream)
@@ -69,7 +74,7 @@ impl UpstreamSet {
         running.push(run_attempt(first, plan, false));
         let mut next_hedge = hedge_delay.map(|d| Instant::now() + d);
         let mut hedges = 0u32;
-        let mut held_null: Option<Payload> = None;
+        let mut held_null: Option<Served> = None;
         let mut null_until: Option<Instant> = None;
         let mut failures: Vec<AttemptFailure> = Vec::new();
         // A retry waiting for `max_rps` room: a timer here, so that the attempts still
@@ -88,7 +93,7 @@ impl UpstreamSet {
                 Some((hedged, result)) = running.next(), if !running.is_empty() => {
                     let more_coming = !running.is_empty() || retry_at.is_some();
                     match result {
-                        Ok(p) if is_null(&p) && more_coming => {
+                        Ok(p) if is_null(&p.payload) && more_coming => {
                             held_null = Some(p);
                             null_until.get_or_insert_with(|| Instant::now() + NULL_HOLD);
                         }
@@ -219,7 +224,7 @@ fn run_attempt<'a>(
     pick: Pick<'a>,
     plan: &'a CallPlan<'_>,
     hedged: bool,
-) -> impl Future<Output = (bool, Result<Payload, AttemptFailure>)> + 'a {
+) -> impl Future<Output = (bool, Result<Served, AttemptFailure>)> + 'a {
     let body = plan.body.clone();
     async move {
         let result = pick
@@ -232,7 +237,11 @@ fn run_attempt<'a>(
                 plan.deadline,
                 plan.route.cost,
             )
-            .await;
+            .await
+            .map(|payload| Served {
+                payload,
+                head: pick.upstream.active().head(),
+            });
         (hedged, result)
     }
 }

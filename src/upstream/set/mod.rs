@@ -38,6 +38,7 @@ use super::hedge::{HedgeBudget, HedgePolicy};
 use super::outcome::AttemptFailure;
 use super::{Admission, HealthStatus, Upstream};
 use crate::health::ChainHead;
+use crate::jsonrpc::Payload;
 use route::reaches;
 
 /// Retries allowed per second whatever the budget, and how long a call counts towards it
@@ -95,6 +96,15 @@ pub struct CallPlan<'a> {
     /// Upstreams (by name) the first attempt goes to when one of them is in sync and takes
     /// it: those that took a sender's transactions, for its `pending` nonce read.
     pub prefer: &'a [String],
+}
+
+/// An upstream's answer to a call, and that upstream's head when it answered (as its last
+/// probe said): an answer about a block above it may be partial (a node clamps a log
+/// range to its head), and must not be kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub payload: Payload,
+    pub head: Option<u64>,
 }
 
 /// Why no upstream answered.
