@@ -79,6 +79,8 @@ struct Shared {
     received: AtomicUsize,
     forwarded: AtomicUsize,
     connections: AtomicUsize,
+    /// Requests received by method, health probes (id "health") apart.
+    calls: Mutex<std::collections::HashMap<String, usize>>,
 }
 
 /// The accept task while the path listens, and the signal that stops it.
@@ -120,6 +122,7 @@ impl FaultPath {
             received: AtomicUsize::new(0),
             forwarded: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            calls: Mutex::new(std::collections::HashMap::new()),
         });
         FaultPath {
             addr: listener.local_addr().unwrap(),
@@ -157,6 +160,18 @@ impl FaultPath {
     /// Requests forwarded to the target.
     pub fn forwarded(&self) -> usize {
         self.shared.forwarded.load(Ordering::SeqCst)
+    }
+
+    /// Requests of `method` received (health probes not counted), whatever was done with
+    /// them.
+    pub fn calls(&self, method: &str) -> usize {
+        self.shared
+            .calls
+            .lock()
+            .unwrap()
+            .get(method)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Requests received, whatever was done with them.
@@ -215,6 +230,18 @@ async fn handle(
     let fault = shared.fault.lock().unwrap().clone();
     let body = req.into_body().collect().await.map_err(io::Error::other)?;
     let body = body.to_bytes();
+    if let Ok(call) = serde_json::from_slice::<Value>(&body) {
+        if call["id"] != "health" {
+            if let Some(m) = call["method"].as_str() {
+                *shared
+                    .calls
+                    .lock()
+                    .unwrap()
+                    .entry(m.to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
     match fault {
         Fault::Pass => forward(&shared, body).await,
         Fault::Refuse => Err(io::Error::other("refused: closing")),
