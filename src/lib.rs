@@ -7,8 +7,13 @@
 //!   frontdoor           method, chain path, content type, body limit     (HTTP 405/404/415/413)
 //!     jsonrpc::decode   single / batch / notification, ids kept as raw bytes (-32700/-32600)
 //!     router            POST /{chain} -> Chain
-//!       chain           request timeout, per-call metrics; chain::rescue: proxy error objects
-//!         chain::send      signed transactions -> upstream::broadcast, then watch::TxWatch
+//!       chain::stack    the call stack as tower layers, assembled in one place:
+//!         metered          per-call metrics and tracing span (cache hits included)
+//!         cache            answers that cannot change (finality from health::ChainHead)
+//!         coalesce         identical calls in flight share one trip down
+//!         steer            signed transactions -> upstream::broadcast, then watch::TxWatch
+//!         deadline         the request timeout's safety net
+//!         dispatch         the attempts; chain::rescue: failures as proxy error objects
 //!         upstream::set    candidate order, hedges, retries, failover on upstream faults
 //!           upstream       one attempt: classify once into an Outcome -> health + metrics
 //!             upstream::client  pooled HTTP/1.1 + HTTP/2, rustls, timeouts, gzip
