@@ -8,41 +8,27 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::core::ChainCore;
-use super::stack::{Answer, AnswerFuture, ChainCall};
+use super::stack::{Answer, AnswerFuture, ChainCall, WithCore};
 use super::CallOutcome;
 
 /// How long past the deadline the outer bound waits before abandoning the attempts.
 pub const SAFETY_MARGIN: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone)]
-pub struct DeadlineLayer {
-    core: Arc<ChainCore>,
-}
-
-impl DeadlineLayer {
-    pub fn new(core: &Arc<ChainCore>) -> Self {
-        Self { core: core.clone() }
-    }
-}
-
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = Deadline<S>;
-
-    fn layer(&self, inner: S) -> Deadline<S> {
-        Deadline {
-            inner,
-            core: self.core.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
 pub struct Deadline<S> {
     inner: S,
     core: Arc<ChainCore>,
+}
+
+impl<S> WithCore<S> for Deadline<()> {
+    type Service = Deadline<S>;
+
+    fn wrap(inner: S, core: Arc<ChainCore>) -> Deadline<S> {
+        Deadline { inner, core }
+    }
 }
 
 impl<S> Service<ChainCall> for Deadline<S>

@@ -5,21 +5,22 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tower::ServiceBuilder;
+use tower::{Layer, ServiceBuilder};
 
-use super::cache::{CacheLayer, Cached};
+use super::cache::Cached;
 use super::coalesce::{Coalesce, CoalesceLayer};
 use super::core::ChainCore;
-use super::deadline::{Deadline, DeadlineLayer};
+use super::deadline::Deadline;
 use super::dispatch::Dispatch;
 use super::key::CallKey;
 use super::metered::{Metered, MeteredLayer};
-use super::steer::{Steer, SteerLayer};
+use super::steer::Steer;
 use super::CallOutcome;
 use crate::family::MethodInfo;
 use crate::jsonrpc::{Call, Payload};
@@ -36,7 +37,7 @@ pub fn build(core: &Arc<ChainCore>) -> ChainStack {
         // (Per-key policy goes here: a key's limits apply before anything is spent.)
         // Answers that can never change, from memory: before coalescing, so that a hit
         // costs no lock, and outside everything that reaches an upstream.
-        .layer(CacheLayer::new(core))
+        .layer(CoreLayer::<Cached<()>>::new(core))
         // Identical calls in flight at once share one upstream call (with its hedges and
         // retries); it belongs to the group, so it outlives its first caller.
         .layer(CoalesceLayer::new(core))
@@ -44,10 +45,10 @@ pub fn build(core: &Arc<ChainCore>) -> ChainStack {
         // the watch), with their own deadline: no timeout below may cut a broadcast short
         // between a send and its watch. A watched sender's `pending` nonce read is steered
         // to the upstreams that took its transactions, and never answered below them.
-        .layer(SteerLayer::new(core))
+        .layer(CoreLayer::<Steer<()>>::new(core))
         // A safety net at the call's deadline: every attempt is bounded by it already, so
         // this should never fire first.
-        .layer(DeadlineLayer::new(core))
+        .layer(CoreLayer::<Deadline<()>>::new(core))
         // The upstream set: selection, hedges, retries, breakers; failures become the
         // proxy's error objects.
         .service(Dispatch::new(core))
@@ -107,6 +108,37 @@ impl Answer {
             served_head: None,
             follower: false,
         }
+    }
+}
+
+/// The layer of a service that needs only the chain's core besides its inner service
+/// (`CoreLayer::<Steer<()>>::new(core)` wraps `S` into `Steer<S>`).
+#[derive(Debug)]
+pub struct CoreLayer<T> {
+    core: Arc<ChainCore>,
+    service: PhantomData<fn() -> T>,
+}
+
+impl<T> CoreLayer<T> {
+    pub fn new(core: &Arc<ChainCore>) -> Self {
+        Self {
+            core: core.clone(),
+            service: PhantomData,
+        }
+    }
+}
+
+/// A service built around an inner one and the chain's core.
+pub trait WithCore<S> {
+    type Service;
+    fn wrap(inner: S, core: Arc<ChainCore>) -> Self::Service;
+}
+
+impl<T: WithCore<S>, S> Layer<S> for CoreLayer<T> {
+    type Service = T::Service;
+
+    fn layer(&self, inner: S) -> T::Service {
+        T::wrap(inner, self.core.clone())
     }
 }
 

@@ -8,41 +8,27 @@ use std::task::{Context, Poll};
 
 use futures_util::future::Either;
 use tokio::task::JoinSet;
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::core::ChainCore;
-use super::stack::{Answer, AnswerFuture, ChainCall};
+use super::stack::{Answer, AnswerFuture, ChainCall, WithCore};
 use crate::family::{Broadcast, ChainFamily};
 use crate::jsonrpc::{encode_request, Payload};
 use crate::upstream::{broadcast, took_it, BroadcastRequest, SendResult};
 use crate::watch::TxWatch;
 
 #[derive(Debug, Clone)]
-pub struct SteerLayer {
-    core: Arc<ChainCore>,
-}
-
-impl SteerLayer {
-    pub fn new(core: &Arc<ChainCore>) -> Self {
-        Self { core: core.clone() }
-    }
-}
-
-impl<S> Layer<S> for SteerLayer {
-    type Service = Steer<S>;
-
-    fn layer(&self, inner: S) -> Steer<S> {
-        Steer {
-            inner,
-            core: self.core.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
 pub struct Steer<S> {
     inner: S,
     core: Arc<ChainCore>,
+}
+
+impl<S> WithCore<S> for Steer<()> {
+    type Service = Steer<S>;
+
+    fn wrap(inner: S, core: Arc<ChainCore>) -> Steer<S> {
+        Steer { inner, core }
+    }
 }
 
 impl<S> Service<ChainCall> for Steer<S>

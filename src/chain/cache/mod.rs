@@ -16,13 +16,13 @@ use std::task::{Context, Poll};
 
 use futures_util::future::Either;
 use metrics::Label;
-use tower::{Layer, Service};
+use tower::Service;
 
 pub use store::AnswerCache;
 
 use super::core::ChainCore;
 use super::key::CallKey;
-use super::stack::{Answer, AnswerFuture, ChainCall};
+use super::stack::{Answer, AnswerFuture, ChainCall, WithCore};
 use super::CallOutcome;
 use crate::config::CachePolicy;
 use crate::family::cache_rule::{is_empty_list, is_null};
@@ -64,31 +64,17 @@ pub fn for_chain(name: &str, policy: &CachePolicy, metrics: &Metrics) -> Option<
 }
 
 #[derive(Debug, Clone)]
-pub struct CacheLayer {
-    core: Arc<ChainCore>,
-}
-
-impl CacheLayer {
-    pub fn new(core: &Arc<ChainCore>) -> Self {
-        Self { core: core.clone() }
-    }
-}
-
-impl<S> Layer<S> for CacheLayer {
-    type Service = Cached<S>;
-
-    fn layer(&self, inner: S) -> Cached<S> {
-        Cached {
-            inner,
-            core: self.core.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
 pub struct Cached<S> {
     inner: S,
     core: Arc<ChainCore>,
+}
+
+impl<S> WithCore<S> for Cached<()> {
+    type Service = Cached<S>;
+
+    fn wrap(inner: S, core: Arc<ChainCore>) -> Cached<S> {
+        Cached { inner, core }
+    }
 }
 
 impl<S> Service<ChainCall> for Cached<S>
