@@ -1,5 +1,5 @@
-//! Coalescing: identical calls in flight at the same moment (same key, safe to repeat)
-//! share one trip down the stack, hedges and retries included. The shared call belongs to
+//! Coalescing: identical calls in flight at the same moment (same key, reads safe to
+//! repeat: `MethodInfo::shareable`) share one trip down the stack, hedges and retries included. The shared call belongs to
 //! the group, not to its first caller: it runs as long as any caller still waits for it, so
 //! the first one going away (a closed connection) costs the others nothing. When the last
 //! one goes, it is cancelled, as any call whose client left. The answer, an error included,
@@ -150,7 +150,7 @@ where
     }
 
     fn call(&mut self, call: ChainCall) -> Self::Future {
-        if !call.info.repeatable {
+        if !call.info.shareable {
             return Either::Left(self.inner.call(call));
         }
         let key = call.key.unwrap_or_else(|| {
@@ -219,6 +219,7 @@ mod tests {
             info: MethodInfo {
                 label: 0,
                 repeatable,
+                shareable: repeatable,
                 class: MethodClass {
                     need: BlockNeed::Head,
                     block_lookup: false,

@@ -47,6 +47,10 @@ pub struct MethodInfo {
     pub label: usize,
     /// May be sent again after an attempt that may have reached a node.
     pub repeatable: bool,
+    /// Identical calls in flight at once may share one upstream call: a read. Not a call
+    /// that changes a node's state however safe it is to repeat (`evm_mine` twice mines
+    /// two blocks; shared, one).
+    pub shareable: bool,
     pub class: MethodClass,
     /// When its answer may be kept.
     pub cache: CacheRule,
@@ -166,9 +170,11 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
 
     /// Everything about a call the stack needs, classified once.
     fn method_info(&self, method: &str, params: Option<&[u8]>) -> MethodInfo {
+        let repeatable = self.is_repeatable(method);
         MethodInfo {
             label: self.method_labels().index(method),
-            repeatable: self.is_repeatable(method),
+            repeatable,
+            shareable: repeatable,
             class: self.classify(method, params),
             cache: CacheRule::Never,
         }

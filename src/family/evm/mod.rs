@@ -83,9 +83,11 @@ impl ChainFamily for Evm {
 
     fn method_info(&self, method: &str, params: Option<&[u8]>) -> MethodInfo {
         let class = methods::classify(method, params);
+        let repeatable = is_repeatable(method);
         MethodInfo {
             label: self.method_labels().index(method),
-            repeatable: is_repeatable(method),
+            repeatable,
+            shareable: repeatable && !changes_node_state(method),
             class,
             cache: cache_rules::rule(method, class.need),
         }
@@ -286,9 +288,51 @@ pub fn is_repeatable(method: &str) -> bool {
         ))
 }
 
+/// Calls that change a node's own state (test-node controls, node administration, the
+/// miner, signing with the node's keys): safe to repeat, each one still does something,
+/// so identical ones are never shared.
+pub fn changes_node_state(method: &str) -> bool {
+    const PREFIXES: &[&str] = &[
+        "anvil_",
+        "evm_",
+        "hardhat_",
+        "ganache_",
+        "admin_",
+        "miner_",
+        "personal_",
+        "clique_",
+        "debug_set",
+        "debug_start",
+        "debug_stop",
+    ];
+    PREFIXES.iter().any(|p| method.starts_with(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_are_shareable_and_node_controls_are_not() {
+        let evm = Evm::new(1);
+        let shareable = |m: &str| evm.method_info(m, Some(b"[]")).shareable;
+        assert!(shareable("eth_getBalance"));
+        assert!(shareable("eth_call"));
+        assert!(shareable("debug_traceTransaction"));
+        for m in [
+            "evm_mine",
+            "anvil_mine",
+            "anvil_setBalance",
+            "hardhat_mine",
+            "admin_addPeer",
+            "miner_start",
+            "debug_setHead",
+            "eth_sendRawTransaction",
+            "eth_getFilterChanges",
+        ] {
+            assert!(!shareable(m), "{m}");
+        }
+    }
 
     #[test]
     fn writes_and_node_bound_calls_are_not_repeatable() {
