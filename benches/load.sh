@@ -25,7 +25,7 @@
 # Needs root or an installed nginx and wrk (installs them with apt-get when missing), cargo.
 # Environment: DURATION (s per run, default 10), CONNECTIONS (64), WRK_THREADS (2),
 # MANY (1000), BLACKHOLE_AT (2), BLACKHOLE_DURATION (2 x DURATION), METHOD (eth_getBalance |
-# eth_blockNumber), RUNS ("compare blackhole", the default, or either one), CARGO_TARGET_DIR.
+# eth_blockNumber | eth_chainId: see below), RUNS ("compare blackhole", the default, or either one), CARGO_TARGET_DIR.
 # Total time: about 7 x DURATION plus the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -172,10 +172,18 @@ stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 # ---------------------------------------------------------------------------------------
 # measuring
 
+# eth_getBalance: every request asks for another account, so that no two calls in flight are
+# the same and each is proxied (Manifold shares identical calls in flight). eth_blockNumber:
+# the same call on every connection, which Manifold coalesces. eth_chainId: answered from
+# Manifold's cache after the first (nginx proxies every one).
+VARY=""
 case "$METHOD" in
   eth_blockNumber) BODY='{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}' ;;
-  eth_getBalance) BODY='{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266","latest"]}' ;;
-  *) die "METHOD: eth_blockNumber or eth_getBalance" ;;
+  eth_chainId) BODY='{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}' ;;
+  eth_getBalance)
+    BODY='{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266","latest"]}'
+    VARY='{"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0x%040x","latest"]}' ;;
+  *) die "METHOD: eth_getBalance, eth_blockNumber or eth_chainId" ;;
 esac
 
 cat >"$WORK/post.lua" <<EOF
@@ -183,6 +191,14 @@ cat >"$WORK/post.lua" <<EOF
 wrk.method = "POST"
 wrk.body = '$BODY'
 wrk.headers["Content-Type"] = "application/json"
+local vary = '$VARY'
+local counter = 0
+if vary ~= "" then
+  function request()
+    counter = counter + 1
+    return wrk.format(nil, nil, nil, string.format(vary, counter))
+  end
+end
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) rpc_errors = 0 end
