@@ -173,7 +173,7 @@ impl Chain {
 
     /// The chain's finalized block, once known (Manifold's own view: see `ChainHead`).
     pub fn finalized(&self) -> Option<u64> {
-        self.core.health.head.finalized()
+        self.core.finalized()
     }
 
     /// Start one health checker per upstream, and the transaction watch; they stop when

@@ -13,7 +13,7 @@ use tower::Service;
 use super::core::ChainCore;
 use super::stack::{Answer, AnswerFuture, ChainCall, WithCore};
 use crate::family::{Broadcast, ChainFamily};
-use crate::jsonrpc::{encode_request, Payload};
+use crate::jsonrpc::Payload;
 use crate::upstream::{broadcast, took_it, BroadcastRequest, SendResult};
 use crate::watch::TxWatch;
 
@@ -74,12 +74,7 @@ impl ChainCore {
     async fn send(&self, call: &ChainCall, tx: &Broadcast) -> Answer {
         let (id, body) = self.encode(call);
         let lookup_id = self.next_id();
-        let lookup_method = serde_json::to_string(tx.lookup.method).unwrap_or_default();
-        let lookup_body = encode_request(
-            lookup_id.as_bytes(),
-            lookup_method.as_bytes(),
-            Some(tx.lookup.params.as_bytes()),
-        );
+        let lookup_body = tx.lookup.encode(lookup_id.as_bytes());
         let request = BroadcastRequest {
             method: &call.call.method,
             route: self.route(call.info.class),

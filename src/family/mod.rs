@@ -117,6 +117,12 @@ impl FamilyCall {
     pub fn new(method: &'static str, params: String) -> Self {
         Self { method, params }
     }
+
+    /// The upstream request for this call, with request id `id` (JSON text).
+    pub fn encode(&self, id: &[u8]) -> bytes::Bytes {
+        let method = serde_json::to_string(self.method).unwrap_or_default();
+        crate::jsonrpc::encode_request(id, method.as_bytes(), Some(self.params.as_bytes()))
+    }
 }
 
 /// A transaction broadcast: which transaction it is and what to ask to confirm it.

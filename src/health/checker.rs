@@ -47,12 +47,12 @@ pub const FINALITY_EVERY: u64 = 4;
 impl ChainHealth {
     /// Recompute the chain head from the healthy upstreams and publish heads and lags.
     pub fn refresh_head(&self) {
-        let heads: Vec<u64> = self
+        let healthy = self
             .upstreams
             .iter()
-            .filter(|u| u.active().status() == HealthStatus::Healthy)
-            .filter_map(|u| u.active().head())
-            .collect();
+            .map(|u| u.active())
+            .filter(|a| a.status() == HealthStatus::Healthy);
+        let heads: Vec<u64> = healthy.clone().filter_map(|a| a.head()).collect();
         let before = self.head.get();
         let (head, went_back) = self
             .head
@@ -64,14 +64,9 @@ impl ChainHealth {
             self.head_gauge.set(h as f64);
         }
         let finalized = match self.finality {
-            Finality::Probed => super::robust_finalized(
-                &self
-                    .upstreams
-                    .iter()
-                    .filter(|u| u.active().status() == HealthStatus::Healthy)
-                    .filter_map(|u| u.active().finalized())
-                    .collect::<Vec<_>>(),
-            ),
+            Finality::Probed => {
+                super::robust_finalized(&healthy.filter_map(|a| a.finalized()).collect::<Vec<_>>())
+            }
             Finality::Depth(d) => head.and_then(|h| h.checked_sub(d)),
             Finality::Off => None,
         };
@@ -142,13 +137,7 @@ pub async fn run(ctx: Arc<ChainHealth>, upstream: Arc<Upstream>, mut stop: watch
 /// The finalized block the upstream reports; `None` when it does not say (a node without
 /// the tag, an error, no answer in time).
 async fn probe_finalized(ctx: &ChainHealth, upstream: &Upstream) -> Option<u64> {
-    let call = ctx.family.finalized_call()?;
-    let method = serde_json::to_string(call.method).ok()?;
-    let body = crate::jsonrpc::encode_request(
-        br#""health""#,
-        method.as_bytes(),
-        Some(call.params.as_bytes()),
-    );
+    let body = ctx.family.finalized_call()?.encode(br#""health""#);
     let reply = upstream
         .client()
         .probe(body, ctx.policy.timeout)
