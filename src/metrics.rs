@@ -36,6 +36,7 @@ pub const CACHE_REQUESTS: &str = "manifold_cache_requests_total";
 pub const CACHE_BYTES: &str = "manifold_cache_bytes";
 pub const CACHE_EVICTIONS: &str = "manifold_cache_evictions_total";
 pub const COALESCED: &str = "manifold_coalesced_total";
+pub const SPLIT_PARTS: &str = "manifold_split_parts_total";
 pub const BROADCASTS: &str = "manifold_broadcasts_total";
 pub const BREAKER_STATE: &str = "manifold_breaker_state";
 pub const RETRIES: &str = "manifold_retries_total";
@@ -129,6 +130,27 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         HEDGES,
         "Hedged attempts, by chain and result (sent; won: the hedge gave the answer)",
+    ),
+    (
+        CHAIN_FINALIZED,
+        "The chain's finalized block, from Manifold's own view of its upstreams",
+    ),
+    (
+        CACHE_REQUESTS,
+        "Calls seen by the answer cache, by chain, method and result (hit, miss, bypass)",
+    ),
+    (CACHE_BYTES, "Bytes of answers and keys the answer cache holds, by chain"),
+    (
+        CACHE_EVICTIONS,
+        "Answers the cache dropped to stay within max_bytes, by chain",
+    ),
+    (
+        COALESCED,
+        "Calls answered by sharing an identical call already in flight, by chain",
+    ),
+    (
+        SPLIT_PARTS,
+        "Parts that wide eth_getLogs ranges were asked in (halvings included), by chain",
     ),
 ];
 

@@ -9,6 +9,7 @@ use super::cache::CacheResult;
 use crate::family::MethodLabels;
 use crate::metrics::{
     LabelTable, Metrics, BROADCASTS, CACHE_REQUESTS, COALESCED, REQUESTS, REQUEST_DURATION,
+    SPLIT_PARTS,
 };
 use crate::upstream::BroadcastResult;
 
@@ -54,6 +55,7 @@ pub(super) struct ChainMetrics {
     /// `method index * CacheResult::COUNT + result`.
     cache: LabelTable<Counter>,
     pub(super) coalesced: Counter,
+    split_parts: Counter,
 }
 
 impl ChainMetrics {
@@ -66,6 +68,8 @@ impl ChainMetrics {
             broadcasts: LabelTable::new(BroadcastResult::ALL),
             cache: LabelTable::new(labels.len() * CacheResult::COUNT),
             coalesced: registry.counter(COALESCED, vec![Label::new("chain", chain.to_string())]),
+            split_parts: registry
+                .counter(SPLIT_PARTS, vec![Label::new("chain", chain.to_string())]),
             labels,
         }
     }
@@ -82,6 +86,12 @@ impl ChainMetrics {
                 )
             })
             .increment(1);
+    }
+
+    /// Parts a range call was asked in.
+    pub(super) fn record_split_parts(&self, n: usize) {
+        self.split_parts
+            .increment(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// What the cache did with a call of the method at label index `m`.

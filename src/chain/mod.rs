@@ -12,6 +12,7 @@ mod dispatch;
 mod key;
 mod metered;
 mod rescue;
+mod split;
 pub mod stack;
 mod steer;
 mod watch_loop;

@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::time::Instant;
 use tower::{Layer, ServiceBuilder};
 
@@ -20,13 +21,14 @@ use super::deadline::Deadline;
 use super::dispatch::Dispatch;
 use super::key::CallKey;
 use super::metered::{Metered, MeteredLayer};
+use super::split::Split;
 use super::steer::Steer;
 use super::CallOutcome;
 use crate::family::MethodInfo;
 use crate::jsonrpc::{Call, Payload};
 
 /// The stack's type, outermost layer first (see `build`).
-pub type ChainStack = Metered<Cached<Coalesce<Steer<Deadline<Dispatch>>>>>;
+pub type ChainStack = Metered<Split<Cached<Coalesce<Steer<Deadline<Dispatch>>>>>>;
 
 /// Assemble the stack of one chain.
 pub fn build(core: &Arc<ChainCore>) -> ChainStack {
@@ -35,6 +37,10 @@ pub fn build(core: &Arc<ChainCore>) -> ChainStack {
         // layer answers it, and runs in its `call` tracing span.
         .layer(MeteredLayer::new(core))
         // (Per-key policy goes here: a key's limits apply before anything is spent.)
+        // A log range wider than the upstreams take is asked in parts on a fixed grid and
+        // merged. Above the cache and coalescing, not below: each part is cached and shared
+        // on its own, so overlapping ranges of other clients reuse it.
+        .layer(CoreLayer::<Split<()>>::new(core))
         // Answers that can never change, from memory: before coalescing, so that a hit
         // costs no lock, and outside everything that reaches an upstream.
         .layer(CoreLayer::<Cached<()>>::new(core))
@@ -83,6 +89,29 @@ impl ChainCall {
             timeout,
             deadline: started + timeout,
             prefer: Vec::new(),
+            key: None,
+        }
+    }
+
+    /// A part of this call (`chain::split`): the same method with `params`, classified on
+    /// its own, within the same deadline.
+    pub fn part(&self, core: &ChainCore, params: Bytes) -> Self {
+        let call = Call {
+            id: self.call.id.clone(),
+            method: self.call.method.clone(),
+            method_json: self.call.method_json.clone(),
+            params: Some(params),
+        };
+        let info = core
+            .family
+            .method_info(&call.method, call.params.as_deref());
+        Self {
+            call,
+            info,
+            started: self.started,
+            timeout: self.timeout,
+            deadline: self.deadline,
+            prefer: self.prefer.clone(),
             key: None,
         }
     }

@@ -62,6 +62,7 @@ pub struct FileUpstream {
     pub weight: Option<u32>,
     pub max_rps: Option<u32>,
     pub max_in_flight: Option<u32>,
+    pub max_logs_range: Option<u32>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub timeout: Option<String>,
@@ -84,6 +85,7 @@ pub struct FilePolicy {
     pub max_response_bytes: Option<u64>,
     pub retry: Option<FileRetry>,
     pub max_lag_blocks: Option<u64>,
+    pub max_logs_blocks: Option<u32>,
     pub health: Option<FileHealth>,
     pub hedge: Option<FileHedge>,
     pub breaker: Option<FileBreaker>,

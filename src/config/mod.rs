@@ -159,6 +159,9 @@ pub struct UpstreamConfig {
     /// Most attempts sent to it at once (each its own connection over HTTP/1.1); more wait
     /// for one to finish. Health probes are not counted.
     pub max_in_flight: u32,
+    /// The widest `eth_getLogs` block range it answers: wider ranges are split
+    /// (`chain::split`).
+    pub max_logs_range: u64,
     /// Everything about this upstream not to show (the config's `${VAR}` values, the URL's
     /// credentials, key-like path segments and query values, header values): hidden in any
     /// text that came back from it before it is shown anywhere.
@@ -184,6 +187,7 @@ impl std::fmt::Debug for UpstreamConfig {
             .field("methods", &self.methods)
             .field("max_rps", &self.max_rps)
             .field("max_in_flight", &self.max_in_flight)
+            .field("max_logs_range", &self.max_logs_range)
             .finish()
     }
 }
@@ -224,6 +228,9 @@ pub struct Policy {
     /// An upstream further behind the chain head than this does not serve calls that need
     /// the newest state.
     pub max_lag_blocks: u64,
+    /// The widest `eth_getLogs` block range served, in parts no wider than the upstreams'
+    /// `max_logs_range`; a wider one is refused.
+    pub max_logs_blocks: u64,
     pub health: HealthPolicy,
     pub broadcast: BroadcastPolicy,
     pub cache: CachePolicy,
@@ -292,6 +299,11 @@ pub mod defaults {
     /// node answering in 10 ms to serve 12,800 requests a second; a provider rarely allows
     /// more connections from one client.
     pub const MAX_IN_FLIGHT: u32 = 128;
+    /// The block range most providers take in one `eth_getLogs` (Alchemy's and Infura's
+    /// documented limits are 2K and 10K blocks).
+    pub const MAX_LOGS_RANGE: u32 = 2_000;
+    /// 100,000 blocks (two weeks of Ethereum): fifty parts at the default range.
+    pub const MAX_LOGS_BLOCKS: u32 = 100_000;
     pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -391,6 +403,7 @@ impl ChainConfig {
                     "half_open_requests": self.policy.breaker.half_open_requests,
                 },
                 "max_lag_blocks": self.policy.max_lag_blocks,
+                "max_logs_blocks": self.policy.max_logs_blocks,
                 "broadcast": {
                     "fanout": self.policy.broadcast.fanout,
                     "watch": self.policy.broadcast.watch,
@@ -429,6 +442,7 @@ impl UpstreamConfig {
             "failure_domain": &self.failure_domain,
             "weight": self.weight,
             "max_in_flight": self.max_in_flight,
+            "max_logs_range": self.max_logs_range,
             "timeout": humantime::format_duration(self.timeout).to_string(),
             "connect_timeout": humantime::format_duration(self.connect_timeout).to_string(),
         });

@@ -7,6 +7,7 @@
 
 pub mod cache_rule;
 pub mod evm;
+pub mod range;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use cache_rule::CacheRule;
+pub use range::{RangeEnd, RangePart, RangeQuery};
 
 use crate::config::{ChainConfig, Family};
 use crate::upstream::UpstreamClient;
@@ -202,6 +204,29 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
     /// while pending).
     fn answer_block(&self, _result: &[u8]) -> Option<u64> {
         None
+    }
+
+    /// For a call over a range of blocks that may be asked in parts (`eth_getLogs` by
+    /// number or tag): its range and filter. `None` for any other call.
+    fn range_query(&self, _method: &str, _params: Option<&[u8]>) -> Option<RangeQuery> {
+        None
+    }
+
+    /// The params asking `query` for the blocks `from..=to` only.
+    fn range_params(&self, _query: &RangeQuery, _from: u64, _to: u64) -> Option<bytes::Bytes> {
+        None
+    }
+
+    /// A node's error answer to a range call saying the range or its answer is too large
+    /// ("more than 10000 results", "exceed maximum block range"): ask for less.
+    fn is_range_error(&self, _error: &[u8]) -> bool {
+        false
+    }
+
+    /// One answer from the answers to consecutive parts of a range call, in order, each
+    /// item once: the items' own text, never re-encoded.
+    fn merge_range(&self, _parts: &[RangePart]) -> Result<Vec<u8>, String> {
+        Err("not a range call".into())
     }
 
     /// Whether a call may be sent again after an attempt that may have reached a node.

@@ -67,6 +67,9 @@ pub enum Fault {
     /// Answer `eth_sendRawTransaction` with the transaction's right hash and never pass it
     /// on (its node took it into a pool, then its region died); forward everything else.
     Swallow,
+    /// Refuse an `eth_getLogs` over more blocks than this, as Infura words it ("query
+    /// returned more than 10000 results"); forward everything else.
+    LogsRangeLimit(u64),
 }
 
 type Body = BoxBody<Bytes, io::Error>;
@@ -81,6 +84,8 @@ struct Shared {
     connections: AtomicUsize,
     /// Requests received by method, health probes (id "health") apart.
     calls: Mutex<std::collections::HashMap<String, usize>>,
+    /// The widest `eth_getLogs` block range received (by numbers).
+    widest_logs: std::sync::atomic::AtomicU64,
 }
 
 /// The accept task while the path listens, and the signal that stops it.
@@ -123,6 +128,7 @@ impl FaultPath {
             forwarded: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
             calls: Mutex::new(std::collections::HashMap::new()),
+            widest_logs: std::sync::atomic::AtomicU64::new(0),
         });
         FaultPath {
             addr: listener.local_addr().unwrap(),
@@ -174,6 +180,11 @@ impl FaultPath {
             .unwrap_or(0)
     }
 
+    /// The widest `eth_getLogs` block range received (by numbers), in blocks.
+    pub fn widest_logs_range(&self) -> u64 {
+        self.shared.widest_logs.load(Ordering::SeqCst)
+    }
+
     /// Requests received, whatever was done with them.
     pub fn received(&self) -> usize {
         self.shared.received.load(Ordering::SeqCst)
@@ -183,6 +194,17 @@ impl FaultPath {
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
     }
+}
+
+/// The blocks an `eth_getLogs` call asks for, when its range is two numbers.
+fn logs_range(call: &Value) -> Option<u64> {
+    if call["method"] != "eth_getLogs" {
+        return None;
+    }
+    let number = |v: &Value| u64::from_str_radix(v.as_str()?.strip_prefix("0x")?, 16).ok();
+    let filter = &call["params"][0];
+    let (from, to) = (number(&filter["fromBlock"])?, number(&filter["toBlock"])?);
+    Some(to.saturating_sub(from) + 1)
 }
 
 /// The accept loop. On `stop` it closes the listener, then aborts the connections and waits
@@ -232,6 +254,9 @@ async fn handle(
     let body = body.to_bytes();
     if let Ok(call) = serde_json::from_slice::<Value>(&body) {
         if call["id"] != "health" {
+            if let Some(blocks) = logs_range(&call) {
+                shared.widest_logs.fetch_max(blocks, Ordering::SeqCst);
+            }
             if let Some(m) = call["method"].as_str() {
                 *shared
                     .calls
@@ -287,6 +312,16 @@ async fn handle(
         }
         Fault::WrongChain(id) => {
             rewritten(&shared, body, "eth_chainId", |_| Some(format!("0x{id:x}"))).await
+        }
+        Fault::LogsRangeLimit(limit) => {
+            let call: Value = serde_json::from_slice(&body).unwrap_or_default();
+            if logs_range(&call).is_none_or(|blocks| blocks <= limit) {
+                return forward(&shared, body).await;
+            }
+            let id = call.get("id").cloned().unwrap_or(Value::Null);
+            let answer = json!({"jsonrpc": "2.0", "id": id, "error": {
+                "code": -32005, "message": "query returned more than 10000 results"}});
+            Ok(text(200, "application/json", answer.to_string()))
         }
         Fault::Swallow => {
             let call: Value = serde_json::from_slice(&body).unwrap_or_default();

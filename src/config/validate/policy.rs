@@ -43,6 +43,12 @@ impl Validator {
             p.retry.as_ref().and_then(|r| r.budget),
             defaults::RETRY_BUDGET,
         );
+        let max_logs_blocks = self.count(
+            &at.key("max_logs_blocks"),
+            p.max_logs_blocks,
+            1..=100_000_000,
+            defaults::MAX_LOGS_BLOCKS,
+        );
         let hedge = self.hedge(&at.key("hedge"), p.hedge.as_ref());
         let breaker = self.breaker(&at.key("breaker"), p.breaker.as_ref());
         let health = self.health(&at.key("health"), p.health.as_ref());
@@ -59,6 +65,7 @@ impl Validator {
             hedge,
             breaker,
             max_lag_blocks: p.max_lag_blocks.unwrap_or(defaults::MAX_LAG_BLOCKS),
+            max_logs_blocks: u64::from(max_logs_blocks),
             health,
         }
     }

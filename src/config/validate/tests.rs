@@ -2,9 +2,12 @@
 use std::time::Duration;
 
 use super::*;
+
+#[path = "cache_tests.rs"]
+mod cache_tests;
 use crate::config::{BreakerPolicy, HedgeDelay, HedgePolicy, Tier, MEMORY_STORE};
 
-fn load_str(text: &str) -> Result<Config, ConfigErrors> {
+pub(super) fn load_str(text: &str) -> Result<Config, ConfigErrors> {
     let env = |k: &str| match k {
         "TOKEN" => Some("tok-very-secret-value".to_string()),
         "KEY" => Some("k3y".to_string()),
@@ -13,7 +16,7 @@ fn load_str(text: &str) -> Result<Config, ConfigErrors> {
     load(text, "test.toml", &env)
 }
 
-fn errors(text: &str) -> Vec<String> {
+pub(super) fn errors(text: &str) -> Vec<String> {
     load_str(text)
         .unwrap_err()
         .0
@@ -22,7 +25,7 @@ fn errors(text: &str) -> Vec<String> {
         .collect()
 }
 
-const MINIMAL: &str = r#"
+pub(super) const MINIMAL: &str = r#"
     [[chains]]
     name = "ethereum"
     chain_id = 1
@@ -121,46 +124,6 @@ fn later_features_say_not_supported_yet() {
     assert!(
         e.iter()
             .any(|l| l.contains("chains[0].family: `solana` is not supported yet")),
-        "{e:?}"
-    );
-}
-
-#[test]
-fn cache_keys_have_defaults_and_ranges() {
-    let c = load_str(MINIMAL).unwrap();
-    let cache = &c.chains[0].policy.cache;
-    assert!(cache.enabled);
-    assert_eq!(cache.max_bytes, 64 * 1024 * 1024);
-    assert_eq!(cache.max_entry_bytes, 64 * 1024 * 1024 / 100);
-    assert_eq!(cache.finality_depth, None);
-    let c = load_str(&format!(
-        "{MINIMAL}\n[chains.policy.cache]\nenabled = false\nmax_bytes = 2097152\nfinality_depth = 12\n"
-    ))
-    .unwrap();
-    let cache = &c.chains[0].policy.cache;
-    assert!(!cache.enabled);
-    assert_eq!(cache.max_entry_bytes, 20971);
-    assert_eq!(cache.finality_depth, Some(12));
-    let e = errors(&format!(
-        "{MINIMAL}\n[chains.policy.cache]\nmax_bytes = 2097152\nmax_entry_bytes = 4194304\nfinality_depth = 0\nsize = 1\n"
-    ));
-    assert_eq!(e.len(), 1, "{e:?}");
-    assert!(
-        e[0].contains("chains[0].policy.cache") && e[0].contains("size"),
-        "{e:?}"
-    );
-    let e = errors(&format!(
-        "{MINIMAL}\n[chains.policy.cache]\nmax_bytes = 2097152\nmax_entry_bytes = 4194304\nfinality_depth = 0\n"
-    ));
-    assert!(
-        e.iter().any(|l| l.contains(
-            "chains[0].policy.cache.max_entry_bytes: 4194304 is out of range 1024 to 2097152"
-        )),
-        "{e:?}"
-    );
-    assert!(
-        e.iter()
-            .any(|l| l.contains("chains[0].policy.cache.finality_depth: must be at least 1")),
         "{e:?}"
     );
 }

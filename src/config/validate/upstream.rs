@@ -35,6 +35,12 @@ impl Validator {
             1..=65_536,
             defaults::MAX_IN_FLIGHT,
         );
+        let max_logs_range = self.count(
+            &at.key("max_logs_range"),
+            u.max_logs_range,
+            1..=100_000_000,
+            defaults::MAX_LOGS_RANGE,
+        );
         if u.ws_url.is_some() {
             self.fail(
                 &at.key("ws_url"),
@@ -144,6 +150,7 @@ impl Validator {
             methods,
             max_rps,
             max_in_flight,
+            max_logs_range: u64::from(max_logs_range),
         })
     }
 }

@@ -240,7 +240,7 @@ const REJECTED: &[&str] = &[
 
 /// The `message`, and `data` when it is text (nethermind and besu put the reason there), in
 /// lower case.
-fn texts(error: &[u8]) -> (Option<i64>, String) {
+pub(super) fn texts(error: &[u8]) -> (Option<i64>, String) {
     #[derive(serde::Deserialize)]
     struct ErrorObject<'a> {
         code: Option<i64>,

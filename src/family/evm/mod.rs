@@ -7,6 +7,7 @@
 
 mod cache_rules;
 mod errors;
+mod logs;
 mod methods;
 mod probe;
 mod repeatable;
@@ -19,7 +20,7 @@ use serde_json::value::RawValue;
 
 use super::{
     Broadcast, BroadcastVerdict, CacheRule, ChainFamily, ErrorClass, FamilyCall, Inclusion,
-    MethodClass, MethodInfo, MethodLabels, ProbeFuture, ProbeVerdict,
+    MethodClass, MethodInfo, MethodLabels, ProbeFuture, ProbeVerdict, RangePart, RangeQuery,
 };
 use crate::upstream::UpstreamClient;
 pub use methods::parse_quantity;
@@ -106,6 +107,22 @@ impl ChainFamily for Evm {
 
     fn answer_block(&self, result: &[u8]) -> Option<u64> {
         cache_rules::answer_block(result)
+    }
+
+    fn range_query(&self, method: &str, params: Option<&[u8]>) -> Option<RangeQuery> {
+        (method == "eth_getLogs").then(|| logs::query(params))?
+    }
+
+    fn range_params(&self, query: &RangeQuery, from: u64, to: u64) -> Option<Bytes> {
+        logs::params(query, from, to)
+    }
+
+    fn is_range_error(&self, error: &[u8]) -> bool {
+        logs::is_too_wide(error)
+    }
+
+    fn merge_range(&self, parts: &[RangePart]) -> Result<Vec<u8>, String> {
+        logs::merge(parts)
     }
 
     fn is_repeatable(&self, method: &str) -> bool {
