@@ -37,6 +37,8 @@ pub const CACHE_BYTES: &str = "manifold_cache_bytes";
 pub const CACHE_EVICTIONS: &str = "manifold_cache_evictions_total";
 pub const COALESCED: &str = "manifold_coalesced_total";
 pub const SPLIT_PARTS: &str = "manifold_split_parts_total";
+pub const REDIS_REQUESTS: &str = "manifold_redis_requests_total";
+pub const REDIS_UP: &str = "manifold_redis_up";
 pub const BROADCASTS: &str = "manifold_broadcasts_total";
 pub const BREAKER_STATE: &str = "manifold_breaker_state";
 pub const RETRIES: &str = "manifold_retries_total";
@@ -151,6 +153,14 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         SPLIT_PARTS,
         "Parts that wide eth_getLogs ranges were asked in (halvings included), by chain",
+    ),
+    (
+        REDIS_REQUESTS,
+        "Reads and writes of the cache's shared tier in Redis, by op (get, set) and result (hit, miss, invalid, error, timeout, skipped; ok)",
+    ),
+    (
+        REDIS_UP,
+        "1 while the cache's Redis answers, 0 after a failure until it answers again",
     ),
 ];
 

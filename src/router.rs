@@ -3,11 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::chain::Chain;
+use crate::chain::{Chain, Shared};
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::upstream::AnswerBudget;
-use crate::watch::TxStore;
 
 #[derive(Debug)]
 pub struct Router {
@@ -16,16 +13,11 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(
-        config: &Config,
-        metrics: &Arc<Metrics>,
-        store: Option<&TxStore>,
-        budget: &AnswerBudget,
-    ) -> Result<Self, String> {
+    pub fn new(config: &Config, shared: &Shared) -> Result<Self, String> {
         let chains = config
             .chains
             .iter()
-            .map(|c| Chain::new(c.clone(), metrics, store, budget).map(Arc::new))
+            .map(|c| Chain::new(c.clone(), shared).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let by_name = chains
             .iter()

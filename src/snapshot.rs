@@ -7,11 +7,9 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::chain::Shared;
 use crate::config::Config;
-use crate::metrics::Metrics;
 use crate::router::Router;
-use crate::upstream::AnswerBudget;
-use crate::watch::TxStore;
 
 #[derive(Debug)]
 pub struct Snapshot {
@@ -22,14 +20,9 @@ pub struct Snapshot {
 pub type SharedSnapshot = Arc<ArcSwap<Snapshot>>;
 
 impl Snapshot {
-    /// `store`: the transaction watch's store, opened once per process.
-    pub fn build(
-        config: Config,
-        metrics: &Arc<Metrics>,
-        store: Option<&TxStore>,
-        budget: &AnswerBudget,
-    ) -> Result<Self, String> {
-        let router = Router::new(&config, metrics, store, budget)?;
+    /// `shared`: what the process's chains share, made once per process.
+    pub fn build(config: Config, shared: &Shared) -> Result<Self, String> {
+        let router = Router::new(&config, shared)?;
         Ok(Self {
             config: Arc::new(config),
             router,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::cache::AnswerCache;
+use super::cache::CacheTiers;
 use super::call_metrics::ChainMetrics;
 use super::stack::{Answer, ChainCall};
 use crate::config::ChainConfig;
@@ -26,8 +26,7 @@ pub struct ChainCore {
     /// `None` when `policy.broadcast.watch` is off.
     pub watch: Option<Arc<TxWatch>>,
     pub(super) metrics: Arc<ChainMetrics>,
-    /// `None` when `policy.cache.enabled` is off.
-    pub(super) cache: Option<Arc<AnswerCache>>,
+    pub(super) cache: CacheTiers,
     next_id: AtomicU64,
 }
 
@@ -39,7 +38,7 @@ impl ChainCore {
         health: Arc<ChainHealth>,
         watch: Option<Arc<TxWatch>>,
         metrics: Arc<ChainMetrics>,
-        cache: Option<Arc<AnswerCache>>,
+        cache: CacheTiers,
     ) -> Self {
         Self {
             cache,

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
 pub use self::core::ChainCore;
+pub use cache::RedisCache;
 pub use call_metrics::CallOutcome;
 pub use stack::{Answer, ChainCall, ChainStack};
 
@@ -38,6 +39,19 @@ use crate::metrics::{Metrics, CHAIN_FINALIZED, CHAIN_HEAD, HEDGES, RETRIES};
 use crate::upstream::{AnswerBudget, AnswerLimit, SetMetrics, Upstream, UpstreamSet};
 use crate::watch::{TxStore, TxWatch};
 
+/// What every chain of the process shares, made once per process (and kept across
+/// reloads).
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    /// The transaction watch's store (`None`: watched in memory only).
+    pub store: Option<TxStore>,
+    /// Upstream answer bytes held at once, all chains together.
+    pub budget: AnswerBudget,
+    /// The answer caches' shared tier, when `[server.redis]` is set.
+    pub redis: Option<Arc<RedisCache>>,
+}
+
 #[derive(Debug)]
 pub struct Chain {
     core: Arc<ChainCore>,
@@ -45,13 +59,13 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// `store`: the transaction watch's store (`None`: watched in memory only).
-    pub fn new(
-        config: ChainConfig,
-        metrics: &Arc<Metrics>,
-        store: Option<&TxStore>,
-        budget: &AnswerBudget,
-    ) -> Result<Self, String> {
+    pub fn new(config: ChainConfig, shared: &Shared) -> Result<Self, String> {
+        let Shared {
+            metrics,
+            store,
+            budget,
+            redis,
+        } = shared;
         let family = family::for_chain(&config);
         let answers = AnswerLimit {
             max_bytes: config.policy.max_response_bytes,
@@ -123,7 +137,7 @@ impl Chain {
                 &config.name,
                 config.policy.broadcast.clone(),
                 family.clone(),
-                store.cloned(),
+                store.clone(),
                 metrics,
             )?))
         } else {
@@ -134,7 +148,12 @@ impl Chain {
             &config.name,
             family.method_labels(),
         ));
-        let cache = cache::for_chain(&config.name, &config.policy.cache, metrics);
+        let memory = cache::for_chain(&config.name, &config.policy.cache, metrics);
+        let cache = cache::CacheTiers {
+            // The shared tier serves only a chain whose own cache is on.
+            shared: redis.clone().filter(|_| memory.is_some()),
+            memory,
+        };
         let core = Arc::new(ChainCore::new(
             config,
             family,

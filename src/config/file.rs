@@ -30,6 +30,16 @@ pub struct FileServer {
     pub max_connections: Option<u32>,
     pub max_concurrent_calls: Option<u32>,
     pub max_buffered_bytes: Option<u64>,
+    pub redis: Option<FileRedis>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRedis {
+    pub url: String,
+    pub timeout: Option<String>,
+    pub ttl: Option<String>,
+    pub prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

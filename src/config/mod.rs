@@ -9,6 +9,7 @@ mod error;
 mod file;
 mod interpolate;
 mod redact;
+mod shown;
 mod validate;
 
 use std::net::SocketAddr;
@@ -17,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
-use serde_json::json;
 use url::Url;
 
 pub use error::{ConfigError, ConfigErrors, KeyPath};
@@ -63,6 +63,33 @@ pub struct ServerConfig {
     pub max_concurrent_calls: usize,
     /// Upstream answer bytes held in memory at once, all chains together.
     pub max_buffered_bytes: usize,
+    /// Final answers shared with other replicas (`chain::cache::redis`).
+    pub redis: Option<RedisConfig>,
+}
+
+/// `[server.redis]`: a Redis that the answer caches of several replicas share.
+#[derive(Clone)]
+pub struct RedisConfig {
+    pub url: Url,
+    /// `url` with its password redacted.
+    pub display_url: String,
+    /// A read slower than this is a miss.
+    pub timeout: Duration,
+    /// How long an entry is kept in Redis.
+    pub ttl: Duration,
+    /// Every key starts with it and a colon: replicas with the same prefix share entries.
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.display_url)
+            .field("timeout", &self.timeout)
+            .field("ttl", &self.ttl)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
 }
 
 /// TLS for the JSON-RPC listener, loaded and checked when the configuration is.
@@ -295,6 +322,10 @@ pub mod defaults {
     /// 64 MiB: a wide `eth_getLogs` or a block's receipts; more is a request to narrow.
     pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// A shared cache is worth waiting for only while it is much faster than an upstream.
+    pub const REDIS_TIMEOUT: Duration = Duration::from_millis(50);
+    pub const REDIS_TTL: Duration = Duration::from_secs(24 * 3600);
+    pub const REDIS_PREFIX: &str = "manifold";
     /// An upstream's `max_in_flight`: as many HTTP/1.1 connections at most. Enough for a
     /// node answering in 10 ms to serve 12,800 requests a second; a provider rarely allows
     /// more connections from one client.
@@ -355,116 +386,6 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigErrors> {
         validate::load(text, source, env)
-    }
-
-    /// The configuration as JSON with every secret redacted: printed by `check-config`,
-    /// served in `/status`.
-    pub fn redacted(&self) -> serde_json::Value {
-        let s = &self.server;
-        let mut server = json!({
-            "listen": s.listen.to_string(),
-            "admin_listen": s.admin_listen.to_string(),
-            "max_request_bytes": s.max_request_bytes,
-            "max_batch_len": s.max_batch_len,
-            "shutdown_timeout": humantime::format_duration(s.shutdown_timeout).to_string(),
-            "tx_store": s.tx_store.as_ref().map_or_else(|| MEMORY_STORE.to_string(), |p| p.display().to_string()),
-            "max_connections": s.max_connections,
-            "max_concurrent_calls": s.max_concurrent_calls,
-            "max_buffered_bytes": s.max_buffered_bytes,
-        });
-        if let (Some(tls), Some(obj)) = (&s.tls, server.as_object_mut()) {
-            obj.insert(
-                "tls".into(),
-                json!({"cert": tls.cert.display().to_string(), "key": tls.key.display().to_string()}),
-            );
-        }
-        let chains: Vec<_> = self.chains.iter().map(ChainConfig::redacted).collect();
-        json!({ "server": server, "chains": chains })
-    }
-}
-
-impl ChainConfig {
-    fn redacted(&self) -> serde_json::Value {
-        let mut chain = json!({
-            "name": &*self.name,
-            "family": self.family.as_str(),
-            "policy": {
-                "request_timeout": humantime::format_duration(self.policy.request_timeout).to_string(),
-                "heavy_request_timeout": humantime::format_duration(self.policy.heavy_request_timeout).to_string(),
-                "max_response_bytes": self.policy.max_response_bytes,
-                "retry": { "max_attempts": self.policy.max_attempts, "budget": self.policy.retry_budget },
-                "hedge": self.policy.hedge.describe(),
-                "breaker": {
-                    "consecutive_failures": self.policy.breaker.consecutive_failures,
-                    "failure_rate": self.policy.breaker.failure_rate,
-                    "window": self.policy.breaker.window,
-                    "open_duration": humantime::format_duration(self.policy.breaker.open_duration).to_string(),
-                    "max_open_duration": humantime::format_duration(self.policy.breaker.max_open_duration).to_string(),
-                    "half_open_requests": self.policy.breaker.half_open_requests,
-                },
-                "max_lag_blocks": self.policy.max_lag_blocks,
-                "max_logs_blocks": self.policy.max_logs_blocks,
-                "broadcast": {
-                    "fanout": self.policy.broadcast.fanout,
-                    "watch": self.policy.broadcast.watch,
-                    "rebroadcast_after": humantime::format_duration(self.policy.broadcast.rebroadcast_after).to_string(),
-                    "watch_for": humantime::format_duration(self.policy.broadcast.watch_for).to_string(),
-                    "finality_depth": self.policy.broadcast.finality_depth,
-                    "max_watched": self.policy.broadcast.max_watched,
-                },
-                "health": {
-                    "interval": humantime::format_duration(self.policy.health.interval).to_string(),
-                    "timeout": humantime::format_duration(self.policy.health.timeout).to_string(),
-                    "rise": self.policy.health.rise,
-                    "fall": self.policy.health.fall,
-                },
-            },
-            "upstreams": self.upstreams.iter().map(UpstreamConfig::redacted).collect::<Vec<_>>(),
-        });
-        if let (Some(id), Some(obj)) = (self.chain_id, chain.as_object_mut()) {
-            obj.insert("chain_id".into(), json!(id));
-        }
-        chain
-    }
-}
-
-impl UpstreamConfig {
-    pub fn redacted(&self) -> serde_json::Value {
-        let headers: serde_json::Map<String, serde_json::Value> = self
-            .headers
-            .iter()
-            .map(|(k, _)| (k.to_string(), json!("***")))
-            .collect();
-        let mut v = json!({
-            "name": &*self.name,
-            "url": &self.display_url,
-            "tier": self.tier.as_str(),
-            "failure_domain": &self.failure_domain,
-            "weight": self.weight,
-            "max_in_flight": self.max_in_flight,
-            "max_logs_range": self.max_logs_range,
-            "timeout": humantime::format_duration(self.timeout).to_string(),
-            "connect_timeout": humantime::format_duration(self.connect_timeout).to_string(),
-        });
-        if let Some(obj) = v.as_object_mut() {
-            if !headers.is_empty() {
-                obj.insert("headers".into(), serde_json::Value::Object(headers));
-            }
-            if let Some(rps) = self.max_rps {
-                obj.insert("max_rps".into(), json!(rps.get()));
-            }
-            let mut methods = serde_json::Map::new();
-            if let Some(allow) = &self.methods.allow {
-                methods.insert("allow".into(), json!(allow));
-            }
-            if !self.methods.deny.is_empty() {
-                methods.insert("deny".into(), json!(self.methods.deny));
-            }
-            if !methods.is_empty() {
-                obj.insert("methods".into(), serde_json::Value::Object(methods));
-            }
-        }
-        v
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
+use crate::chain::{RedisCache, Shared};
 use crate::config::Config;
 use crate::frontdoor::FrontDoor;
 use crate::metrics::{LimitGauges, Metrics};
@@ -87,8 +88,18 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
         _ => None,
     };
+    let redis = match &config.server.redis {
+        Some(r) => Some(RedisCache::new(r, &metrics).map_err(StartError::Setup)?),
+        None => None,
+    };
+    let shared = Shared {
+        metrics: metrics.clone(),
+        store,
+        budget: budget.clone(),
+        redis,
+    };
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(
-        Snapshot::build(config, &metrics, store.as_ref(), &budget).map_err(StartError::Setup)?,
+        Snapshot::build(config, &shared).map_err(StartError::Setup)?,
     ));
     let bind = |what, addr| async move {
         TcpListener::bind(addr)

@@ -9,6 +9,7 @@
 )]
 
 pub mod fault_path;
+pub mod redis;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

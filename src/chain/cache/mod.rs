@@ -7,7 +7,12 @@
 //! an answer about a block from an upstream whose head had not reached it (anvil clamps a
 //! log range to its head without an error), an answer over `max_entry_bytes`. Each client
 //! gets its own id on a kept answer: ids are written at encode, around the same bytes.
+//!
+//! With `[server.redis]`, a call missing from memory is looked up in the shared tier
+//! (`redis`) within its short timeout, and a kept answer is written there too: replicas
+//! share what can never change. Redis trouble of any kind is a miss.
 
+mod redis;
 mod store;
 
 use std::convert::Infallible;
@@ -16,8 +21,9 @@ use std::task::{Context, Poll};
 
 use futures_util::future::Either;
 use metrics::Label;
-use tower::Service;
+use tower::{Service, ServiceExt};
 
+pub use redis::RedisCache;
 pub use store::AnswerCache;
 
 use super::core::ChainCore;
@@ -51,6 +57,14 @@ impl CacheResult {
     }
 }
 
+/// A chain's caches: in memory (`None` when `policy.cache.enabled` is off), and the shared
+/// tier (with the memory one on and `[server.redis]` set).
+#[derive(Debug, Default)]
+pub struct CacheTiers {
+    pub memory: Option<Arc<AnswerCache>>,
+    pub shared: Option<Arc<RedisCache>>,
+}
+
 /// The chain's cache, when `policy.cache.enabled`.
 pub fn for_chain(name: &str, policy: &CachePolicy, metrics: &Metrics) -> Option<Arc<AnswerCache>> {
     policy.enabled.then(|| {
@@ -79,7 +93,7 @@ impl<S> WithCore<S> for Cached<()> {
 
 impl<S> Service<ChainCall> for Cached<S>
 where
-    S: Service<ChainCall, Response = Answer, Error = Infallible>,
+    S: Service<ChainCall, Response = Answer, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = Answer;
@@ -91,7 +105,7 @@ where
     }
 
     fn call(&mut self, mut call: ChainCall) -> Self::Future {
-        let Some(cache) = self.core.cache.clone() else {
+        let Some(cache) = self.core.cache.memory.clone() else {
             return Either::Left(self.inner.call(call));
         };
         let core = &self.core;
@@ -111,22 +125,60 @@ where
         let key = CallKey::new(&core.config.name, &call.call.method, &params);
         if let Some(result) = cache.get(&key) {
             core.metrics.record_cache(label, CacheResult::Hit);
-            let answer = Answer::new(Payload::Result(result), CallOutcome::Success);
-            return Either::Right(Box::pin(std::future::ready(Ok(answer))));
+            return Either::Right(Box::pin(std::future::ready(Ok(hit(result)))));
         }
-        core.metrics.record_cache(label, CacheResult::Miss);
         call.key = Some(key);
         let core = core.clone();
-        let answer = self.inner.call(call);
+        let Some(redis) = core.cache.shared.clone() else {
+            core.metrics.record_cache(label, CacheResult::Miss);
+            let answer = self.inner.call(call);
+            return Either::Right(Box::pin(async move {
+                let answer = answer.await?;
+                keep(&core, &cache, None, rule, key, &answer);
+                Ok(answer)
+            }));
+        };
+        // Not in memory: maybe in the shared tier, within its short timeout; else, or on
+        // any trouble with Redis, the call goes on down as if there were no Redis.
+        let inner = self.inner.clone();
         Either::Right(Box::pin(async move {
-            let answer = answer.await?;
-            if !answer.follower && keepable(&core, rule, &answer) {
-                if let Payload::Result(result) = &answer.payload {
-                    cache.insert(key, result);
-                }
+            if let Some(result) = redis.get(&key, cache.max_entry_bytes()).await {
+                cache.insert(key, &result);
+                core.metrics.record_cache(label, CacheResult::Hit);
+                return Ok(hit(result));
             }
+            core.metrics.record_cache(label, CacheResult::Miss);
+            let answer = inner.oneshot(call).await?;
+            keep(&core, &cache, Some(&redis), rule, key, &answer);
             Ok(answer)
         }))
+    }
+}
+
+fn hit(result: bytes::Bytes) -> Answer {
+    Answer::new(Payload::Result(result), CallOutcome::Success)
+}
+
+/// Keep a fresh answer, in memory and in the shared tier, if it may be kept.
+fn keep(
+    core: &ChainCore,
+    cache: &AnswerCache,
+    redis: Option<&Arc<RedisCache>>,
+    rule: CacheRule,
+    key: CallKey,
+    answer: &Answer,
+) {
+    if answer.follower || !keepable(core, rule, answer) {
+        return;
+    }
+    if let Payload::Result(result) = &answer.payload {
+        if !cache.fits(result.len()) {
+            return;
+        }
+        cache.insert(key, result);
+        if let Some(redis) = redis {
+            redis.put(key, result);
+        }
     }
 }
 

@@ -43,6 +43,10 @@ impl AnswerCache {
         self.entries.get(key)
     }
 
+    pub fn max_entry_bytes(&self) -> usize {
+        self.max_entry_bytes
+    }
+
     /// Whether an answer of this size may be kept.
     pub fn fits(&self, len: usize) -> bool {
         len <= self.max_entry_bytes

@@ -1,4 +1,4 @@
-//! Tests of the keys of the answer cache and of `eth_getLogs` in parts.
+//! Tests of the keys of the answer cache (Redis included) and of `eth_getLogs` in parts.
 
 use super::{errors, load_str, MINIMAL};
 
@@ -70,6 +70,41 @@ fn logs_range_keys_have_defaults_and_ranges() {
     assert!(
         e.iter()
             .any(|l| l.contains("chains[0].policy.max_logs_blocks: 0 is out of range")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn redis_keys_have_defaults_and_name_what_is_wrong() {
+    let c = load_str(&format!(
+        "[server.redis]\nurl = \"redis://:s3cret@10.0.0.5:6379/2\"\n{MINIMAL}"
+    ))
+    .unwrap();
+    let r = c.server.redis.as_ref().unwrap();
+    assert_eq!(r.timeout, std::time::Duration::from_millis(50));
+    assert_eq!(r.ttl, std::time::Duration::from_secs(86_400));
+    assert_eq!(r.prefix, "manifold");
+    assert!(!r.display_url.contains("s3cret"), "{}", r.display_url);
+    assert!(!format!("{r:?}").contains("s3cret"));
+    assert!(!c.redacted().to_string().contains("s3cret"));
+    assert!(load_str(MINIMAL).unwrap().server.redis.is_none());
+    let e = errors(&format!(
+        "[server.redis]\nurl = \"rediss://cache:6380\"\ntimeout = \"20s\"\nttl = \"100ms\"\nprefix = \"a b\"\n{MINIMAL}"
+    ));
+    for want in [
+        "server.redis.url: rediss:// (TLS) is not supported yet",
+        "server.redis.timeout",
+        "server.redis.ttl: must be at least 1s",
+        "server.redis.prefix: must be a non-empty word",
+    ] {
+        assert!(e.iter().any(|l| l.contains(want)), "{want}: {e:?}");
+    }
+    let e = errors(&format!(
+        "[server.redis]\nurl = \"http://cache\"\n{MINIMAL}"
+    ));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("server.redis.url: must be redis://host:port, not http://")),
         "{e:?}"
     );
 }

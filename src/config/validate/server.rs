@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::Validator;
 use crate::config::error::KeyPath;
-use crate::config::file::{FileServer, FileTls};
-use crate::config::{defaults, ServerConfig, TlsConfig, MEMORY_STORE};
+use crate::config::file::{FileRedis, FileServer, FileTls};
+use crate::config::{defaults, redact_url, RedisConfig, ServerConfig, TlsConfig, MEMORY_STORE};
 
 impl Validator {
     pub(super) fn server(&mut self, at: &KeyPath, s: &FileServer) -> Option<ServerConfig> {
@@ -73,7 +73,12 @@ impl Validator {
             1024 * 1024..=super::MAX_BUFFERED_LIMIT,
             defaults::MAX_BUFFERED_BYTES,
         );
+        let redis = s
+            .redis
+            .as_ref()
+            .and_then(|r| self.redis(&at.key("redis"), r));
         Some(ServerConfig {
+            redis,
             max_connections,
             max_concurrent_calls,
             max_buffered_bytes,
@@ -84,6 +89,51 @@ impl Validator {
             shutdown_timeout,
             tls,
             tx_store,
+        })
+    }
+
+    fn redis(&mut self, at: &KeyPath, r: &FileRedis) -> Option<RedisConfig> {
+        let timeout = self.duration_within(
+            &at.key("timeout"),
+            r.timeout.as_deref(),
+            defaults::REDIS_TIMEOUT,
+            std::time::Duration::from_secs(10),
+        );
+        let ttl = self.duration(&at.key("ttl"), r.ttl.as_deref(), defaults::REDIS_TTL);
+        if ttl < std::time::Duration::from_secs(1) {
+            self.fail(&at.key("ttl"), "must be at least 1s");
+        }
+        let prefix = r.prefix.as_deref().unwrap_or(defaults::REDIS_PREFIX);
+        if prefix.is_empty() || prefix.contains(char::is_whitespace) {
+            self.fail(&at.key("prefix"), "must be a non-empty word without spaces");
+        }
+        let url = match url::Url::parse(&r.url) {
+            Ok(u) if u.scheme() == "redis" && u.host_str().is_some() => u,
+            Ok(u) if u.scheme() == "rediss" => {
+                self.fail(
+                    &at.key("url"),
+                    "rediss:// (TLS) is not supported yet: use redis://",
+                );
+                return None;
+            }
+            Ok(u) => {
+                self.fail(
+                    &at.key("url"),
+                    format!("must be redis://host:port, not {}://", u.scheme()),
+                );
+                return None;
+            }
+            Err(e) => {
+                self.fail(&at.key("url"), format!("not a URL: {e}"));
+                return None;
+            }
+        };
+        Some(RedisConfig {
+            display_url: redact_url(&url, &self.secrets),
+            url,
+            timeout,
+            ttl,
+            prefix: prefix.to_string(),
         })
     }
 
