@@ -36,6 +36,7 @@ pub const CACHE_REQUESTS: &str = "manifold_cache_requests_total";
 pub const CACHE_BYTES: &str = "manifold_cache_bytes";
 pub const CACHE_EVICTIONS: &str = "manifold_cache_evictions_total";
 pub const COALESCED: &str = "manifold_coalesced_total";
+pub const COALESCE_GROUPS: &str = "manifold_coalesce_groups";
 pub const SPLIT_PARTS: &str = "manifold_split_parts_total";
 pub const REDIS_REQUESTS: &str = "manifold_redis_requests_total";
 pub const REDIS_UP: &str = "manifold_redis_up";
@@ -149,6 +150,10 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         COALESCED,
         "Calls answered by sharing an identical call already in flight, by chain",
+    ),
+    (
+        COALESCE_GROUPS,
+        "Distinct calls in flight that identical calls may join, by chain",
     ),
     (
         SPLIT_PARTS,

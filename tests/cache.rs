@@ -237,6 +237,17 @@ async fn fifty_identical_calls_at_once_make_one_upstream_call() {
         })
         .collect();
     let want = r.direct("eth_getBalance", json!([OTHER, "latest"])).await["result"].clone();
+    // One group in flight while the upstream is slow, none once it answered.
+    let groups = r#"manifold_coalesce_groups{chain="eth"}"#;
+    let mut seen = 0.0;
+    for _ in 0..100 {
+        seen = r.metric(groups).await;
+        if seen > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(seen, 1.0, "one group for fifty identical calls");
     for (i, c) in calls.into_iter().enumerate() {
         let v = c.await.unwrap();
         assert_eq!(v["id"], i, "each its own id: {v}");
@@ -249,6 +260,7 @@ async fn fifty_identical_calls_at_once_make_one_upstream_call() {
     );
     let coalesced = r.metric(r#"manifold_coalesced_total{chain="eth"}"#).await;
     assert!(coalesced >= 48.0, "{coalesced}");
+    assert_eq!(r.metric(groups).await, 0.0);
 }
 
 #[tokio::test]

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use metrics::{Counter, Histogram, Label};
+use metrics::{Counter, Gauge, Histogram, Label};
 
 use super::cache::CacheResult;
 use crate::family::MethodLabels;
 use crate::metrics::{
-    LabelTable, Metrics, BROADCASTS, CACHE_REQUESTS, COALESCED, REQUESTS, REQUEST_DURATION,
-    SPLIT_PARTS,
+    LabelTable, Metrics, BROADCASTS, CACHE_REQUESTS, COALESCED, COALESCE_GROUPS, REQUESTS,
+    REQUEST_DURATION, SPLIT_PARTS,
 };
 use crate::upstream::BroadcastResult;
 
@@ -55,6 +55,7 @@ pub(super) struct ChainMetrics {
     /// `method index * CacheResult::COUNT + result`.
     cache: LabelTable<Counter>,
     pub(super) coalesced: Counter,
+    pub(super) coalesce_groups: Gauge,
     split_parts: Counter,
 }
 
@@ -68,6 +69,10 @@ impl ChainMetrics {
             broadcasts: LabelTable::new(BroadcastResult::ALL),
             cache: LabelTable::new(labels.len() * CacheResult::COUNT),
             coalesced: registry.counter(COALESCED, vec![Label::new("chain", chain.to_string())]),
+            coalesce_groups: registry.gauge(
+                COALESCE_GROUPS,
+                vec![Label::new("chain", chain.to_string())],
+            ),
             split_parts: registry
                 .counter(SPLIT_PARTS, vec![Label::new("chain", chain.to_string())]),
             labels,

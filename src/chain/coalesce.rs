@@ -8,7 +8,7 @@
 //!
 //! Hand-written over `dashmap` and `futures_util`'s `Shared`, rather than moka's
 //! `try_get_with`, because the groups hold no answers: a map of calls in flight, bounded by
-//! the calls in flight (`max_concurrent_calls`).
+//! the calls in flight (`max_concurrent_calls`), its size in `manifold_coalesce_groups`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use futures_util::future::{BoxFuture, Either, FutureExt, Shared, WeakShared};
-use metrics::Counter;
+use metrics::{Counter, Gauge};
 use tower::{Layer, Service};
 
 use super::core::ChainCore;
@@ -34,6 +34,8 @@ struct Groups {
     map: DashMap<CallKey, Group, KeyHasher>,
     next_id: AtomicU64,
     coalesced: Counter,
+    /// `manifold_coalesce_groups`: the map's size.
+    size: Gauge,
 }
 
 struct Group {
@@ -58,7 +60,14 @@ struct Leave {
 
 impl Drop for Leave {
     fn drop(&mut self) {
-        self.groups.map.remove_if(&self.key, |_, g| g.id == self.id);
+        if self
+            .groups
+            .map
+            .remove_if(&self.key, |_, g| g.id == self.id)
+            .is_some()
+        {
+            self.groups.size.decrement(1.0);
+        }
     }
 }
 
@@ -69,16 +78,21 @@ pub struct CoalesceLayer {
 
 impl CoalesceLayer {
     pub fn new(core: &ChainCore) -> Self {
-        Self::with(core.config.name.clone(), core.metrics.coalesced.clone())
+        Self::with(
+            core.config.name.clone(),
+            core.metrics.coalesced.clone(),
+            core.metrics.coalesce_groups.clone(),
+        )
     }
 
-    fn with(chain: Arc<str>, coalesced: Counter) -> Self {
+    fn with(chain: Arc<str>, coalesced: Counter, size: Gauge) -> Self {
         Self {
             groups: Arc::new(Groups {
                 chain,
                 map: DashMap::with_hasher(KeyHasher::default()),
                 next_id: AtomicU64::new(0),
                 coalesced,
+                size,
             }),
         }
     }
@@ -174,8 +188,12 @@ where
                 None => {
                     let (shared, group) = self.start(key, call);
                     match group {
+                        // One group in place of another: the size stays.
                         Some(g) => drop(e.insert(g)),
-                        None => drop(e.remove()),
+                        None => {
+                            drop(e.remove());
+                            self.groups.size.decrement(1.0);
+                        }
                     }
                     shared
                 }
@@ -184,6 +202,7 @@ where
                 let (shared, group) = self.start(key, call);
                 if let Some(g) = group {
                     v.insert(g);
+                    self.groups.size.increment(1.0);
                 }
                 shared
             }
@@ -250,7 +269,7 @@ mod tests {
                 Ok::<_, Infallible>(Answer::new(Payload::Result(p), CallOutcome::Success))
             }
         });
-        CoalesceLayer::with("c".into(), Counter::noop())
+        CoalesceLayer::with("c".into(), Counter::noop(), Gauge::noop())
             .layer(tower::util::BoxCloneSyncService::new(below))
     }
 

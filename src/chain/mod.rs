@@ -150,6 +150,7 @@ impl Chain {
         ));
         let memory = cache::for_chain(&config.name, &config.policy.cache, metrics);
         let cache = cache::CacheTiers {
+            namespace: cache::CacheTiers::namespace(&config),
             // The shared tier serves only a chain whose own cache is on.
             shared: redis.clone().filter(|_| memory.is_some()),
             memory,

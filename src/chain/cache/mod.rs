@@ -61,8 +61,18 @@ impl CacheResult {
 /// tier (with the memory one on and `[server.redis]` set).
 #[derive(Debug, Default)]
 pub struct CacheTiers {
+    /// The chain as its keys name it: its name, family and chain id, so that two
+    /// deployments sharing one Redis never mix the answers of two networks of one name.
+    pub namespace: String,
     pub memory: Option<Arc<AnswerCache>>,
     pub shared: Option<Arc<RedisCache>>,
+}
+
+impl CacheTiers {
+    pub fn namespace(chain: &crate::config::ChainConfig) -> String {
+        let id = chain.chain_id.map(|id| id.to_string()).unwrap_or_default();
+        format!("{}/{}/{id}", chain.name, chain.family.as_str())
+    }
 }
 
 /// The chain's cache, when `policy.cache.enabled`.
@@ -122,7 +132,7 @@ where
             core.metrics.record_cache(label, CacheResult::Bypass);
             return Either::Left(self.inner.call(call));
         };
-        let key = CallKey::new(&core.config.name, &call.call.method, &params);
+        let key = CallKey::new(&core.cache.namespace, &call.call.method, &params);
         if let Some(result) = cache.get(&key) {
             core.metrics.record_cache(label, CacheResult::Hit);
             return Either::Right(Box::pin(std::future::ready(Ok(hit(result)))));

@@ -7,7 +7,7 @@
 //! at a block hash; transactions and receipts once their block is final. Never: writes,
 //! filters, `txpool_*`, `eth_syncing`, node and test-node admin (`admin_*`, `anvil_*`,
 //! `evm_*`), gas estimates and prices, traces, and anything at `latest`, `pending`, `safe` or
-//! `finalized` (a tag's block moves).
+//! `finalized` (a tag's block moves), and reads by hash with EIP-1898's `requireCanonical`.
 
 use serde_json::Value;
 
@@ -63,6 +63,11 @@ pub(super) fn canonical_params(
         None => Value::Array(Vec::new()),
         Some(p) => serde_json::from_slice(p).ok()?,
     };
+    // EIP-1898's `requireCanonical`: the node must refuse once the block is off the chain,
+    // which an answer kept by its hash would not.
+    if rule == CacheRule::ByBlockHash && requires_canonical(&value) {
+        return None;
+    }
     lower_hex(&mut value);
     if let CacheRule::AtBlock(n) = rule {
         let number = Value::String(format!("{n:#x}"));
@@ -82,6 +87,13 @@ pub(super) fn canonical_params(
         }
     }
     serde_json::to_vec(&value).ok()
+}
+
+fn requires_canonical(params: &Value) -> bool {
+    params.as_array().is_some_and(|list| {
+        list.iter()
+            .any(|p| p.get("requireCanonical") == Some(&Value::Bool(true)))
+    })
 }
 
 /// A block parameter's number: a quantity, `"earliest"` or `{"blockNumber": ..}`.
@@ -235,6 +247,20 @@ mod tests {
             canonical_params("eth_getBalance", Some(b"not json"), CacheRule::AtBlock(1)),
             None
         );
+    }
+
+    #[test]
+    fn a_read_that_requires_a_canonical_block_is_not_kept_by_hash() {
+        let hash = format!("0x{}", "ab".repeat(32));
+        let read = |extra: &str| {
+            let params = format!(r#"["0xabcdef",{{"blockHash":"{hash}"{extra}}}]"#);
+            let rule = rule_of("eth_getBalance", &params);
+            assert_eq!(rule, CacheRule::ByBlockHash);
+            canonical_params("eth_getBalance", Some(params.as_bytes()), rule)
+        };
+        assert!(read("").is_some());
+        assert!(read(r#","requireCanonical":false"#).is_some());
+        assert_eq!(read(r#","requireCanonical":true"#), None);
     }
 
     #[test]
