@@ -32,6 +32,7 @@ pub const UPSTREAM_HEAD: &str = "manifold_upstream_head_block";
 pub const UPSTREAM_LAG: &str = "manifold_upstream_lag_blocks";
 pub const CHAIN_HEAD: &str = "manifold_chain_head_block";
 pub const CHAIN_FINALIZED: &str = "manifold_chain_finalized_block";
+pub const CHAIN_REORGS: &str = "manifold_chain_reorgs_total";
 pub const CACHE_REQUESTS: &str = "manifold_cache_requests_total";
 pub const CACHE_BYTES: &str = "manifold_cache_bytes";
 pub const CACHE_EVICTIONS: &str = "manifold_cache_evictions_total";
@@ -137,6 +138,10 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         CHAIN_FINALIZED,
         "The chain's finalized block, from Manifold's own view of its upstreams",
+    ),
+    (
+        CHAIN_REORGS,
+        "Reorgs seen in the chain's newest blocks (the cache drops its answers about them), by chain",
     ),
     (
         CACHE_REQUESTS,

@@ -8,8 +8,8 @@ use metrics::{Counter, Gauge, Histogram, Label};
 use super::cache::CacheResult;
 use crate::family::MethodLabels;
 use crate::metrics::{
-    LabelTable, Metrics, BROADCASTS, CACHE_REQUESTS, COALESCED, COALESCE_GROUPS, REQUESTS,
-    REQUEST_DURATION, SPLIT_PARTS,
+    LabelTable, Metrics, BROADCASTS, CACHE_REQUESTS, CHAIN_REORGS, COALESCED, COALESCE_GROUPS,
+    REQUESTS, REQUEST_DURATION, SPLIT_PARTS,
 };
 use crate::upstream::BroadcastResult;
 
@@ -57,6 +57,7 @@ pub(super) struct ChainMetrics {
     pub(super) coalesced: Counter,
     pub(super) coalesce_groups: Gauge,
     split_parts: Counter,
+    reorgs: Counter,
 }
 
 impl ChainMetrics {
@@ -75,6 +76,7 @@ impl ChainMetrics {
             ),
             split_parts: registry
                 .counter(SPLIT_PARTS, vec![Label::new("chain", chain.to_string())]),
+            reorgs: registry.counter(CHAIN_REORGS, vec![Label::new("chain", chain.to_string())]),
             labels,
         }
     }
@@ -91,6 +93,10 @@ impl ChainMetrics {
                 )
             })
             .increment(1);
+    }
+
+    pub(super) fn record_reorg(&self) {
+        self.reorgs.increment(1);
     }
 
     /// Parts a range call was asked in.

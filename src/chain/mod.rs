@@ -9,6 +9,8 @@ mod coalesce;
 mod core;
 mod deadline;
 mod dispatch;
+mod follow;
+mod head_ticks;
 mod key;
 mod metered;
 mod rescue;
@@ -127,6 +129,7 @@ impl Chain {
                 CHAIN_FINALIZED,
                 vec![Label::new("chain", config.name.to_string())],
             ),
+            canonical: Arc::new(crate::health::CanonicalWindow::new()),
             finality: match &config.policy.cache {
                 c if !c.enabled => Finality::Off,
                 c => c.finality_depth.map_or(Finality::Probed, Finality::Depth),
@@ -208,6 +211,10 @@ impl Chain {
             .collect();
         if core.watch.is_some() {
             tasks.push(tokio::spawn(watch_loop::run(core.clone(), stop.clone())));
+        }
+        // The recent blocks' hashes, for the cache's answers about them.
+        if core.cache.memory.is_some() && core.family.block_ref_call(0).is_some() {
+            tasks.push(tokio::spawn(follow::run(core.clone(), stop.clone())));
         }
         tasks
     }

@@ -26,7 +26,7 @@ use tower::{Service, ServiceExt};
 use super::core::ChainCore;
 use super::stack::{Answer, AnswerFuture, ChainCall, WithCore};
 use super::CallOutcome;
-use crate::family::{RangeEnd, RangePart, RangeQuery};
+use crate::family::{MergeError, RangeEnd, RangePart, RangeQuery};
 use crate::jsonrpc::{codes, Payload};
 
 /// Parts of one call asked at once: a wide range does not take every connection.
@@ -252,9 +252,30 @@ where
             );
             return Answer::new(payload, CallOutcome::LimitExceeded);
         }
-        match self.core.family.merge_range(parts) {
+        // Above the finalized block, each log must be of the block Manifold follows at its
+        // height (`health::canonical`).
+        let finalized = self.core.finalized().unwrap_or(0);
+        let window = &self.core.health.canonical;
+        let canonical = |n: u64| {
+            if n > finalized {
+                window.hash_at(n)
+            } else {
+                None
+            }
+        };
+        match self.core.family.merge_range(parts, &canonical) {
             Ok(merged) => Answer::new(Payload::Result(merged.into()), CallOutcome::Success),
-            Err(why) => self.bad_reply(why),
+            Err(MergeError::Unreadable(why)) => self.bad_reply(why),
+            Err(MergeError::NotCanonical { block }) => {
+                let payload = self.core.error(
+                    codes::UPSTREAM_FAILED,
+                    format!(
+                        "the logs of block {block:#x} came from another branch than the chain's (a reorg, or an upstream on a fork): ask again"
+                    ),
+                    json!({ "reason": "not_canonical", "block": block }),
+                );
+                Answer::new(payload, CallOutcome::UpstreamFailed)
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use cache_rule::CacheRule;
-pub use range::{RangeEnd, RangePart, RangeQuery};
+pub use range::{CanonicalHash, MergeError, RangeEnd, RangePart, RangeQuery};
 
 use crate::config::{ChainConfig, Family};
 use crate::upstream::UpstreamClient;
@@ -142,6 +142,14 @@ pub struct Broadcast {
     pub nonce: Option<u64>,
 }
 
+/// A block as the canonical window holds it (`health::canonical`): hashes in lower case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockRef {
+    pub number: u64,
+    pub hash: String,
+    pub parent: String,
+}
+
 /// Where a mined transaction is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inclusion {
@@ -170,6 +178,17 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
 
     /// The block number in a `result` answering `finalized_call`.
     fn parse_finalized(&self, _result: &[u8]) -> Option<u64> {
+        None
+    }
+
+    /// The call asking for block `number`'s hash and parent (the canonical window), for a
+    /// family with block hashes; `None` otherwise.
+    fn block_ref_call(&self, _number: u64) -> Option<FamilyCall> {
+        None
+    }
+
+    /// The block in a `result` answering `block_ref_call` (`None`: not a block, or `null`).
+    fn parse_block_ref(&self, _result: &[u8]) -> Option<BlockRef> {
         None
     }
 
@@ -224,9 +243,14 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
     }
 
     /// One answer from the answers to consecutive parts of a range call, in order, each
-    /// item once: the items' own text, never re-encoded.
-    fn merge_range(&self, _parts: &[RangePart]) -> Result<Vec<u8>, String> {
-        Err("not a range call".into())
+    /// item once: the items' own text, never re-encoded. Items of blocks whose canonical
+    /// hash `canonical` knows must be of that block.
+    fn merge_range(
+        &self,
+        _parts: &[RangePart],
+        _canonical: CanonicalHash<'_>,
+    ) -> Result<Vec<u8>, MergeError> {
+        Err(MergeError::Unreadable("not a range call".into()))
     }
 
     /// Whether a call may be sent again after an attempt that may have reached a node.

@@ -29,3 +29,16 @@ pub struct RangePart {
     pub to: u64,
     pub result: Bytes,
 }
+
+/// Why the parts of a range call could not be merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeError {
+    /// A part's answer is not what the family answers look like.
+    Unreadable(String),
+    /// A part holds an item of a block that is not the canonical one at its height: the
+    /// upstream that answered it is on another branch (or the chain reorganized since).
+    NotCanonical { block: u64 },
+}
+
+/// The canonical hash at a height above the finalized block, when Manifold knows it.
+pub type CanonicalHash<'a> = &'a (dyn Fn(u64) -> Option<String> + Sync);

@@ -24,6 +24,8 @@ pub struct ChainHealth {
     pub head_gauge: Gauge,
     pub finalized_gauge: Gauge,
     pub finality: Finality,
+    /// The newest blocks' hashes, followed by `chain::follow` (while the cache is on).
+    pub canonical: Arc<super::CanonicalWindow>,
     /// Signalled after every probe, for requests waiting on a first verdict.
     pub probed: Arc<Notify>,
 }
@@ -299,6 +301,7 @@ mod tests {
             head_gauge: metrics.gauge("manifold_chain_head_block", vec![]),
             finalized_gauge: metrics.gauge("manifold_chain_finalized_block", vec![]),
             finality: Finality::Off,
+            canonical: Arc::new(crate::health::CanonicalWindow::new()),
             probed: Arc::new(Notify::new()),
         });
         let (stop, stopped) = watch::channel(false);

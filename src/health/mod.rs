@@ -4,10 +4,12 @@
 //! probes it and writes its status and head; the chain head is recomputed after each probe.
 //! Requests only read atomics.
 
+pub mod canonical;
 pub mod checker;
 mod head;
 mod hysteresis;
 
+pub use canonical::CanonicalWindow;
 pub use head::{robust_finalized, robust_head, ChainHead};
 pub use hysteresis::Hysteresis;
 

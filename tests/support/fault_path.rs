@@ -82,7 +82,8 @@ struct Shared {
     received: AtomicUsize,
     forwarded: AtomicUsize,
     connections: AtomicUsize,
-    /// Requests received by method, health probes (id "health") apart.
+    /// Requests received by method, health probes (id "health") and the canonical window's
+    /// block requests (ids "canonical-N") apart.
     calls: Mutex<std::collections::HashMap<String, usize>>,
     /// The widest `eth_getLogs` block range received (by numbers).
     widest_logs: std::sync::atomic::AtomicU64,
@@ -168,8 +169,8 @@ impl FaultPath {
         self.shared.forwarded.load(Ordering::SeqCst)
     }
 
-    /// Requests of `method` received (health probes not counted), whatever was done with
-    /// them.
+    /// Requests of `method` received (health probes and the canonical window's block
+    /// requests not counted), whatever was done with them.
     pub fn calls(&self, method: &str) -> usize {
         self.shared
             .calls
@@ -253,7 +254,10 @@ async fn handle(
     let body = req.into_body().collect().await.map_err(io::Error::other)?;
     let body = body.to_bytes();
     if let Ok(call) = serde_json::from_slice::<Value>(&body) {
-        if call["id"] != "health" {
+        let background = call["id"]
+            .as_str()
+            .is_some_and(|id| id == "health" || id.starts_with("canonical-"));
+        if !background {
             if let Some(blocks) = logs_range(&call) {
                 shared.widest_logs.fetch_max(blocks, Ordering::SeqCst);
             }

@@ -149,7 +149,8 @@ pub enum Action {
 type Script = dyn Fn(&serde_json::Value, &Bytes) -> Action + Send + Sync;
 
 /// How a fake upstream answers Manifold's health probes (requests with id "health"), which
-/// are answered apart from the script and not counted in `hits`.
+/// are answered apart from the script and not counted in `hits` (as are the canonical
+/// window's block requests, ids "canonical-N", answered `null`).
 pub struct ProbeAnswers {
     pub chain_id: std::sync::atomic::AtomicU64,
     pub head: std::sync::atomic::AtomicU64,
@@ -312,6 +313,15 @@ impl FakeUpstream {
                             if json["id"] == "health" {
                                 let action = pa.answer(&json);
                                 return respond(action, &json).await;
+                            }
+                            // The canonical window's block requests: a fake upstream has
+                            // no blocks (and its script is for the test's own calls).
+                            if json["id"]
+                                .as_str()
+                                .is_some_and(|id| id.starts_with("canonical-"))
+                            {
+                                let none = Action::Result("null".into());
+                                return respond(none, &json).await;
                             }
                             *lh.lock().unwrap() = headers;
                             hits.fetch_add(1, Ordering::SeqCst);

@@ -12,6 +12,7 @@
 //! (`redis`) within its short timeout, and a kept answer is written there too: replicas
 //! share what can never change. Redis trouble of any kind is a miss.
 
+mod recent;
 mod redis;
 mod store;
 
@@ -121,18 +122,37 @@ where
         let core = &self.core;
         let (rule, label) = (call.info.cache, call.info.label);
         let finalized = core.finalized();
-        let params = match rule {
+        let question = match rule {
             CacheRule::Never => None,
-            CacheRule::AtBlock(n) if finalized.is_none_or(|f| n > f) => None,
+            CacheRule::AtBlock(n) if finalized.is_none_or(|f| n > f) => {
+                recent::question(core, &call, n)
+            }
             rule => core
                 .family
-                .cache_params(&call.call.method, call.call.params.as_deref(), rule),
+                .cache_params(&call.call.method, call.call.params.as_deref(), rule)
+                .map(|p| (p, None)),
         };
-        let Some(params) = params else {
+        let Some((params, recent)) = question else {
             core.metrics.record_cache(label, CacheResult::Bypass);
             return Either::Left(self.inner.call(call));
         };
         let key = CallKey::new(&core.cache.namespace, &call.call.method, &params);
+        if let Some(block) = recent {
+            // About a recent block: memory only, under its hash.
+            if let Some(result) = cache.get_recent(&key) {
+                core.metrics.record_cache(label, CacheResult::Hit);
+                return Either::Right(Box::pin(std::future::ready(Ok(hit(result)))));
+            }
+            core.metrics.record_cache(label, CacheResult::Miss);
+            call.key = Some(key);
+            let core = core.clone();
+            let answer = self.inner.call(call);
+            return Either::Right(Box::pin(async move {
+                let answer = answer.await?;
+                recent::keep(&core, &cache, key, &block, &answer);
+                Ok(answer)
+            }));
+        }
         if let Some(result) = cache.get(&key) {
             core.metrics.record_cache(label, CacheResult::Hit);
             return Either::Right(Box::pin(std::future::ready(Ok(hit(result)))));

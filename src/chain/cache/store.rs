@@ -1,5 +1,10 @@
-//! The kept answers of one chain: moka's concurrent cache, bounded by bytes (keys and
-//! answers weighed), with a cap per answer, and eviction counted.
+//! The kept answers of one chain: moka's concurrent caches, bounded by bytes (keys and
+//! answers weighed), with a cap per answer, and eviction counted. Two tiers: final answers,
+//! which never change; and answers about recent blocks above the finalized one (keyed on
+//! their block's hash by the layer), a quarter of the bytes, for `RECENT_TTL` at most, and
+//! dropped from a reorg's height as soon as it is seen.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use metrics::{Counter, Gauge};
@@ -12,9 +17,24 @@ use crate::config::CachePolicy;
 /// What an entry costs besides its answer's bytes: the key, moka's own bookkeeping.
 const ENTRY_OVERHEAD: usize = 128;
 
+/// A recent block's answers are kept this long at most: by then the block is final, and its
+/// answers are kept (under another key) in the final tier.
+pub const RECENT_TTL: Duration = Duration::from_secs(20 * 60);
+
+/// The share of `max_bytes` the recent tier may take: a quarter.
+const RECENT_SHARE: usize = 4;
+
+/// An answer about a recent block, with its height (a reorg drops it from there up).
+#[derive(Debug, Clone)]
+struct Recent {
+    block: u64,
+    result: Bytes,
+}
+
 #[derive(Debug)]
 pub struct AnswerCache {
     entries: Cache<CallKey, Bytes, KeyHasher>,
+    recent: Cache<CallKey, Recent, KeyHasher>,
     max_entry_bytes: usize,
     bytes: Gauge,
 }
@@ -26,6 +46,22 @@ impl AnswerCache {
             .weigher(|_: &CallKey, v: &Bytes| {
                 u32::try_from(v.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
+            .eviction_listener({
+                let evictions = evictions.clone();
+                move |_, _, cause| {
+                    if cause == RemovalCause::Size {
+                        evictions.increment(1);
+                    }
+                }
+            })
+            .build_with_hasher(KeyHasher::default());
+        let recent = Cache::builder()
+            .max_capacity(u64::try_from(policy.max_bytes / RECENT_SHARE).unwrap_or(u64::MAX))
+            .weigher(|_: &CallKey, v: &Recent| {
+                u32::try_from(v.result.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
+            .time_to_live(RECENT_TTL)
+            .support_invalidation_closures()
             .eviction_listener(move |_, _, cause| {
                 if cause == RemovalCause::Size {
                     evictions.increment(1);
@@ -34,6 +70,7 @@ impl AnswerCache {
             .build_with_hasher(KeyHasher::default());
         Self {
             entries,
+            recent,
             max_entry_bytes: policy.max_entry_bytes,
             bytes,
         }
@@ -62,15 +99,45 @@ impl AnswerCache {
         self.publish();
     }
 
+    /// An answer about the recent block `block`, kept under a key that names its hash.
+    pub fn get_recent(&self, key: &CallKey) -> Option<Bytes> {
+        self.recent.get(key).map(|r| r.result)
+    }
+
+    pub fn insert_recent(&self, key: CallKey, block: u64, result: &[u8]) {
+        if !self.fits(result.len()) {
+            return;
+        }
+        let result = Bytes::copy_from_slice(result);
+        self.recent.insert(key, Recent { block, result });
+        self.publish();
+    }
+
+    /// Drop every recent answer about block `from` or above (a reorg from there).
+    pub fn drop_recent_from(&self, from: u64) {
+        // Fails only without `support_invalidation_closures`, which the builder sets; the
+        // entries then still age out within `RECENT_TTL`, and their keys name orphaned
+        // hashes that are never asked for again.
+        if let Err(e) = self
+            .recent
+            .invalidate_entries_if(move |_, r| r.block >= from)
+        {
+            tracing::warn!(error = %e, "recent cache entries not dropped");
+        }
+        self.publish();
+    }
+
     /// The bytes held, as weighed (after moka's pending maintenance).
     #[cfg(test)]
     pub fn weighted_bytes(&self) -> u64 {
         self.entries.run_pending_tasks();
-        self.entries.weighted_size()
+        self.recent.run_pending_tasks();
+        self.entries.weighted_size() + self.recent.weighted_size()
     }
 
     fn publish(&self) {
-        self.bytes.set(self.entries.weighted_size() as f64);
+        let held = self.entries.weighted_size() + self.recent.weighted_size();
+        self.bytes.set(held as f64);
     }
 }
 
@@ -109,6 +176,24 @@ mod tests {
         assert!(kept < 100 && kept > 40, "{kept}");
         let evicted = evicted.load(std::sync::atomic::Ordering::Relaxed);
         assert!(evicted as usize >= 500 - 100, "{evicted}");
+    }
+
+    #[test]
+    fn recent_answers_are_dropped_from_a_reorgs_height() {
+        let cache = AnswerCache::new(&policy(1 << 20, 4096), Counter::noop(), Gauge::noop());
+        let key = |n: u64| CallKey::new("c", "m", &n.to_le_bytes());
+        for n in 10..=14 {
+            cache.insert_recent(key(n), n, b"\"x\"");
+        }
+        cache.insert(key(99), b"\"final\"");
+        cache.drop_recent_from(12);
+        cache.recent.run_pending_tasks();
+        let held: Vec<u64> = (10..=14)
+            .filter(|n| cache.get_recent(&key(*n)).is_some())
+            .collect();
+        assert_eq!(held, vec![10, 11]);
+        assert!(cache.get(&key(99)).is_some(), "final answers stay");
+        assert_eq!(cache.get(&key(10)), None, "the tiers are apart");
     }
 
     #[test]

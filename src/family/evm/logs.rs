@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::errors::texts;
 use super::methods::parse_quantity;
-use crate::family::{RangeEnd, RangePart, RangeQuery};
+use crate::family::{CanonicalHash, MergeError, RangeEnd, RangePart, RangeQuery};
 
 /// Wordings (lower case, substrings) of a node or provider refusing a log query as too
 /// wide or its answer as too large: ask for less. Sources: geth (`exceed maximum block
@@ -80,8 +80,12 @@ pub(super) fn is_too_wide(error: &[u8]) -> bool {
 
 /// The logs of consecutive parts as one list, ordered by (block, log index), each log once,
 /// and only those inside the part that answered it (a node that clamps or ignores a range
-/// does not add logs twice). Each log is its own text from the part's answer.
-pub(super) fn merge(parts: &[RangePart]) -> Result<Vec<u8>, String> {
+/// does not add logs twice). Each log is its own text from the part's answer. A log of a
+/// block whose canonical hash is known must carry that hash.
+pub(super) fn merge(
+    parts: &[RangePart],
+    canonical: CanonicalHash<'_>,
+) -> Result<Vec<u8>, MergeError> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Place<'a> {
@@ -89,29 +93,36 @@ pub(super) fn merge(parts: &[RangePart]) -> Result<Vec<u8>, String> {
         block_number: Option<&'a str>,
         #[serde(borrow)]
         log_index: Option<&'a str>,
+        #[serde(borrow)]
+        block_hash: Option<&'a str>,
     }
+    let unreadable = |part: &RangePart, why: String| {
+        MergeError::Unreadable(format!("blocks {}..={}: {why}", part.from, part.to))
+    };
     let mut logs: Vec<(u64, u64, &str)> = Vec::new();
     for part in parts {
-        let list: Vec<&RawValue> = serde_json::from_slice(&part.result).map_err(|e| {
-            format!(
-                "blocks {}..={}: not a list of logs: {e}",
-                part.from, part.to
-            )
-        })?;
+        let list: Vec<&RawValue> = serde_json::from_slice(&part.result)
+            .map_err(|e| unreadable(part, format!("not a list of logs: {e}")))?;
         for log in list {
             let place: Place<'_> = serde_json::from_str(log.get())
-                .map_err(|e| format!("blocks {}..={}: not a log: {e}", part.from, part.to))?;
+                .map_err(|e| unreadable(part, format!("not a log: {e}")))?;
             let number = place.block_number.and_then(parse_quantity);
             let index = place.log_index.and_then(parse_quantity);
             let (Some(number), Some(index)) = (number, index) else {
-                return Err(format!(
-                    "blocks {}..={}: a log without blockNumber or logIndex",
-                    part.from, part.to
+                return Err(unreadable(
+                    part,
+                    "a log without blockNumber or logIndex".into(),
                 ));
             };
-            if (part.from..=part.to).contains(&number) {
-                logs.push((number, index, log.get()));
+            if !(part.from..=part.to).contains(&number) {
+                continue;
             }
+            if let (Some(want), Some(hash)) = (canonical(number), place.block_hash) {
+                if !hash.eq_ignore_ascii_case(&want) {
+                    return Err(MergeError::NotCanonical { block: number });
+                }
+            }
+            logs.push((number, index, log.get()));
         }
     }
     logs.sort_by_key(|&(number, index, _)| (number, index));
@@ -194,7 +205,13 @@ mod tests {
     }
 
     fn log(block: u64, index: u64) -> String {
-        format!(r#"{{"blockNumber":"{block:#x}","logIndex":"{index:#x}","data":"0x"}}"#)
+        format!(
+            r#"{{"blockHash":"0xb{block}","blockNumber":"{block:#x}","logIndex":"{index:#x}","data":"0x"}}"#
+        )
+    }
+
+    fn unknown(_: u64) -> Option<String> {
+        None
     }
 
     fn part(from: u64, to: u64, logs: &[String]) -> RangePart {
@@ -213,7 +230,7 @@ mod tests {
             // A node that ignored the range: the log of block 9 again, and one of block 25.
             part(20, 29, &[log(9, 0), log(21, 2), log(20, 0), log(25, 0)]),
         ];
-        let merged = merge(&parts).unwrap();
+        let merged = merge(&parts, &unknown).unwrap();
         let want = format!(
             "[{}]",
             [
@@ -227,13 +244,27 @@ mod tests {
             .join(",")
         );
         assert_eq!(String::from_utf8(merged).unwrap(), want);
-        assert_eq!(merge(&[part(0, 1, &[])]).unwrap(), b"[]");
-        assert!(merge(&[RangePart {
+        assert_eq!(merge(&[part(0, 1, &[])], &unknown).unwrap(), b"[]");
+        let not_a_list = RangePart {
             from: 0,
             to: 1,
-            result: "{}".into()
-        }])
-        .is_err());
-        assert!(merge(&[part(0, 1, &[r#"{"logIndex":"0x0"}"#.into()])]).is_err());
+            result: "{}".into(),
+        };
+        assert!(merge(&[not_a_list], &unknown).is_err());
+        assert!(merge(&[part(0, 1, &[r#"{"logIndex":"0x0"}"#.into()])], &unknown).is_err());
+    }
+
+    #[test]
+    fn a_log_of_another_branch_is_not_merged() {
+        let parts = [part(0, 9, &[log(3, 0), log(8, 0)])];
+        // Block 8's canonical hash is another: its log came from another branch.
+        let canonical = |n: u64| (n == 8).then(|| "0xb8-other".to_string());
+        assert_eq!(
+            merge(&parts, &canonical),
+            Err(MergeError::NotCanonical { block: 8 })
+        );
+        // The same hash in another case is the same block.
+        let canonical = |n: u64| (n == 8).then(|| "0xB8".to_string());
+        assert!(merge(&parts, &canonical).is_ok());
     }
 }

@@ -19,8 +19,9 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::{
-    Broadcast, BroadcastVerdict, CacheRule, ChainFamily, ErrorClass, FamilyCall, Inclusion,
-    MethodClass, MethodInfo, MethodLabels, ProbeFuture, ProbeVerdict, RangePart, RangeQuery,
+    BlockRef, Broadcast, BroadcastVerdict, CacheRule, CanonicalHash, ChainFamily, ErrorClass,
+    FamilyCall, Inclusion, MergeError, MethodClass, MethodInfo, MethodLabels, ProbeFuture,
+    ProbeVerdict, RangePart, RangeQuery,
 };
 use crate::upstream::UpstreamClient;
 pub use methods::parse_quantity;
@@ -80,6 +81,30 @@ impl ChainFamily for Evm {
         parse_quantity(header.number)
     }
 
+    fn block_ref_call(&self, number: u64) -> Option<FamilyCall> {
+        Some(FamilyCall::new(
+            "eth_getBlockByNumber",
+            format!(r#"["{number:#x}",false]"#),
+        ))
+    }
+
+    fn parse_block_ref(&self, result: &[u8]) -> Option<BlockRef> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Header<'a> {
+            #[serde(borrow)]
+            number: &'a str,
+            hash: &'a str,
+            parent_hash: &'a str,
+        }
+        let header: Header<'_> = serde_json::from_slice(result).ok()?;
+        Some(BlockRef {
+            number: parse_quantity(header.number)?,
+            hash: header.hash.to_ascii_lowercase(),
+            parent: header.parent_hash.to_ascii_lowercase(),
+        })
+    }
+
     fn classify(&self, method: &str, params: Option<&[u8]>) -> MethodClass {
         methods::classify(method, params)
     }
@@ -121,8 +146,12 @@ impl ChainFamily for Evm {
         logs::is_too_wide(error)
     }
 
-    fn merge_range(&self, parts: &[RangePart]) -> Result<Vec<u8>, String> {
-        logs::merge(parts)
+    fn merge_range(
+        &self,
+        parts: &[RangePart],
+        canonical: CanonicalHash<'_>,
+    ) -> Result<Vec<u8>, MergeError> {
+        logs::merge(parts, canonical)
     }
 
     fn is_repeatable(&self, method: &str) -> bool {

@@ -1,0 +1,118 @@
+//! Following the chain's newest blocks into the canonical window (`health::canonical`): on
+//! each new chain head, and once a health interval at the same head (a reorg may replace the
+//! head block without a new height), the new blocks are asked for by number, each checked by
+//! its parent link, walking back to where a branch joins. A reorg drops the cache's answers
+//! about blocks from its height up, and is counted and logged.
+//!
+//! What the window says is Manifold's own view, as fresh as its health probes: a reorg is
+//! seen within a health interval of the probe that sees its head.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::core::ChainCore;
+use super::head_ticks::HeadTicks;
+use crate::family::{self, BlockNeed, BlockRef, Cost};
+use crate::health::canonical::{Recorded, CAPACITY};
+use crate::jsonrpc::Payload;
+use crate::upstream::CallPlan;
+
+/// One block request's time.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) async fn run(core: Arc<ChainCore>, mut stop: watch::Receiver<bool>) {
+    let mut ticks = HeadTicks::new(&core);
+    while ticks.next(&core, &mut stop).await {
+        tokio::select! {
+            () = core.follow() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+impl ChainCore {
+    /// One round: the blocks from the window's tip to the chain head, the head block again.
+    pub(super) async fn follow(&self) {
+        let (Some(head), window) = (self.head(), &self.health.canonical) else {
+            return;
+        };
+        let newest = head.saturating_sub(CAPACITY as u64 - 1);
+        let start = match window.tip() {
+            Some(tip) if tip < head => (tip + 1).max(newest),
+            _ => head,
+        };
+        let mut reorg_from: Option<u64> = None;
+        for number in start..=head {
+            let Some(block) = self.block(number).await else {
+                break;
+            };
+            let (mut recorded, from) = window.record_head(block.clone());
+            note(&mut reorg_from, from);
+            // Walk back along the new blocks' parents until they join the window.
+            let mut below = block.number;
+            let floor = self.finalized().unwrap_or(0);
+            while recorded == Recorded::NeedParent
+                && below > floor
+                && below + CAPACITY as u64 > head
+            {
+                below -= 1;
+                let Some(parent) = self.block(below).await else {
+                    break;
+                };
+                let (r, from) = window.record_parent(parent);
+                note(&mut reorg_from, from);
+                recorded = r;
+            }
+        }
+        if let Some(from) = reorg_from {
+            self.metrics.record_reorg();
+            tracing::info!(chain = %self.config.name, from, head, "reorg: answers about blocks from here dropped from the cache");
+            if let Some(cache) = &self.cache.memory {
+                cache.drop_recent_from(from);
+            }
+        }
+        if let Some(f) = self.finalized() {
+            window.prune_to(f);
+        }
+    }
+
+    /// Block `number`'s hash and parent, from an upstream that has it.
+    async fn block(&self, number: u64) -> Option<BlockRef> {
+        let call = self.family.block_ref_call(number)?;
+        // A string id, never a client call's (numbers), so that it stands out in an
+        // upstream's logs as the health probes' "health" does.
+        let id = format!("\"canonical-{}\"", self.next_id());
+        let plan = CallPlan {
+            method: call.method,
+            route: self.route(family::MethodClass {
+                need: BlockNeed::AtLeast(number),
+                block_lookup: true,
+                cost: Cost::Normal,
+            }),
+            request_id: id.as_bytes(),
+            body: call.encode(id.as_bytes()),
+            deadline: Instant::now() + ASK_TIMEOUT,
+            repeatable: true,
+            prefer: &[],
+        };
+        match self.upstreams.call(&plan).await {
+            Ok(served) => match served.payload {
+                Payload::Result(r) => self
+                    .family
+                    .parse_block_ref(&r)
+                    .filter(|b| b.number == number),
+                Payload::Error(_) => None,
+            },
+            Err(_) => None,
+        }
+    }
+}
+
+fn note(reorg_from: &mut Option<u64>, from: Option<u64>) {
+    if let Some(f) = from {
+        *reorg_from = Some(reorg_from.map_or(f, |r| r.min(f)));
+    }
+}
