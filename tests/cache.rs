@@ -244,6 +244,65 @@ async fn a_reorg_never_serves_an_orphaned_block() {
     assert_eq!(r.path.calls("eth_getBlockByHash"), 1);
 }
 
+/// Ask until one call is answered without reaching the upstream (the canonical window
+/// follows the head within a probe interval); the last answer.
+async fn until_kept(r: &Rig, method: &str, params: Value) -> Value {
+    for _ in 0..100 {
+        let calls = r.path.calls(method);
+        let answer = ask(&r.url, method, params.clone(), 1).await[0].clone();
+        if r.path.calls(method) == calls {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{method} {params} never kept");
+}
+
+#[tokio::test]
+async fn latest_reads_are_kept_only_with_latest_ttl_and_only_for_their_head() {
+    let r = rig("cache = { latest_ttl = \"30s\" }").await;
+    r.mine(5).await;
+    r.finalized_caught_up().await;
+    let balance = json!([OTHER, "latest"]);
+    let first = until_kept(&r, "eth_getBalance", balance.clone()).await;
+    let calls = r.path.calls("eth_getBalance");
+    ask(&r.url, "eth_getBalance", balance.clone(), 3).await;
+    assert_eq!(r.path.calls("eth_getBalance"), calls, "kept for its head");
+    // `pending` is never a block: asked every time.
+    ask(&r.url, "eth_getBalance", json!([OTHER, "pending"]), 2).await;
+    assert_eq!(r.path.calls("eth_getBalance"), calls + 2);
+    // The head block itself, at `latest`: the very block anvil has there.
+    let head = until_kept(&r, "eth_getBlockByNumber", json!(["latest", false])).await;
+    let direct = r
+        .direct("eth_getBlockByNumber", json!(["latest", false]))
+        .await;
+    assert_eq!(head["hash"], direct["result"]["hash"]);
+    // A transfer mines a new head: once Manifold follows it, `latest` is a new question,
+    // answered by the new state.
+    HttpClient::new()
+        .call(
+            &r.anvil.url,
+            "eth_sendTransaction",
+            json!([{"from": DEV, "to": OTHER, "value": "0x7"}]),
+        )
+        .await;
+    wait_for_status(&r.proxy, "the new head", |s| {
+        s["chains"][0]["head"].as_u64() == Some(6)
+    })
+    .await;
+    let want = r.direct("eth_getBalance", balance.clone()).await["result"].clone();
+    assert_ne!(want, first, "the transfer changed the balance");
+    let mut got = Value::Null;
+    for _ in 0..100 {
+        got = ask(&r.url, "eth_getBalance", balance.clone(), 1).await[0].clone();
+        if got == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(got, want, "the new head's balance");
+}
+
 #[tokio::test]
 async fn fifty_identical_calls_at_once_make_one_upstream_call() {
     let r = rig("").await;

@@ -18,10 +18,13 @@ use super::head_ticks::HeadTicks;
 use crate::family::{self, BlockNeed, BlockRef, Cost};
 use crate::health::canonical::{Recorded, CAPACITY};
 use crate::jsonrpc::Payload;
-use crate::upstream::CallPlan;
+use crate::upstream::Question;
 
-/// One block request's time.
+/// One block request's time, all tries included.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Upstreams asked for one block before the round gives up (the next round asks again).
+const ASK_TRIES: usize = 2;
 
 pub(super) async fn run(core: Arc<ChainCore>, mut stop: watch::Receiver<bool>) {
     let mut ticks = HeadTicks::new(&core);
@@ -44,6 +47,7 @@ impl ChainCore {
             Some(tip) if tip < head => (tip + 1).max(newest),
             _ => head,
         };
+        let tip_before = window.tip();
         let mut reorg_from: Option<u64> = None;
         for number in start..=head {
             let Some(block) = self.block(number).await else {
@@ -74,39 +78,49 @@ impl ChainCore {
                 cache.drop_recent_from(from);
             }
         }
+        if let (Some(cache), Some(tip)) = (&self.cache.memory, window.tip()) {
+            if tip_before.is_some_and(|t| t < tip) {
+                // Reads at `latest` were about the old head.
+                cache.drop_latest_below(tip);
+            }
+        }
         if let Some(f) = self.finalized() {
             window.prune_to(f);
         }
     }
 
-    /// Block `number`'s hash and parent, from an upstream that has it.
+    /// Block `number`'s hash and parent, from an upstream that has it. Background work, as
+    /// the watch's: asked directly (`UpstreamSet::ask_in_order`), never through the clients'
+    /// path, so that it spends neither their retry budget nor their breakers' verdicts.
     async fn block(&self, number: u64) -> Option<BlockRef> {
         let call = self.family.block_ref_call(number)?;
         // A string id, never a client call's (numbers), so that it stands out in an
         // upstream's logs as the health probes' "health" does.
         let id = format!("\"canonical-{}\"", self.next_id());
-        let plan = CallPlan {
+        let route = self.route(family::MethodClass {
+            need: BlockNeed::AtLeast(number),
+            block_lookup: true,
+            cost: Cost::Normal,
+        });
+        let mut order = self.upstreams.askable(call.method, &route);
+        order.retain(|u| u.active().head().is_some_and(|h| h >= number));
+        order.sort_by_key(|u| (!route.in_sync(u), u.config.tier));
+        let question = Question {
             method: call.method,
-            route: self.route(family::MethodClass {
-                need: BlockNeed::AtLeast(number),
-                block_lookup: true,
-                cost: Cost::Normal,
-            }),
             request_id: id.as_bytes(),
             body: call.encode(id.as_bytes()),
             deadline: Instant::now() + ASK_TIMEOUT,
-            repeatable: true,
-            prefer: &[],
         };
-        match self.upstreams.call(&plan).await {
-            Ok(served) => match served.payload {
-                Payload::Result(r) => self
-                    .family
-                    .parse_block_ref(&r)
-                    .filter(|b| b.number == number),
-                Payload::Error(_) => None,
-            },
-            Err(_) => None,
+        match self
+            .upstreams
+            .ask_in_order(&question, &order, ASK_TRIES)
+            .await
+        {
+            Some((_, Payload::Result(r))) => self
+                .family
+                .parse_block_ref(&r)
+                .filter(|b| b.number == number),
+            _ => None,
         }
     }
 }

@@ -146,6 +146,7 @@ pub struct FileCache {
     pub max_bytes: Option<u64>,
     pub max_entry_bytes: Option<u64>,
     pub finality_depth: Option<u64>,
+    pub latest_ttl: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -274,6 +274,8 @@ pub struct CachePolicy {
     /// For a chain without a `finalized` block tag: a block this deep under the chain head
     /// is final. `None`: the upstreams' `finalized` blocks decide.
     pub finality_depth: Option<u64>,
+    /// Reads at `latest` kept this long (under the head block's hash); `None`: never kept.
+    pub latest_ttl: Option<Duration>,
 }
 
 /// A chain's transaction broadcasts, and the watch that lands them.

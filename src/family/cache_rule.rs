@@ -18,6 +18,9 @@ pub enum CacheRule {
     /// A transaction or its receipt, by hash: kept once the block the answer names is
     /// final (before that, a reorg may move it or drop it).
     Located,
+    /// About the newest state, by `latest`: kept only when the chain's `latest_ttl` is set,
+    /// for that long, under the head block's hash (a new head is a new question).
+    AtHead,
 }
 
 /// An answer that says "nothing here": never kept unless its block is final (and `null`

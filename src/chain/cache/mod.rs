@@ -127,6 +127,7 @@ where
             CacheRule::AtBlock(n) if finalized.is_none_or(|f| n > f) => {
                 recent::question(core, &call, n)
             }
+            CacheRule::AtHead => recent::latest_question(core, &call),
             rule => core
                 .family
                 .cache_params(&call.call.method, call.call.params.as_deref(), rule)
@@ -222,7 +223,7 @@ fn keepable(core: &ChainCore, rule: CacheRule, answer: &Answer) -> bool {
     }
     let finalized = core.finalized();
     match rule {
-        CacheRule::Never => false,
+        CacheRule::Never | CacheRule::AtHead => false,
         CacheRule::Constant => true,
         CacheRule::AtBlock(n) => {
             finalized.is_some_and(|f| n <= f) && answer.served_head.is_some_and(|h| h >= n)

@@ -5,6 +5,7 @@
 //! dropped when a reorg from `n` or below is seen (`chain::follow`). A call at a block the
 //! window does not hold (not followed yet) is not kept.
 
+use super::store::{RecentKeep, RECENT_TTL};
 use super::{is_empty_list, is_null, AnswerCache, CallKey};
 use crate::chain::core::ChainCore;
 use crate::chain::stack::{Answer, ChainCall};
@@ -17,6 +18,8 @@ use crate::jsonrpc::Payload;
 pub(super) struct RecentBlock {
     number: u64,
     hash: String,
+    /// Asked at `latest` (the chain head then), kept for the chain's `latest_ttl`.
+    latest: Option<std::time::Duration>,
 }
 
 /// The canonical params of a call about recent block `n`, with `n`'s hash after them, and
@@ -37,7 +40,30 @@ pub(super) fn question(
     )?;
     params.push(b'@');
     params.extend_from_slice(hash.as_bytes());
-    Some((params, Some(RecentBlock { number: n, hash })))
+    let block = RecentBlock {
+        number: n,
+        hash,
+        latest: None,
+    };
+    Some((params, Some(block)))
+}
+
+/// The same for a call at `latest`, with the chain's `latest_ttl`: about the chain head, and
+/// a question of its own (the upstream may have answered from a block past Manifold's head,
+/// so the answer is never taken for one about that block by number).
+pub(super) fn latest_question(
+    core: &ChainCore,
+    call: &ChainCall,
+) -> Option<(Vec<u8>, Option<RecentBlock>)> {
+    let ttl = core.config.policy.cache.latest_ttl?;
+    let head = core.head()?;
+    let (mut params, block) = question(core, call, head)?;
+    params.extend_from_slice(b"@latest");
+    let block = block.map(|b| RecentBlock {
+        latest: Some(ttl),
+        ..b
+    });
+    Some((params, block))
 }
 
 /// Keep an answer about a recent block if it may be kept: a result, not `null` nor `[]`
@@ -64,9 +90,16 @@ pub(super) fn keep(
         return;
     }
     if let Some(answered) = core.family.parse_block_ref(result) {
-        if answered.number == block.number && answered.hash != block.hash {
+        // A block answer is that very block; at `latest`, the head Manifold knows.
+        let other_number = answered.number != block.number;
+        if answered.hash != block.hash && (!other_number || block.latest.is_some()) {
             return;
         }
     }
-    cache.insert_recent(key, block.number, result);
+    let keep = RecentKeep {
+        block: block.number,
+        latest: block.latest.is_some(),
+        ttl: block.latest.unwrap_or(RECENT_TTL),
+    };
+    cache.insert_recent(key, keep, result);
 }

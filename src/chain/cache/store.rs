@@ -28,7 +28,32 @@ const RECENT_SHARE: usize = 4;
 #[derive(Debug, Clone)]
 struct Recent {
     block: u64,
+    /// Asked at `latest`: dropped when the head moves past its block.
+    latest: bool,
+    ttl: Duration,
     result: Bytes,
+}
+
+/// Each recent answer lives as long as its own `ttl`.
+struct RecentExpiry;
+
+impl moka::Expiry<CallKey, Recent> for RecentExpiry {
+    fn expire_after_create(
+        &self,
+        _: &CallKey,
+        value: &Recent,
+        _: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// How a recent answer is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct RecentKeep {
+    pub block: u64,
+    pub latest: bool,
+    pub ttl: Duration,
 }
 
 #[derive(Debug)]
@@ -60,7 +85,7 @@ impl AnswerCache {
             .weigher(|_: &CallKey, v: &Recent| {
                 u32::try_from(v.result.len() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
-            .time_to_live(RECENT_TTL)
+            .expire_after(RecentExpiry)
             .support_invalidation_closures()
             .eviction_listener(move |_, _, cause| {
                 if cause == RemovalCause::Size {
@@ -104,13 +129,28 @@ impl AnswerCache {
         self.recent.get(key).map(|r| r.result)
     }
 
-    pub fn insert_recent(&self, key: CallKey, block: u64, result: &[u8]) {
+    pub fn insert_recent(&self, key: CallKey, keep: RecentKeep, result: &[u8]) {
         if !self.fits(result.len()) {
             return;
         }
-        let result = Bytes::copy_from_slice(result);
-        self.recent.insert(key, Recent { block, result });
+        let recent = Recent {
+            block: keep.block,
+            latest: keep.latest,
+            ttl: keep.ttl.min(RECENT_TTL),
+            result: Bytes::copy_from_slice(result),
+        };
+        self.recent.insert(key, recent);
         self.publish();
+    }
+
+    /// Drop the answers read at `latest` when the head was below `head`.
+    pub fn drop_latest_below(&self, head: u64) {
+        if let Err(e) = self
+            .recent
+            .invalidate_entries_if(move |_, r| r.latest && r.block < head)
+        {
+            tracing::warn!(error = %e, "latest cache entries not dropped");
+        }
     }
 
     /// Drop every recent answer about block `from` or above (a reorg from there).
@@ -152,6 +192,7 @@ mod tests {
             max_bytes,
             max_entry_bytes,
             finality_depth: None,
+            latest_ttl: None,
         }
     }
 
@@ -183,8 +224,19 @@ mod tests {
         let cache = AnswerCache::new(&policy(1 << 20, 4096), Counter::noop(), Gauge::noop());
         let key = |n: u64| CallKey::new("c", "m", &n.to_le_bytes());
         for n in 10..=14 {
-            cache.insert_recent(key(n), n, b"\"x\"");
+            let keep = RecentKeep {
+                block: n,
+                latest: n == 14,
+                ttl: RECENT_TTL,
+            };
+            cache.insert_recent(key(n), keep, b"\"x\"");
         }
+        cache.drop_latest_below(14);
+        cache.recent.run_pending_tasks();
+        assert!(cache.get_recent(&key(14)).is_some(), "read at the head now");
+        cache.drop_latest_below(15);
+        cache.recent.run_pending_tasks();
+        assert!(cache.get_recent(&key(14)).is_none(), "the head moved on");
         cache.insert(key(99), b"\"final\"");
         cache.drop_recent_from(12);
         cache.recent.run_pending_tasks();

@@ -10,14 +10,24 @@ fn cache_keys_have_defaults_and_ranges() {
     assert_eq!(cache.max_bytes, 64 * 1024 * 1024);
     assert_eq!(cache.max_entry_bytes, 64 * 1024 * 1024 / 100);
     assert_eq!(cache.finality_depth, None);
+    assert_eq!(cache.latest_ttl, None, "latest never kept by default");
     let c = load_str(&format!(
-        "{MINIMAL}\n[chains.policy.cache]\nenabled = false\nmax_bytes = 2097152\nfinality_depth = 12\n"
+        "{MINIMAL}\n[chains.policy.cache]\nenabled = false\nmax_bytes = 2097152\nfinality_depth = 12\nlatest_ttl = \"2s\"\n"
     ))
     .unwrap();
     let cache = &c.chains[0].policy.cache;
     assert!(!cache.enabled);
     assert_eq!(cache.max_entry_bytes, 20971);
     assert_eq!(cache.finality_depth, Some(12));
+    assert_eq!(cache.latest_ttl, Some(std::time::Duration::from_secs(2)));
+    let e = errors(&format!(
+        "{MINIMAL}\n[chains.policy.cache]\nlatest_ttl = \"2m\"\n"
+    ));
+    assert!(
+        e.iter()
+            .any(|l| l.contains("chains[0].policy.cache.latest_ttl") && l.contains("longer")),
+        "{e:?}"
+    );
     let e = errors(&format!(
         "{MINIMAL}\n[chains.policy.cache]\nmax_bytes = 2097152\nmax_entry_bytes = 4194304\nfinality_depth = 0\nsize = 1\n"
     ));

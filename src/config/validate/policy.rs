@@ -95,11 +95,20 @@ impl Validator {
             }
             d => d,
         };
+        let latest_ttl = c.latest_ttl.as_deref().map(|t| {
+            self.duration_within(
+                &at.key("latest_ttl"),
+                Some(t),
+                Duration::from_secs(1),
+                Duration::from_secs(60),
+            )
+        });
         CachePolicy {
             enabled: c.enabled.unwrap_or(true),
             max_bytes,
             max_entry_bytes,
             finality_depth,
+            latest_ttl,
         }
     }
 

@@ -6,12 +6,13 @@
 //! `eth_getTransactionCount`, `eth_getProof`) and `eth_getLogs` at a final block number or
 //! at a block hash; transactions and receipts once their block is final. Never: writes,
 //! filters, `txpool_*`, `eth_syncing`, node and test-node admin (`admin_*`, `anvil_*`,
-//! `evm_*`), gas estimates and prices, traces, and anything at `latest`, `pending`, `safe` or
-//! `finalized` (a tag's block moves), and reads by hash with EIP-1898's `requireCanonical`.
+//! `evm_*`), gas estimates and prices, traces, anything at `pending`, `safe` or `finalized`
+//! (a tag's block moves), and reads by hash with EIP-1898's `requireCanonical`. At `latest`:
+//! `AtHead`, kept only with the chain's `latest_ttl`.
 
 use serde_json::Value;
 
-use super::methods::{block_param, parse_quantity};
+use super::methods::{at_latest, block_param, parse_quantity};
 use crate::family::{BlockNeed, CacheRule};
 
 /// The block-addressed methods whose answer is fixed by their block.
@@ -31,7 +32,7 @@ const AT_BLOCK: &[&str] = &[
     "eth_getUncleCountByBlockNumber",
 ];
 
-pub(super) fn rule(method: &str, need: BlockNeed) -> CacheRule {
+pub(super) fn rule(method: &str, need: BlockNeed, params: Option<&[u8]>) -> CacheRule {
     match method {
         "eth_chainId" | "net_version" => CacheRule::Constant,
         "eth_getTransactionByHash" | "eth_getTransactionReceipt" => CacheRule::Located,
@@ -44,6 +45,10 @@ pub(super) fn rule(method: &str, need: BlockNeed) -> CacheRule {
             BlockNeed::AtLeast(n) => CacheRule::AtBlock(n),
             // An EIP-1898 `{"blockHash": ..}`, a logs filter by `blockHash`, receipts by hash.
             BlockNeed::Any => CacheRule::ByBlockHash,
+            // `latest` (only with the chain's `latest_ttl`): a single block's, not a range's.
+            BlockNeed::Head if method != "eth_getLogs" && at_latest(method, params) => {
+                CacheRule::AtHead
+            }
             BlockNeed::Head => CacheRule::Never,
         },
         _ => CacheRule::Never,
@@ -138,7 +143,8 @@ mod tests {
     use super::*;
 
     fn rule_of(method: &str, params: &str) -> CacheRule {
-        rule(method, classify(method, Some(params.as_bytes())).need)
+        let params = Some(params.as_bytes());
+        rule(method, classify(method, params).need, params)
     }
 
     fn canonical(method: &str, params: &str) -> String {
@@ -156,12 +162,24 @@ mod tests {
         );
         assert_eq!(
             rule_of("eth_getBlockByNumber", r#"["latest",false]"#),
-            CacheRule::Never
+            CacheRule::AtHead,
+            "only with latest_ttl"
         );
         assert_eq!(
-            rule_of("eth_getBalance", r#"["0xabc","finalized"]"#),
+            rule_of("eth_getBalance", r#"["0xabc", "latest"]"#),
+            CacheRule::AtHead
+        );
+        for tag in ["pending", "safe", "finalized"] {
+            assert_eq!(
+                rule_of("eth_getBalance", &format!(r#"["0xabc","{tag}"]"#)),
+                CacheRule::Never,
+                "{tag}: a tag's block moves, and `pending` is not a block"
+            );
+        }
+        assert_eq!(
+            rule_of("eth_call", r#"[{"to":"0x1"}]"#),
             CacheRule::Never,
-            "a tag's block moves"
+            "no block named"
         );
         assert_eq!(
             rule_of(

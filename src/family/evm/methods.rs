@@ -113,6 +113,14 @@ fn cost(method: &str) -> Cost {
     }
 }
 
+/// Whether a block-addressed call names `latest` as its block (not `pending`, `safe`,
+/// `finalized`, nor a block left out).
+pub(super) fn at_latest(method: &str, params: Option<&[u8]>) -> bool {
+    block_param(method)
+        .and_then(|i| param(params, i))
+        .is_some_and(|raw| raw.get().trim() == r#""latest""#)
+}
+
 fn param(params: Option<&[u8]>, index: usize) -> Option<&RawValue> {
     let list: Vec<&RawValue> = serde_json::from_slice(params?).ok()?;
     list.get(index).copied()

@@ -117,7 +117,7 @@ impl ChainFamily for Evm {
             repeatable,
             shareable: repeatable && !changes_node_state(method),
             class,
-            cache: cache_rules::rule(method, class.need),
+            cache: cache_rules::rule(method, class.need, params),
         }
     }
 
