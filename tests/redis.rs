@@ -36,13 +36,6 @@ async fn replica_with_prefix(
     .await
 }
 
-async fn metric(proxy: &manifold::server::Running, series: &str) -> f64 {
-    let (_, text) = HttpClient::new().get(&admin_url(proxy, "/metrics")).await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Poll `/metrics` until `series` is at least `want` (every 20 ms, at most 10 s).
 async fn metric_reaches(proxy: &manifold::server::Running, series: &str, want: f64) {
     for _ in 0..500 {
@@ -61,9 +54,7 @@ const GET_HIT: &str = r#"manifold_redis_requests_total{op="get",result="hit"}"#;
 /// block (two under its head).
 async fn mined_and_final(anvil: &Anvil, proxies: &[&manifold::server::Running]) {
     let c = HttpClient::new();
-    let head = |v: Value| {
-        u64::from_str_radix(v["result"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
-    };
+    let head = |v: Value| u64::try_from(hex_u128(&v["result"])).unwrap();
     if head(c.call(&anvil.url, "eth_blockNumber", json!([])).await) == 0 {
         c.call(&anvil.url, "anvil_mine", json!(["0x14"])).await;
     }

@@ -18,14 +18,6 @@ use support::*;
 
 const CALL: &str = r#"{"jsonrpc":"2.0","id":7,"method":"eth_blockNumber"}"#;
 
-/// The value of one metric series from `/metrics` (0 when it is absent).
-async fn metric(proxy: &manifold::server::Running, series: &str) -> f64 {
-    let (_, text) = HttpClient::new().get(&admin_url(proxy, "/metrics")).await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 async fn breaker_state(proxy: &manifold::server::Running, upstream: &str) -> String {
     let (_, body) = HttpClient::new().get(&admin_url(proxy, "/status")).await;
     let status: Value = serde_json::from_str(&body).unwrap();

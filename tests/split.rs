@@ -107,17 +107,12 @@ impl Rig {
     }
 
     async fn metric(&self, series: &str) -> f64 {
-        let (_, text) = HttpClient::new()
-            .get(&admin_url(&self.proxy, "/metrics"))
-            .await;
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-            .unwrap_or(0.0)
+        metric(&self.proxy, series).await
     }
 }
 
 fn hex(v: &Value) -> u64 {
-    u64::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    u64::try_from(hex_u128(v)).unwrap()
 }
 
 /// The `result` of an `eth_getLogs` as the exact text of the response body.

@@ -39,25 +39,25 @@ pub(super) async fn run(core: Arc<ChainCore>, mut stop: watch::Receiver<bool>) {
 impl ChainCore {
     /// One round: the blocks from the window's tip to the chain head, the head block again.
     pub(super) async fn follow(&self) {
-        let (Some(head), window) = (self.head(), &self.health.canonical) else {
+        let Some(head) = self.head() else {
             return;
         };
-        let newest = head.saturating_sub(CAPACITY as u64 - 1);
-        let start = match window.tip() {
-            Some(tip) if tip < head => (tip + 1).max(newest),
+        let window = &self.health.canonical;
+        let tip_before = window.tip();
+        let start = match tip_before {
+            Some(tip) if tip < head => (tip + 1).max(head.saturating_sub(CAPACITY as u64 - 1)),
             _ => head,
         };
-        let tip_before = window.tip();
+        let floor = self.finalized().unwrap_or(0);
         let mut reorg_from: Option<u64> = None;
         for number in start..=head {
             let Some(block) = self.block(number).await else {
                 break;
             };
-            let (mut recorded, from) = window.record_head(block.clone());
+            let (mut recorded, from) = window.record_head(block);
             note(&mut reorg_from, from);
             // Walk back along the new blocks' parents until they join the window.
-            let mut below = block.number;
-            let floor = self.finalized().unwrap_or(0);
+            let mut below = number;
             while recorded == Recorded::NeedParent
                 && below > floor
                 && below + CAPACITY as u64 > head

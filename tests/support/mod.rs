@@ -449,6 +449,14 @@ pub async fn account_quantity(c: &HttpClient, url: &str, method: &str, account: 
 }
 
 /// A JSON-RPC hex quantity ("0x1a") as a number; panics on anything else.
+/// The value of one metric series from `/metrics` (0 when it is absent).
+pub async fn metric(proxy: &Running, series: &str) -> f64 {
+    let (_, text) = HttpClient::new().get(&admin_url(proxy, "/metrics")).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 pub fn hex_u128(v: &serde_json::Value) -> u128 {
     let s = v
         .as_str()
