@@ -16,23 +16,21 @@ use metrics::{Counter, Label};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
+use crate::answers::Answerer;
 use crate::body::Body;
 use crate::chain::Chain;
 use crate::jsonrpc::{
     self, codes, encode_response, ErrorObject, Id, Incoming, Item, Limits, Payload,
 };
 use crate::metrics::{LabelTable, Metrics, REJECTED};
-use crate::snapshot::SharedSnapshot;
-
-/// Batch items in flight at once per batch: enough to hide upstream latency, bounded so one
-/// client's 1,000-item batch cannot open 1,000 upstream connections nor hold 1,000 answers.
-const BATCH_CONCURRENCY: usize = 16;
+use crate::snapshot::{SharedSnapshot, Snapshot};
+use crate::ws::WsHub;
 
 /// A client that sends its headers but trickles its body is cut off after this long.
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy)]
-enum Rejection {
+pub enum Rejection {
     MethodNotAllowed,
     UnknownChain,
     UnsupportedMediaType,
@@ -48,10 +46,16 @@ enum Rejection {
     MaxConnections,
     /// The backstop timeout of the edge (a bug if ever seen).
     Backstop,
+    /// A WebSocket upgrade from a browser at an origin not in `allowed_origins`.
+    WsOrigin,
+    /// A WebSocket upgrade over `websocket.max_connections`.
+    WsMaxConnections,
+    /// A WebSocket upgrade request that is not one (no key, another version, HTTP/2).
+    WsBadUpgrade,
 }
 
 impl Rejection {
-    const ALL: usize = 11;
+    const ALL: usize = 14;
 
     fn label(self) -> &'static str {
         match self {
@@ -66,6 +70,9 @@ impl Rejection {
             Rejection::Overloaded => "overloaded",
             Rejection::MaxConnections => "max_connections",
             Rejection::Backstop => "backstop_timeout",
+            Rejection::WsOrigin => "ws_origin",
+            Rejection::WsMaxConnections => "ws_max_connections",
+            Rejection::WsBadUpgrade => "ws_bad_upgrade",
         }
     }
 }
@@ -75,28 +82,45 @@ pub struct FrontDoor {
     snapshot: SharedSnapshot,
     metrics: Arc<Metrics>,
     rejected: Arc<LabelTable<Counter>>,
-    /// `max_concurrent_calls`: the edge takes one permit per request (`server::edge`), and
-    /// a batch one more per item while it runs.
-    calls: Arc<Semaphore>,
+    /// Answers the decoded items. The edge takes one `max_concurrent_calls` permit per
+    /// request (`server::edge`), and a batch one more per item while it runs.
+    answers: Answerer,
+    /// `GET /{chain}` upgrades here; `None`: answered 405.
+    ws: Option<Arc<WsHub>>,
 }
 
 impl FrontDoor {
     pub fn new(snapshot: SharedSnapshot, metrics: Arc<Metrics>, calls: Arc<Semaphore>) -> Self {
+        let shed = metrics.counter(
+            REJECTED,
+            vec![Label::new("reason", Rejection::Overloaded.label())],
+        );
         Self {
+            answers: Answerer::new(snapshot.clone(), calls, shed),
             snapshot,
             metrics,
             rejected: Arc::new(LabelTable::new(Rejection::ALL)),
-            calls,
+            ws: None,
         }
+    }
+
+    /// Serve WebSocket upgrades on `GET /{chain}` with `hub`.
+    pub fn with_websocket(mut self, hub: Arc<WsHub>) -> Self {
+        self.ws = Some(hub);
+        self
+    }
+
+    /// What answers decoded items, for the WebSocket sessions.
+    pub fn answerer(&self) -> &Answerer {
+        &self.answers
     }
 
     /// HTTP 503 for a request over `max_concurrent_calls`, with `Retry-After: 1`.
     pub fn overloaded(&self) -> Response<Body> {
-        let max = self.snapshot.load().config.server.max_concurrent_calls;
         let mut resp = self.reject(
             Rejection::Overloaded,
             StatusCode::SERVICE_UNAVAILABLE,
-            overloaded_error(max),
+            self.answers.overloaded_error(),
         );
         resp.headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from_static("1"));
@@ -116,14 +140,6 @@ impl FrontDoor {
             )
             .with_data(json!({ "reason": "request_timeout" })),
         )
-    }
-
-    /// The answer for a batch item turned away at `max_concurrent_calls` (-32005, counted;
-    /// `None` for a notification).
-    fn shed(&self, id: Option<&Id>) -> Option<Vec<Bytes>> {
-        self.count(Rejection::Overloaded);
-        let max = self.snapshot.load().config.server.max_concurrent_calls;
-        id.map(|id| encode_response(id, &Payload::Error(overloaded_error(max).to_json())))
     }
 
     /// Count a connection turned away at `max_connections`.
@@ -146,25 +162,36 @@ impl FrontDoor {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let snapshot = self.snapshot.load_full();
+        if let (Some(hub), true) = (&self.ws, crate::ws::is_upgrade(&req)) {
+            return match snapshot.router.route(req.uri().path()).cloned() {
+                Some(chain) => match hub.upgrade(req, chain) {
+                    Ok(resp) => resp,
+                    Err(refusal) => {
+                        let mut resp = self.reject(refusal.why, refusal.status, refusal.error);
+                        resp.headers_mut().extend(refusal.headers);
+                        resp
+                    }
+                },
+                None => self.unknown_chain(&snapshot, req.uri().path()),
+            };
+        }
         if req.method() != Method::POST {
             let mut resp = self.reject(
                 Rejection::MethodNotAllowed,
                 StatusCode::METHOD_NOT_ALLOWED,
-                ErrorObject::invalid_request("use POST with a JSON-RPC body"),
+                ErrorObject::invalid_request(if self.ws.is_some() {
+                    "use POST with a JSON-RPC body, or GET with a WebSocket upgrade"
+                } else {
+                    "use POST with a JSON-RPC body"
+                }),
             );
+            // A plain GET is not served (only its WebSocket upgrade is).
             resp.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return resp;
         }
         let Some(chain) = snapshot.router.route(req.uri().path()).cloned() else {
-            let path = req.uri().path();
-            let shown: String = path.chars().take(64).collect();
-            let error = ErrorObject::new(
-                codes::UNKNOWN_CHAIN,
-                format!("manifold: unknown chain `{}`", shown.trim_matches('/')),
-            )
-            .with_data(json!({ "reason": "unknown_chain", "chains": snapshot.router.names() }));
-            return self.reject(Rejection::UnknownChain, StatusCode::NOT_FOUND, error);
+            return self.unknown_chain(&snapshot, req.uri().path());
         };
         if !is_json(req.headers().get(CONTENT_TYPE)) {
             return self.reject(
@@ -224,7 +251,7 @@ impl FrontDoor {
             max_batch_len: server.max_batch_len,
         };
         match jsonrpc::decode(&body, limits) {
-            Ok(Incoming::Single(item)) => match answer(&chain, item).await {
+            Ok(Incoming::Single(item)) => match self.answers.one(&chain, item).await {
                 Some(chunks) => json_response(StatusCode::OK, chunks),
                 None => json_response(StatusCode::OK, Vec::new()),
             },
@@ -239,6 +266,16 @@ impl FrontDoor {
         }
     }
 
+    fn unknown_chain(&self, snapshot: &Snapshot, path: &str) -> Response<Body> {
+        let shown: String = path.chars().take(64).collect();
+        let error = ErrorObject::new(
+            codes::UNKNOWN_CHAIN,
+            format!("manifold: unknown chain `{}`", shown.trim_matches('/')),
+        )
+        .with_data(json!({ "reason": "unknown_chain", "chains": snapshot.router.names() }));
+        self.reject(Rejection::UnknownChain, StatusCode::NOT_FOUND, error)
+    }
+
     fn reject(&self, why: Rejection, status: StatusCode, error: ErrorObject) -> Response<Body> {
         self.count(why);
         json_response(
@@ -249,84 +286,18 @@ impl FrontDoor {
 }
 
 impl FrontDoor {
-    /// A batch's answers, streamed in request order as they complete: at most
-    /// `BATCH_CONCURRENCY` answers are held at once, and the first bytes go out before the last
-    /// item is done. A batch of notifications only is answered with an empty body, once all are
-    /// delivered.
-    ///
-    /// Items not safe to repeat (transaction sends) start at once, each in a task of its own
-    /// (`Chain::spawn`): a client that goes away halfway through reading the answers cannot cut a
-    /// batch of withdrawals in half. There are at most `max_batch_len` of them, and each
-    /// upstream's `max_in_flight` bounds their attempts.
-    ///
-    /// Each item runs holding a `max_concurrent_calls` permit; one that finds none is answered
-    /// -32005 at once (a transaction then certainly not sent).
+    /// A batch's answers, streamed in request order as they complete (`Answerer::batch`);
+    /// the first bytes go out before the last item is done. A batch of notifications only
+    /// is answered with an empty body, once all are delivered.
     async fn batch_response(&self, chain: Arc<Chain>, items: Vec<Item>) -> Response<Body> {
-        let any_answer = items
-            .iter()
-            .any(|i| !matches!(i, Item::Call(c) if c.id.is_none()));
-        let items: Vec<Prepared> = items
-            .into_iter()
-            .map(|item| match item {
-                Item::Call(call) if !chain.is_repeatable(&call.method) => {
-                    match self.calls.clone().try_acquire_owned() {
-                        Ok(permit) => Prepared::Started(call.id.clone(), chain.spawn(call), permit),
-                        Err(_) => Prepared::Shed(call.id.clone()),
-                    }
-                }
-                item => Prepared::Later(item),
-            })
-            .collect();
-        let calls = self.calls.clone();
-        let shed = self.clone();
-        // The whole batch has the chain's request_timeout, heavy calls included: one connection
-        // cannot be held for hours by a long batch of slow calls.
-        let deadline = tokio::time::Instant::now() + chain.config().policy.request_timeout;
-        let answers = stream::iter(items)
-            .map(move |item| {
-                let chain = chain.clone();
-                let calls = calls.clone();
-                let shed = shed.clone();
-                async move {
-                    let (id, repeatable) = match &item {
-                        Prepared::Later(Item::Call(c)) => (c.id.clone(), true),
-                        Prepared::Later(Item::Invalid { id, .. }) => (Some(id.clone()), true),
-                        Prepared::Started(id, ..) => (id.clone(), false),
-                        Prepared::Shed(id) => return shed.shed(id.as_ref()),
-                    };
-                    let answered = tokio::time::timeout_at(deadline, async {
-                        match item {
-                            Prepared::Later(Item::Call(call)) => {
-                                let Ok(_permit) = calls.try_acquire_owned() else {
-                                    return shed.shed(call.id.as_ref());
-                                };
-                                answer(&chain, Item::Call(call)).await
-                            }
-                            Prepared::Later(item) => answer(&chain, item).await,
-                            Prepared::Started(id, task, _permit) => {
-                                let payload = chain.settle(task).await;
-                                id.map(|id| encode_response(&id, &payload))
-                            }
-                            Prepared::Shed(_) => None,
-                        }
-                    })
-                    .await;
-                    match answered {
-                        Ok(a) => a,
-                        Err(_) => id.map(|id| {
-                            encode_response(&id, &chain.batch_deadline_passed(repeatable))
-                        }),
-                    }
-                }
-            })
-            .buffered(BATCH_CONCURRENCY)
-            .filter_map(|a| async move { a });
-        if !any_answer {
-            answers.for_each(|_| async {}).await;
+        let batch = self.answers.batch(chain, items, |_| None);
+        if !batch.any_answer {
+            batch.answers.for_each(|_| async {}).await;
             return json_response(StatusCode::OK, Vec::new());
         }
         let mut first = true;
-        let body = answers
+        let body = batch
+            .answers
             .flat_map(move |chunks| {
                 let element = jsonrpc::batch_element(std::mem::take(&mut first), chunks);
                 stream::iter(crate::body::join_small(element))
@@ -336,38 +307,6 @@ impl FrontDoor {
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         resp
-    }
-}
-
-/// A batch item: started already (not safe to repeat), turned away at
-/// `max_concurrent_calls`, or to answer in its turn.
-enum Prepared {
-    Started(
-        Option<Id>,
-        tokio::task::JoinHandle<Payload>,
-        tokio::sync::OwnedSemaphorePermit,
-    ),
-    Shed(Option<Id>),
-    Later(Item),
-}
-
-/// -32005 `overloaded`: over `max_concurrent_calls`; nothing was sent anywhere.
-fn overloaded_error(max: usize) -> ErrorObject {
-    ErrorObject::new(
-        codes::LIMIT_EXCEEDED,
-        format!("manifold: over capacity ({max} calls in flight, max_concurrent_calls): not sent; try again shortly"),
-    )
-    .with_data(json!({ "reason": "overloaded" }))
-}
-
-/// The response object for one item, or `None` for a notification.
-async fn answer(chain: &Arc<Chain>, item: Item) -> Option<Vec<Bytes>> {
-    match item {
-        Item::Invalid { id, error } => Some(encode_response(&id, &Payload::Error(error.to_json()))),
-        Item::Call(call) => {
-            let payload = chain.call(&call).await;
-            call.id.map(|id| encode_response(&id, &payload))
-        }
     }
 }
 

@@ -27,6 +27,7 @@
 
 pub mod admin;
 pub mod allocator;
+pub mod answers;
 pub mod body;
 pub mod chain;
 pub mod cli;
@@ -43,3 +44,4 @@ pub mod server;
 pub mod snapshot;
 pub mod upstream;
 pub mod watch;
+pub mod ws;

@@ -33,6 +33,11 @@ pub const UPSTREAM_LAG: &str = "manifold_upstream_lag_blocks";
 pub const CHAIN_HEAD: &str = "manifold_chain_head_block";
 pub const CHAIN_FINALIZED: &str = "manifold_chain_finalized_block";
 pub const CHAIN_REORGS: &str = "manifold_chain_reorgs_total";
+pub const CHAIN_BACKFILLED: &str = "manifold_chain_backfilled_blocks_total";
+pub const WS_CONNECTIONS: &str = "manifold_ws_connections";
+pub const WS_SUBSCRIPTIONS: &str = "manifold_ws_subscriptions";
+pub const WS_NOTIFICATIONS: &str = "manifold_ws_notifications_total";
+pub const WS_CLOSED: &str = "manifold_ws_closed_total";
 pub const CACHE_REQUESTS: &str = "manifold_cache_requests_total";
 pub const CACHE_BYTES: &str = "manifold_cache_bytes";
 pub const CACHE_EVICTIONS: &str = "manifold_cache_evictions_total";
@@ -142,6 +147,26 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         CHAIN_REORGS,
         "Reorgs seen in the chain's newest blocks (the cache drops its answers about them), by chain",
+    ),
+    (
+        CHAIN_BACKFILLED,
+        "Blocks below the new head taken in after the head jumped by more than one (sent to newHeads subscribers in order), by chain",
+    ),
+    (
+        WS_CONNECTIONS,
+        "WebSocket client sockets open (at most websocket.max_connections)",
+    ),
+    (
+        WS_SUBSCRIPTIONS,
+        "eth_subscribe subscriptions open, by chain and kind",
+    ),
+    (
+        WS_NOTIFICATIONS,
+        "Subscription notifications queued for clients, by chain and kind",
+    ),
+    (
+        WS_CLOSED,
+        "WebSocket client sockets closed, by reason (client, slow_client, ping_timeout, shutdown, error)",
     ),
     (
         CACHE_REQUESTS,

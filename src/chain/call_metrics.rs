@@ -8,8 +8,8 @@ use metrics::{Counter, Gauge, Histogram, Label};
 use super::cache::CacheResult;
 use crate::family::MethodLabels;
 use crate::metrics::{
-    LabelTable, Metrics, BROADCASTS, CACHE_REQUESTS, CHAIN_REORGS, COALESCED, COALESCE_GROUPS,
-    REQUESTS, REQUEST_DURATION, SPLIT_PARTS,
+    LabelTable, Metrics, BROADCASTS, CACHE_REQUESTS, CHAIN_BACKFILLED, CHAIN_REORGS, COALESCED,
+    COALESCE_GROUPS, REQUESTS, REQUEST_DURATION, SPLIT_PARTS,
 };
 use crate::upstream::BroadcastResult;
 
@@ -58,6 +58,8 @@ pub(super) struct ChainMetrics {
     pub(super) coalesce_groups: Gauge,
     split_parts: Counter,
     reorgs: Counter,
+    /// Blocks below the head sent to `newHeads` subscribers after a jump of the head.
+    pub(super) backfilled: Counter,
 }
 
 impl ChainMetrics {
@@ -77,6 +79,10 @@ impl ChainMetrics {
             split_parts: registry
                 .counter(SPLIT_PARTS, vec![Label::new("chain", chain.to_string())]),
             reorgs: registry.counter(CHAIN_REORGS, vec![Label::new("chain", chain.to_string())]),
+            backfilled: registry.counter(
+                CHAIN_BACKFILLED,
+                vec![Label::new("chain", chain.to_string())],
+            ),
             labels,
         }
     }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::cache::CacheTiers;
 use super::call_metrics::ChainMetrics;
+use super::heads::HeadFeed;
 use super::stack::{Answer, ChainCall};
 use crate::config::ChainConfig;
 use crate::family::{self, ChainFamily, Cost};
@@ -27,6 +28,8 @@ pub struct ChainCore {
     pub watch: Option<Arc<TxWatch>>,
     pub(super) metrics: Arc<ChainMetrics>,
     pub(super) cache: CacheTiers,
+    /// The new heads, for `newHeads` subscribers (`chain::follow` publishes them).
+    pub heads: HeadFeed,
     next_id: AtomicU64,
 }
 
@@ -41,6 +44,7 @@ impl ChainCore {
         cache: CacheTiers,
     ) -> Self {
         Self {
+            heads: HeadFeed::new(metrics.backfilled.clone()),
             cache,
             config,
             family,

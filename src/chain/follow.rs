@@ -4,12 +4,16 @@
 //! its parent link, walking back to where a branch joins. A reorg drops the cache's answers
 //! about blocks from its height up, and is counted and logged.
 //!
+//! The blocks a round takes in are the chain's new heads (`chain::heads`), for `newHeads`
+//! subscribers: in height order, each linked to its parent, once.
+//!
 //! What the window says is Manifold's own view, as fresh as its health probes: a reorg is
 //! seen within a health interval of the probe that sees its head.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -50,12 +54,15 @@ impl ChainCore {
         };
         let floor = self.finalized().unwrap_or(0);
         let mut reorg_from: Option<u64> = None;
-        for number in start..=head {
-            let Some(block) = self.block(number).await else {
+        // What this round took in, for the new heads' subscribers.
+        let mut fresh = Vec::new();
+        'round: for number in start..=head {
+            let Some((block, raw)) = self.block(number).await else {
                 break;
             };
-            let (mut recorded, from) = window.record_head(block);
+            let (mut recorded, from) = window.record_head(block.clone());
             note(&mut reorg_from, from);
+            fresh.push((block, raw));
             // Walk back along the new blocks' parents until they join the window.
             let mut below = number;
             while recorded == Recorded::NeedParent
@@ -63,14 +70,22 @@ impl ChainCore {
                 && below + CAPACITY as u64 > head
             {
                 below -= 1;
-                let Some(parent) = self.block(below).await else {
-                    break;
+                let Some((parent, raw)) = self.block(below).await else {
+                    // Not linked yet: forget the blocks of this walk, so that the next
+                    // round asks for them again rather than leave a hole under them.
+                    window.forget_from(below + 1);
+                    fresh.retain(|(b, _)| b.number <= below);
+                    break 'round;
                 };
-                let (r, from) = window.record_parent(parent);
+                let (r, from) = window.record_parent(parent.clone());
                 note(&mut reorg_from, from);
+                fresh.push((parent, raw));
                 recorded = r;
             }
         }
+        let family = &self.family;
+        self.heads
+            .publish(fresh, head, |raw| family.head_notification(raw));
         if let Some(from) = reorg_from {
             self.metrics.record_reorg();
             tracing::info!(chain = %self.config.name, from, head, "reorg: answers about blocks from here dropped from the cache");
@@ -92,7 +107,7 @@ impl ChainCore {
     /// Block `number`'s hash and parent, from an upstream that has it. Background work, as
     /// the watch's: asked directly (`UpstreamSet::ask_in_order`), never through the clients'
     /// path, so that it spends neither their retry budget nor their breakers' verdicts.
-    async fn block(&self, number: u64) -> Option<BlockRef> {
+    async fn block(&self, number: u64) -> Option<(BlockRef, Bytes)> {
         let call = self.family.block_ref_call(number)?;
         // A string id, never a client call's (numbers), so that it stands out in an
         // upstream's logs as the health probes' "health" does.
@@ -119,7 +134,8 @@ impl ChainCore {
             Some((_, Payload::Result(r))) => self
                 .family
                 .parse_block_ref(&r)
-                .filter(|b| b.number == number),
+                .filter(|b| b.number == number)
+                .map(|b| (b, r)),
             _ => None,
         }
     }

@@ -11,6 +11,7 @@ mod deadline;
 mod dispatch;
 mod follow;
 mod head_ticks;
+pub mod heads;
 mod key;
 mod metered;
 mod rescue;
@@ -52,12 +53,18 @@ pub struct Shared {
     pub budget: AnswerBudget,
     /// The answer caches' shared tier, when `[server.redis]` is set.
     pub redis: Option<Arc<RedisCache>>,
+    /// Whether clients may subscribe to new heads (`[server.websocket]`): the chains
+    /// follow their newest blocks then, cache or not.
+    pub subscriptions: bool,
 }
 
 #[derive(Debug)]
 pub struct Chain {
     core: Arc<ChainCore>,
     stack: ChainStack,
+    /// Whether the chain follows its newest blocks (the cache's recent answers, and new
+    /// heads for subscribers).
+    follow: bool,
 }
 
 impl Chain {
@@ -67,6 +74,7 @@ impl Chain {
             store,
             budget,
             redis,
+            subscriptions,
         } = shared;
         let family = family::for_chain(&config);
         let answers = AnswerLimit {
@@ -152,12 +160,14 @@ impl Chain {
             family.method_labels(),
         ));
         let memory = cache::for_chain(&config.name, &config.policy.cache, metrics);
+        let memory_on = memory.is_some();
         let cache = cache::CacheTiers {
             namespace: cache::CacheTiers::namespace(&config),
             // The shared tier serves only a chain whose own cache is on.
             shared: redis.clone().filter(|_| memory.is_some()),
             memory,
         };
+        let follow = *subscriptions || memory_on;
         let core = Arc::new(ChainCore::new(
             config,
             family,
@@ -170,6 +180,7 @@ impl Chain {
         Ok(Self {
             stack: stack::build(&core),
             core,
+            follow,
         })
     }
 
@@ -195,6 +206,11 @@ impl Chain {
         self.core.head()
     }
 
+    /// The chain's new heads, as subscribers get them.
+    pub fn heads(&self) -> &heads::HeadFeed {
+        &self.core.heads
+    }
+
     /// The chain's finalized block, once known (Manifold's own view: see `ChainHead`).
     pub fn finalized(&self) -> Option<u64> {
         self.core.finalized()
@@ -212,8 +228,9 @@ impl Chain {
         if core.watch.is_some() {
             tasks.push(tokio::spawn(watch_loop::run(core.clone(), stop.clone())));
         }
-        // The recent blocks' hashes, for the cache's answers about them.
-        if core.cache.memory.is_some() && core.family.block_ref_call(0).is_some() {
+        // The recent blocks' hashes, for the cache's answers about them and the new heads'
+        // subscribers.
+        if self.follow && core.family.block_ref_call(0).is_some() {
             tasks.push(tokio::spawn(follow::run(core.clone(), stop.clone())));
         }
         tasks

@@ -31,6 +31,20 @@ pub struct FileServer {
     pub max_concurrent_calls: Option<u32>,
     pub max_buffered_bytes: Option<u64>,
     pub redis: Option<FileRedis>,
+    pub websocket: Option<FileWebsocket>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileWebsocket {
+    pub enabled: Option<bool>,
+    pub max_connections: Option<u32>,
+    pub max_subscriptions: Option<u32>,
+    pub max_in_flight: Option<u32>,
+    pub queue_messages: Option<u32>,
+    pub queue_bytes: Option<u64>,
+    pub ping_interval: Option<String>,
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

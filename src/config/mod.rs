@@ -11,6 +11,7 @@ mod interpolate;
 mod redact;
 mod shown;
 mod validate;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use url::Url;
 pub use error::{ConfigError, ConfigErrors, KeyPath};
 pub use interpolate::Secrets;
 pub use redact::{redact_url, url_secret_parts};
+pub use websocket::WsConfig;
 
 pub use crate::upstream::{BreakerPolicy, HedgeDelay, HedgePolicy};
 
@@ -65,6 +67,7 @@ pub struct ServerConfig {
     pub max_buffered_bytes: usize,
     /// Final answers shared with other replicas (`chain::cache::redis`).
     pub redis: Option<RedisConfig>,
+    pub websocket: WsConfig,
 }
 
 /// `[server.redis]`: a Redis that the answer caches of several replicas share.
@@ -310,57 +313,7 @@ pub struct HealthPolicy {
     pub fall: u32,
 }
 
-pub mod defaults {
-    use std::time::Duration;
-
-    pub const LISTEN: &str = "127.0.0.1:8645";
-    pub const ADMIN_LISTEN: &str = "127.0.0.1:8646";
-    pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
-    pub const MAX_BATCH_LEN: usize = 1000;
-    pub const MAX_CONNECTIONS: u32 = 4096;
-    pub const MAX_CONCURRENT_CALLS: u32 = 4096;
-    /// 256 MiB: four answers of the largest size at once.
-    pub const MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
-    /// 64 MiB: a wide `eth_getLogs` or a block's receipts; more is a request to narrow.
-    pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
-    pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-    /// A shared cache is worth waiting for only while it is much faster than an upstream.
-    pub const REDIS_TIMEOUT: Duration = Duration::from_millis(50);
-    pub const REDIS_TTL: Duration = Duration::from_secs(24 * 3600);
-    pub const REDIS_PREFIX: &str = "manifold";
-    /// An upstream's `max_in_flight`: as many HTTP/1.1 connections at most. Enough for a
-    /// node answering in 10 ms to serve 12,800 requests a second; a provider rarely allows
-    /// more connections from one client.
-    pub const MAX_IN_FLIGHT: u32 = 128;
-    /// The block range most providers take in one `eth_getLogs` (Alchemy's and Infura's
-    /// documented limits are 2K and 10K blocks).
-    pub const MAX_LOGS_RANGE: u32 = 2_000;
-    /// 100,000 blocks (two weeks of Ethereum): fifty parts at the default range.
-    pub const MAX_LOGS_BLOCKS: u32 = 100_000;
-    pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(10);
-    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-    pub const HEAVY_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
-    pub const MAX_ATTEMPTS: u32 = 3;
-    pub const RETRY_BUDGET: f32 = 0.2;
-    pub const MAX_LAG_BLOCKS: u64 = 3;
-    pub const BROADCAST_FANOUT: u32 = 3;
-    /// A few Ethereum block times.
-    pub const REBROADCAST_AFTER: Duration = Duration::from_secs(36);
-    pub const WATCH_FOR: Duration = Duration::from_secs(3600);
-    /// Two epochs: Ethereum finality.
-    pub const FINALITY_DEPTH: u64 = 64;
-    pub const MAX_WATCHED: usize = 10_000;
-    /// 64 MiB of answers that cannot change (finalized blocks, receipts, logs).
-    pub const CACHE_MAX_BYTES: usize = 64 * 1024 * 1024;
-    /// The share of the cache one answer may take at most: a hundredth.
-    pub const CACHE_ENTRY_SHARE: usize = 100;
-    pub const TX_STORE: &str = "manifold-tx.redb";
-    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
-    pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
-    pub const HEALTH_RISE: u32 = 2;
-    pub const HEALTH_FALL: u32 = 2;
-}
+pub mod defaults;
 
 impl Config {
     /// Read and validate a configuration file, interpolating from the process environment.

@@ -20,6 +20,16 @@ impl Config {
             "max_connections": s.max_connections,
             "max_concurrent_calls": s.max_concurrent_calls,
             "max_buffered_bytes": s.max_buffered_bytes,
+            "websocket": {
+                "enabled": s.websocket.enabled,
+                "max_connections": s.websocket.max_connections,
+                "max_subscriptions": s.websocket.max_subscriptions,
+                "max_in_flight": s.websocket.max_in_flight,
+                "queue_messages": s.websocket.queue_messages,
+                "queue_bytes": s.websocket.queue_bytes,
+                "ping_interval": humantime::format_duration(s.websocket.ping_interval).to_string(),
+                "allowed_origins": &s.websocket.allowed_origins,
+            },
         });
         if let (Some(redis), Some(obj)) = (&s.redis, server.as_object_mut()) {
             obj.insert(

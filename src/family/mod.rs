@@ -192,6 +192,12 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// A `newHeads` notification's `result` for a block answering `block_ref_call`: its
+    /// header, as a node's own subscription sends it.
+    fn head_notification(&self, _block: &[u8]) -> Option<bytes::Bytes> {
+        None
+    }
+
     /// Which block a call needs.
     fn classify(&self, method: &str, params: Option<&[u8]>) -> MethodClass;
 

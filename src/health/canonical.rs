@@ -97,6 +97,11 @@ impl CanonicalWindow {
         (recorded, reorg_from)
     }
 
+    /// Forget the blocks at and above `number` (ones not linked to the rest yet).
+    pub fn forget_from(&self, number: u64) {
+        self.lock().split_off(&number);
+    }
+
     /// Forget blocks at and below `number` (final ones need no watching).
     pub fn prune_to(&self, number: u64) {
         let mut blocks = self.lock();
@@ -179,8 +184,10 @@ mod tests {
         }
         assert_eq!(w.lock().len(), CAPACITY);
         assert_eq!(w.hash_at(0), None);
+        w.forget_from(CAPACITY as u64 * 3 - 2);
+        assert_eq!(w.tip(), Some(CAPACITY as u64 * 3 - 3));
         w.prune_to(CAPACITY as u64 * 3 - 5);
-        assert_eq!(w.lock().len(), 5);
+        assert_eq!(w.lock().len(), 3);
         w.prune_to(u64::MAX);
         assert_eq!(w.lock().len(), 1, "the tip stays");
     }

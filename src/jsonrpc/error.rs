@@ -18,6 +18,12 @@ pub mod codes {
     /// Valid JSON, but not a JSON-RPC 2.0 request (also: empty batch, batch too long,
     /// body too large).
     pub const INVALID_REQUEST: i64 = -32600;
+    /// A method Manifold serves itself does not exist (an `eth_subscribe` kind it does not
+    /// offer).
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    /// A method Manifold serves itself got params it cannot use (`eth_subscribe`,
+    /// `eth_unsubscribe`).
+    pub const INVALID_PARAMS: i64 = -32602;
     /// The path names no configured chain (HTTP 404).
     pub const UNKNOWN_CHAIN: i64 = -32090;
     /// No upstream of the chain may serve this request (none configured for the method).

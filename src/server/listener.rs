@@ -206,13 +206,14 @@ fn spawn_connection<S: HttpService>(
     let builder = builder.clone();
     let watcher = graceful.watcher();
     tokio::spawn(async move {
-        // Held for as long as the connection is open.
+        // Held for as long as the connection is open. A connection upgraded to a WebSocket
+        // leaves hyper here and is counted by `websocket.max_connections` instead.
         let _permit = permit;
         let service = TowerToHyperService::new(service);
         let result = match tls {
             None => {
                 watcher
-                    .watch(builder.serve_connection(TokioIo::new(stream), service))
+                    .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service))
                     .await
             }
             Some(acceptor) => {
@@ -233,7 +234,7 @@ fn spawn_connection<S: HttpService>(
                     }
                 };
                 watcher
-                    .watch(builder.serve_connection(TokioIo::new(stream), service))
+                    .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service))
                     .await
             }
         };

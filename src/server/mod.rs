@@ -20,6 +20,7 @@ use crate::metrics::{LimitGauges, Metrics};
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::upstream::AnswerBudget;
 use crate::watch::TxStore;
+use crate::ws::WsHub;
 
 pub use listener::ConnectionLimit;
 
@@ -97,6 +98,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store,
         budget: budget.clone(),
         redis,
+        subscriptions: config.server.websocket.enabled,
     };
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(
         Snapshot::build(config, &shared).map_err(StartError::Setup)?,
@@ -133,11 +135,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         )
     };
     let calls = Arc::new(Semaphore::new(max_calls));
-    let front = Arc::new(FrontDoor::new(
-        snapshot.clone(),
-        metrics.clone(),
-        calls.clone(),
-    ));
+    let front = FrontDoor::new(snapshot.clone(), metrics.clone(), calls.clone());
+    let ws = snapshot.load().config.server.websocket.enabled.then(|| {
+        Arc::new(WsHub::new(
+            snapshot.clone(),
+            front.answerer().clone(),
+            metrics.clone(),
+            stopped.clone(),
+        ))
+    });
+    let front = Arc::new(match &ws {
+        Some(hub) => front.with_websocket(hub.clone()),
+        None => front,
+    });
     let refused = front.clone();
     let rpc_limit = ConnectionLimit::new(
         max_connections,
@@ -155,6 +165,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     let mut tasks = vec![
         metrics.spawn_upkeep(METRICS_UPKEEP, stopped.clone()),
+        // Shutdown waits for the WebSocket sessions too: upgraded, they left hyper's drain.
+        tokio::spawn({
+            let mut stopped = stopped.clone();
+            async move {
+                let Some(hub) = ws else { return };
+                while !*stopped.borrow() {
+                    if stopped.changed().await.is_err() {
+                        break;
+                    }
+                }
+                hub.drained(grace).await;
+            }
+        }),
         tokio::spawn(listener::serve(
             "rpc",
             rpc,

@@ -10,6 +10,7 @@
 
 pub mod fault_path;
 pub mod redis;
+pub mod ws;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

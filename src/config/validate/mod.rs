@@ -8,6 +8,7 @@ mod chain;
 mod policy;
 mod server;
 mod upstream;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -77,8 +77,10 @@ impl Validator {
             .redis
             .as_ref()
             .and_then(|r| self.redis(&at.key("redis"), r));
+        let websocket = self.websocket(&at.key("websocket"), s.websocket.as_ref());
         Some(ServerConfig {
             redis,
+            websocket,
             max_connections,
             max_concurrent_calls,
             max_buffered_bytes,

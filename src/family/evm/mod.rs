@@ -10,6 +10,7 @@ mod errors;
 mod logs;
 mod methods;
 mod probe;
+mod pubsub;
 mod repeatable;
 pub mod tx;
 
@@ -103,6 +104,10 @@ impl ChainFamily for Evm {
             hash: header.hash.to_ascii_lowercase(),
             parent: header.parent_hash.to_ascii_lowercase(),
         })
+    }
+
+    fn head_notification(&self, block: &[u8]) -> Option<Bytes> {
+        pubsub::header(block)
     }
 
     fn classify(&self, method: &str, params: Option<&[u8]>) -> MethodClass {

@@ -1,0 +1,298 @@
+//! One client socket: its calls read and answered (at most `max_in_flight` at once: past
+//! them, the next frames wait unread), its subscriptions fed from the chain's new heads, a
+//! ping every `ping_interval`, and its end (the client's close, a slow or silent client,
+//! shutdown), each with its close code.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use super::outbox::{self, Outbox};
+use super::subscriptions::Subscriptions;
+use crate::answers::Answerer;
+use crate::chain::heads::NewHead;
+use crate::chain::Chain;
+use crate::config::WsConfig;
+use crate::jsonrpc::{self, encode_response, Id, Incoming, Item, Limits, Payload};
+use crate::metrics::Metrics;
+
+/// What a session needs.
+#[derive(Debug)]
+pub(super) struct Session {
+    pub chain: Arc<Chain>,
+    pub answers: Answerer,
+    pub config: WsConfig,
+    pub max_batch_len: usize,
+    pub stop: watch::Receiver<bool>,
+    /// How long calls in flight may take to be answered once shutdown begins.
+    pub grace: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why a socket closed, for `manifold_ws_closed_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The client closed it, or went away.
+    Client,
+    /// Its queue filled: closed with 1008.
+    SlowClient,
+    /// Nothing heard for two ping intervals.
+    PingTimeout,
+    /// The proxy is shutting down: closed with 1001 after the calls in flight.
+    Shutdown,
+    /// A protocol error or a message too large (1002, 1009), or the socket failed.
+    Error,
+}
+
+impl Closed {
+    pub(super) const ALL: usize = 5;
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Closed::Client => "client",
+            Closed::SlowClient => "slow_client",
+            Closed::PingTimeout => "ping_timeout",
+            Closed::Shutdown => "shutdown",
+            Closed::Error => "error",
+        }
+    }
+}
+
+/// A call's answer on its way out, and the subscriptions that may notify once it is queued.
+struct Done {
+    message: Option<Message>,
+    activate: Vec<String>,
+}
+
+type Pending = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+pub(super) async fn run<S>(socket: WebSocketStream<S>, s: Session) -> Closed
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sink, mut frames) = socket.split();
+    let (outbox, queue) = outbox::channel(s.config.queue_messages, s.config.queue_bytes);
+    let writer = tokio::spawn(outbox::write(sink, queue));
+    let mut subs = Subscriptions::new(s.config.max_subscriptions, s.chain.name(), &s.metrics);
+    // Held only while some subscription wants heads, so that no head waits for this socket
+    // otherwise.
+    let mut heads: Option<broadcast::Receiver<Arc<NewHead>>> = None;
+    let mut calls: FuturesUnordered<Pending> = FuturesUnordered::new();
+    let mut ping = tokio::time::interval(s.config.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut heard = Instant::now();
+    let mut stop = s.stop.clone();
+    let ended = loop {
+        if *stop.borrow() {
+            break Closed::Shutdown;
+        }
+        tokio::select! {
+            frame = frames.next(), if calls.len() < s.config.max_in_flight => {
+                heard = Instant::now();
+                let text = match frame {
+                    Some(Ok(Message::Text(t))) => Bytes::from(t),
+                    Some(Ok(Message::Binary(b))) => b,
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                    Some(Ok(Message::Close(_))) | None => break Closed::Client,
+                    Some(Err(e)) => {
+                        close_on_error(&outbox, &e);
+                        break Closed::Error;
+                    }
+                };
+                if let Some(done) = s.receive(text, &mut subs, &mut calls) {
+                    if !deliver(&outbox, done, &mut subs).await {
+                        break Closed::SlowClient;
+                    }
+                }
+                if heads.is_none() && subs.wants_heads() {
+                    heads = Some(s.chain.heads().subscribe());
+                } else if heads.is_some() && !subs.wants_heads() {
+                    heads = None;
+                }
+            }
+            Some(done) = calls.next() => {
+                if !deliver(&outbox, done, &mut subs).await {
+                    break Closed::SlowClient;
+                }
+            }
+            head = next_head(&mut heads) => match head {
+                Ok(head) => {
+                    let mut queued = true;
+                    for m in subs.head_messages(&head) {
+                        if !outbox.send(m).await {
+                            queued = false;
+                            break;
+                        }
+                    }
+                    if !queued {
+                        break Closed::SlowClient;
+                    }
+                }
+                // The socket's task fell a whole channel behind: as slow as a full queue.
+                Err(broadcast::error::RecvError::Lagged(_)) => break Closed::SlowClient,
+                // The chain is gone (a reload without it).
+                Err(broadcast::error::RecvError::Closed) => heads = None,
+            },
+            _ = ping.tick() => {
+                if heard.elapsed() > s.config.ping_interval * 2 {
+                    break Closed::PingTimeout;
+                }
+                if !outbox.push(Message::Ping(Bytes::new())) {
+                    break Closed::SlowClient;
+                }
+            }
+            _ = stop.changed() => {}
+        }
+    };
+    match ended {
+        Closed::SlowClient => outbox.abort(frame(CloseCode::Policy, "subscriber too slow")),
+        Closed::PingTimeout => outbox.abort(frame(CloseCode::Away, "ping timeout")),
+        Closed::Shutdown => {
+            // The calls in flight are answered first, within the drain's grace.
+            let _ = tokio::time::timeout(s.grace, async {
+                while let Some(done) = calls.next().await {
+                    deliver(&outbox, done, &mut subs).await;
+                }
+            })
+            .await;
+            outbox.finish(frame(CloseCode::Away, "server shutting down"));
+        }
+        Closed::Client => outbox.finish(frame(CloseCode::Normal, "")),
+        Closed::Error => {}
+    }
+    drop(outbox);
+    let _ = writer.await;
+    ended
+}
+
+impl Session {
+    /// Decode one message and start answering it: an answer ready at once (an error, a
+    /// subscription's), or `None` with its call added to `calls`.
+    fn receive(
+        &self,
+        text: Bytes,
+        subs: &mut Subscriptions,
+        calls: &mut FuturesUnordered<Pending>,
+    ) -> Option<Done> {
+        let limits = Limits {
+            max_batch_len: self.max_batch_len,
+        };
+        let ready = |chunks: Vec<Bytes>| Done {
+            message: Some(text_message(chunks)),
+            activate: Vec::new(),
+        };
+        match jsonrpc::decode(&text, limits) {
+            Err(e) => Some(ready(encode_response(
+                &Id::NULL,
+                &Payload::Error(e.to_error_object().to_json()),
+            ))),
+            Ok(Incoming::Single(Item::Call(call))) => match subs.answer(&call, true) {
+                Some(payload) => call.id.map(|id| ready(encode_response(&id, &payload))),
+                None => {
+                    let (chain, answers) = (self.chain.clone(), self.answers.clone());
+                    calls.push(Box::pin(async move {
+                        let answer = answers.one_with_permit(&chain, Item::Call(call)).await;
+                        Done {
+                            message: answer.map(text_message),
+                            activate: Vec::new(),
+                        }
+                    }));
+                    None
+                }
+            },
+            Ok(Incoming::Single(item @ Item::Invalid { .. })) => {
+                let (chain, answers) = (self.chain.clone(), self.answers.clone());
+                calls.push(Box::pin(async move {
+                    Done {
+                        message: answers.one(&chain, item).await.map(text_message),
+                        activate: Vec::new(),
+                    }
+                }));
+                None
+            }
+            Ok(Incoming::Batch(items)) => {
+                let batch = self
+                    .answers
+                    .batch(self.chain.clone(), items, |call| subs.answer(call, false));
+                let activate = subs.take_inactive();
+                calls.push(Box::pin(async move {
+                    let any = batch.any_answer;
+                    let answers: Vec<Vec<Bytes>> = batch.answers.collect().await;
+                    Done {
+                        message: any.then(|| text_message(jsonrpc::encode_batch(answers))),
+                        activate,
+                    }
+                }));
+                None
+            }
+        }
+    }
+}
+
+/// Queue an answer, then let its subscriptions notify; `false` when the queue stayed full.
+async fn deliver(outbox: &Outbox, done: Done, subs: &mut Subscriptions) -> bool {
+    let queued = match done.message {
+        Some(m) => outbox.send(m).await,
+        None => true,
+    };
+    subs.activate(&done.activate);
+    queued
+}
+
+async fn next_head(
+    heads: &mut Option<broadcast::Receiver<Arc<NewHead>>>,
+) -> Result<Arc<NewHead>, broadcast::error::RecvError> {
+    match heads {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A protocol error or an oversized message gets its close code; a failed socket nothing.
+fn close_on_error(outbox: &Outbox, e: &Error) {
+    match e {
+        Error::Capacity(_) => outbox.abort(frame(CloseCode::Size, "message too large")),
+        Error::Protocol(_) | Error::Utf8(_) => {
+            outbox.abort(frame(CloseCode::Protocol, "protocol error"))
+        }
+        _ => {}
+    }
+}
+
+fn frame(code: CloseCode, reason: &'static str) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }
+}
+
+/// A JSON text message from response chunks (copied once into one buffer).
+fn text_message(chunks: Vec<Bytes>) -> Message {
+    let len = chunks.iter().map(Bytes::len).sum();
+    let mut buf = BytesMut::with_capacity(len);
+    for c in chunks {
+        buf.extend_from_slice(&c);
+    }
+    text(buf.freeze())
+}
+
+/// A text message of JSON bytes; an upstream's answer that is not UTF-8 goes out with
+/// replacement characters.
+pub(super) fn text(bytes: Bytes) -> Message {
+    match Utf8Bytes::try_from(bytes.clone()) {
+        Ok(t) => Message::Text(t),
+        Err(_) => Message::Text(String::from_utf8_lossy(&bytes).into_owned().into()),
+    }
+}
