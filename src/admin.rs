@@ -147,6 +147,7 @@ impl Admin {
                     "chain_id": c.config().chain_id,
                     "head": c.head(),
                     "finalized": c.finalized(),
+                    "followed": c.followed(),
                     "ready": c.upstreams().has_usable(),
                     "tx_watch": c.watch().map(|w| w.counts()),
                     "upstreams": c.upstreams().iter().map(|u| u.status(c.head())).collect::<Vec<_>>(),

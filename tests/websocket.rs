@@ -63,6 +63,21 @@ impl Rig {
             .await;
     }
 
+    /// Wait until Manifold has followed the chain to anvil's head: blocks mined from here
+    /// on reach every subscriber.
+    async fn followed(&self) {
+        let head = self.direct("eth_blockNumber", json!([])).await;
+        let head = u64::from_str_radix(
+            head["result"].as_str().unwrap().trim_start_matches("0x"),
+            16,
+        )
+        .unwrap();
+        wait_for_status(&self.proxy, "the head followed", |s| {
+            s["chains"][0]["followed"].as_u64() == Some(head)
+        })
+        .await;
+    }
+
     async fn metric(&self, series: &str) -> f64 {
         metric(&self.proxy, series).await
     }
@@ -355,4 +370,123 @@ async fn shutdown_closes_sockets_with_1001() {
         .expect("shutdown waits for no socket longer than its grace")
         .unwrap();
     drop((anvil, paths));
+}
+
+/// A contract whose every call logs one event with the caller as its topic (runtime
+/// `CALLER PUSH1 0 PUSH1 0 LOG1 STOP`); its init code returns that runtime.
+const LOGGER_INIT: &str = "0x663360006000a10060005260076019f3";
+const DEV: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+
+impl Rig {
+    async fn send_tx(&self, tx: Value) -> Value {
+        let hash = self.direct("eth_sendTransaction", json!([tx])).await["result"].clone();
+        assert!(hash.is_string(), "{hash}");
+        // anvil mines it at once, but may answer before the receipt is stored.
+        for _ in 0..200 {
+            let receipt = self
+                .direct("eth_getTransactionReceipt", json!([hash]))
+                .await;
+            if !receipt["result"].is_null() {
+                return receipt["result"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("no receipt for {hash}")
+    }
+
+    async fn deploy_logger(&self) -> String {
+        let receipt = self
+            .send_tx(json!({"from": DEV, "data": LOGGER_INIT}))
+            .await;
+        receipt["contractAddress"].as_str().unwrap().to_string()
+    }
+
+    /// Call the logger (anvil mines it in a block of its own): the receipt.
+    async fn emit(&self, logger: &str) -> Value {
+        self.send_tx(json!({"from": DEV, "to": logger})).await
+    }
+}
+
+#[tokio::test]
+async fn logs_are_sent_per_block_and_sent_again_as_removed_after_a_reorg() {
+    let r = rig("").await;
+    let logger = r.deploy_logger().await;
+    r.followed().await;
+    let mut ws = WsClient::connect(&r.ws_url()).await;
+    let mine = ws.subscribe(json!(["logs", {"address": logger}])).await;
+    let other = format!("0x{}", "11".repeat(20));
+    let _nothing = ws.subscribe(json!(["logs", {"address": other}])).await;
+    // anvil's own subscription, to show that it sends no removal itself.
+    let mut direct = WsClient::connect(&r.anvil.url.replace("http://", "ws://")).await;
+    let direct_sub = direct.subscribe(json!(["logs", {"address": logger}])).await;
+
+    let receipt = r.emit(&logger).await;
+    let (sub, log) = ws.notification().await;
+    assert_eq!(sub, mine);
+    assert_eq!(log["removed"], false);
+    assert_eq!(log["transactionHash"], receipt["transactionHash"]);
+    assert_eq!(log["blockHash"], receipt["blockHash"]);
+    assert_eq!(
+        log["topics"][0],
+        format!("0x{:0>64}", DEV.trim_start_matches("0x"))
+    );
+    let (_, direct_log) = direct.notification().await;
+    assert_eq!(direct_log["transactionHash"], receipt["transactionHash"]);
+
+    // The log's block and the one above it replaced by empty blocks.
+    r.mine(1).await;
+    r.direct("anvil_reorg", json!([2, []])).await;
+    let (sub, removed) = ws.notification().await;
+    assert_eq!(sub, mine);
+    assert_eq!(removed["removed"], true, "{removed}");
+    assert_eq!(removed["blockHash"], log["blockHash"]);
+    assert_eq!(removed["logIndex"], log["logIndex"]);
+    assert_eq!(removed["transactionHash"], log["transactionHash"]);
+
+    // The new branch goes on: the next log arrives as new.
+    let receipt = r.emit(&logger).await;
+    let (sub, next) = ws.notification().await;
+    assert_eq!(sub, mine);
+    assert_eq!(next["removed"], false);
+    assert_eq!(next["transactionHash"], receipt["transactionHash"]);
+    // anvil itself sent only the new log, never the removal.
+    let (direct_sub_again, direct_next) = direct.notification().await;
+    assert_eq!(direct_sub_again, direct_sub);
+    assert_eq!(
+        direct_next["transactionHash"], receipt["transactionHash"],
+        "{direct_next}"
+    );
+    assert_ne!(direct_next["removed"], true);
+    assert_eq!(
+        r.metric("manifold_ws_notifications_total{chain=\"eth\",kind=\"logs\"}")
+            .await,
+        3.0,
+        "the other filter matched nothing"
+    );
+}
+
+#[tokio::test]
+async fn logs_go_on_across_an_upstream_cut() {
+    let r = rig("").await;
+    let logger = r.deploy_logger().await;
+    r.followed().await;
+    let mut ws = WsClient::connect(&r.ws_url()).await;
+    let sub = ws.subscribe(json!(["logs", {}])).await;
+    let mut hashes = Vec::new();
+    for i in 0..6 {
+        if i == 3 {
+            r.paths[0].set(Fault::Refuse).await;
+        }
+        hashes.push(r.emit(&logger).await["transactionHash"].clone());
+    }
+    let mut got = Vec::new();
+    for _ in &hashes {
+        let Ok((id, log)) = tokio::time::timeout(Duration::from_secs(10), ws.notification()).await
+        else {
+            panic!("got {got:?} of {hashes:?}");
+        };
+        assert_eq!(id, sub);
+        got.push(log["transactionHash"].clone());
+    }
+    assert_eq!(got, hashes, "every log, in order");
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::cache::CacheTiers;
 use super::call_metrics::ChainMetrics;
 use super::heads::HeadFeed;
+use super::log_feed::LogFeed;
 use super::stack::{Answer, ChainCall};
 use crate::config::ChainConfig;
 use crate::family::{self, ChainFamily, Cost};
@@ -30,6 +31,8 @@ pub struct ChainCore {
     pub(super) cache: CacheTiers,
     /// The new heads, for `newHeads` subscribers (`chain::follow` publishes them).
     pub heads: HeadFeed,
+    /// The logs of the new heads, for `logs` subscribers (`chain::log_feed`).
+    pub logs: LogFeed,
     next_id: AtomicU64,
 }
 
@@ -45,6 +48,7 @@ impl ChainCore {
     ) -> Self {
         Self {
             heads: HeadFeed::new(metrics.backfilled.clone()),
+            logs: LogFeed::default(),
             cache,
             config,
             family,

@@ -11,21 +11,14 @@
 //! seen within a health interval of the probe that sees its head.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use super::core::ChainCore;
 use super::head_ticks::HeadTicks;
-use crate::family::{self, BlockNeed, BlockRef, Cost};
+use crate::family::BlockRef;
 use crate::health::canonical::{Recorded, CAPACITY};
-use crate::jsonrpc::Payload;
-use crate::upstream::Question;
-
-/// One block request's time, all tries included.
-const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Upstreams asked for one block before the round gives up (the next round asks again).
 const ASK_TRIES: usize = 2;
@@ -104,40 +97,17 @@ impl ChainCore {
         }
     }
 
-    /// Block `number`'s hash and parent, from an upstream that has it. Background work, as
-    /// the watch's: asked directly (`UpstreamSet::ask_in_order`), never through the clients'
-    /// path, so that it spends neither their retry budget nor their breakers' verdicts.
+    /// Block `number`'s hash and parent (and the whole answer), from an upstream that has
+    /// it (`ask_about_block`).
     async fn block(&self, number: u64) -> Option<(BlockRef, Bytes)> {
         let call = self.family.block_ref_call(number)?;
-        // A string id, never a client call's (numbers), so that it stands out in an
-        // upstream's logs as the health probes' "health" does.
-        let id = format!("\"canonical-{}\"", self.next_id());
-        let route = self.route(family::MethodClass {
-            need: BlockNeed::AtLeast(number),
-            block_lookup: true,
-            cost: Cost::Normal,
-        });
-        let mut order = self.upstreams.askable(call.method, &route);
-        order.retain(|u| u.active().head().is_some_and(|h| h >= number));
-        order.sort_by_key(|u| (!route.in_sync(u), u.config.tier));
-        let question = Question {
-            method: call.method,
-            request_id: id.as_bytes(),
-            body: call.encode(id.as_bytes()),
-            deadline: Instant::now() + ASK_TIMEOUT,
-        };
-        match self
-            .upstreams
-            .ask_in_order(&question, &order, ASK_TRIES)
-            .await
-        {
-            Some((_, Payload::Result(r))) => self
-                .family
-                .parse_block_ref(&r)
+        self.ask_about_block(number, &call, ASK_TRIES, |r| {
+            self.family
+                .parse_block_ref(r)
                 .filter(|b| b.number == number)
-                .map(|b| (b, r)),
-            _ => None,
-        }
+                .map(|b| (b, r.clone()))
+        })
+        .await
     }
 }
 

@@ -3,6 +3,7 @@
 //! transaction watch). A chain always produces an answer for the client: the node's, or the
 //! proxy's own error object (`rescue`).
 
+mod background;
 mod cache;
 mod call_metrics;
 mod coalesce;
@@ -13,6 +14,7 @@ mod follow;
 mod head_ticks;
 pub mod heads;
 mod key;
+pub mod log_feed;
 mod metered;
 mod rescue;
 mod split;
@@ -206,9 +208,25 @@ impl Chain {
         self.core.head()
     }
 
+    /// What the chain's protocol says.
+    pub fn family(&self) -> &Arc<dyn family::ChainFamily> {
+        &self.core.family
+    }
+
     /// The chain's new heads, as subscribers get them.
     pub fn heads(&self) -> &heads::HeadFeed {
         &self.core.heads
+    }
+
+    /// The logs of the chain's new blocks, as subscribers get them.
+    pub fn logs(&self) -> &log_feed::LogFeed {
+        &self.core.logs
+    }
+
+    /// The newest block of the canonical window: how far the chain's new heads (and the
+    /// cache's recent answers) have followed the head.
+    pub fn followed(&self) -> Option<u64> {
+        self.core.health.canonical.tip()
     }
 
     /// The chain's finalized block, once known (Manifold's own view: see `ChainHead`).
@@ -232,6 +250,9 @@ impl Chain {
         // subscribers.
         if self.follow && core.family.block_ref_call(0).is_some() {
             tasks.push(tokio::spawn(follow::run(core.clone(), stop.clone())));
+            if core.family.block_logs_call("0x").is_some() {
+                tasks.push(tokio::spawn(log_feed::run(core.clone(), stop.clone())));
+            }
         }
         tasks
     }

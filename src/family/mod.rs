@@ -7,6 +7,7 @@
 
 pub mod cache_rule;
 pub mod evm;
+pub mod pubsub;
 pub mod range;
 
 use std::future::Future;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use cache_rule::CacheRule;
+pub use pubsub::{Log, LogFilter};
 pub use range::{CanonicalHash, MergeError, RangeEnd, RangePart, RangeQuery};
 
 use crate::config::{ChainConfig, Family};
@@ -196,6 +198,24 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
     /// header, as a node's own subscription sends it.
     fn head_notification(&self, _block: &[u8]) -> Option<bytes::Bytes> {
         None
+    }
+
+    /// The call asking for the logs of the block with hash `hash` (logs subscriptions and
+    /// filters), for a family with logs.
+    fn block_logs_call(&self, _hash: &str) -> Option<FamilyCall> {
+        None
+    }
+
+    /// The logs in a `result` answering `block_logs_call` for the block whose header is
+    /// `header`. `None` when the answer cannot be the block's: not a list, or empty while
+    /// the header says the block has logs (a node that lacks the block may answer `[]`).
+    fn parse_block_logs(&self, _result: &[u8], _header: &[u8]) -> Option<Vec<Log>> {
+        None
+    }
+
+    /// A logs filter from its JSON object (`{"address": .., "topics": [..]}`).
+    fn log_filter(&self, _filter: &serde_json::Value) -> Result<LogFilter, String> {
+        Err("this chain has no logs".into())
     }
 
     /// Which block a call needs.

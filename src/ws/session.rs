@@ -22,6 +22,7 @@ use super::outbox::{self, Outbox};
 use super::subscriptions::Subscriptions;
 use crate::answers::Answerer;
 use crate::chain::heads::NewHead;
+use crate::chain::log_feed::LogBatch;
 use crate::chain::Chain;
 use crate::config::WsConfig;
 use crate::jsonrpc::{self, encode_response, Id, Incoming, Item, Limits, Payload};
@@ -84,10 +85,16 @@ where
     let (sink, mut frames) = socket.split();
     let (outbox, queue) = outbox::channel(s.config.queue_messages, s.config.queue_bytes);
     let writer = tokio::spawn(outbox::write(sink, queue));
-    let mut subs = Subscriptions::new(s.config.max_subscriptions, s.chain.name(), &s.metrics);
+    let mut subs = Subscriptions::new(
+        s.config.max_subscriptions,
+        s.chain.name(),
+        s.chain.family().clone(),
+        &s.metrics,
+    );
     // Held only while some subscription wants heads, so that no head waits for this socket
     // otherwise.
     let mut heads: Option<broadcast::Receiver<Arc<NewHead>>> = None;
+    let mut logs: Option<broadcast::Receiver<Arc<LogBatch>>> = None;
     let mut calls: FuturesUnordered<Pending> = FuturesUnordered::new();
     let mut ping = tokio::time::interval(s.config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -116,10 +123,15 @@ where
                         break Closed::SlowClient;
                     }
                 }
-                if heads.is_none() && subs.wants_heads() {
-                    heads = Some(s.chain.heads().subscribe());
-                } else if heads.is_some() && !subs.wants_heads() {
-                    heads = None;
+                match (heads.is_some(), subs.wants_heads()) {
+                    (false, true) => heads = Some(s.chain.heads().subscribe()),
+                    (true, false) => heads = None,
+                    _ => {}
+                }
+                match (logs.is_some(), subs.wants_logs()) {
+                    (false, true) => logs = Some(s.chain.logs().subscribe()),
+                    (true, false) => logs = None,
+                    _ => {}
                 }
             }
             Some(done) = calls.next() => {
@@ -127,16 +139,9 @@ where
                     break Closed::SlowClient;
                 }
             }
-            head = next_head(&mut heads) => match head {
+            head = next(&mut heads) => match head {
                 Ok(head) => {
-                    let mut queued = true;
-                    for m in subs.head_messages(&head) {
-                        if !outbox.send(m).await {
-                            queued = false;
-                            break;
-                        }
-                    }
-                    if !queued {
+                    if !send_all(&outbox, subs.head_messages(&head)).await {
                         break Closed::SlowClient;
                     }
                 }
@@ -144,6 +149,15 @@ where
                 Err(broadcast::error::RecvError::Lagged(_)) => break Closed::SlowClient,
                 // The chain is gone (a reload without it).
                 Err(broadcast::error::RecvError::Closed) => heads = None,
+            },
+            batch = next(&mut logs) => match batch {
+                Ok(batch) => {
+                    if !send_all(&outbox, subs.log_messages(&batch)).await {
+                        break Closed::SlowClient;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => break Closed::SlowClient,
+                Err(broadcast::error::RecvError::Closed) => logs = None,
             },
             _ = ping.tick() => {
                 if heard.elapsed() > s.config.ping_interval * 2 {
@@ -251,13 +265,24 @@ async fn deliver(outbox: &Outbox, done: Done, subs: &mut Subscriptions) -> bool 
     queued
 }
 
-async fn next_head(
-    heads: &mut Option<broadcast::Receiver<Arc<NewHead>>>,
-) -> Result<Arc<NewHead>, broadcast::error::RecvError> {
-    match heads {
+/// The next item of a feed the socket listens to; never, while it listens to none.
+async fn next<T: Clone>(
+    feed: &mut Option<broadcast::Receiver<T>>,
+) -> Result<T, broadcast::error::RecvError> {
+    match feed {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
+}
+
+/// Queue every message; `false` when the queue stayed full for one.
+async fn send_all(outbox: &Outbox, messages: impl Iterator<Item = Message>) -> bool {
+    for m in messages {
+        if !outbox.send(m).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// A protocol error or an oversized message gets its close code; a failed socket nothing.

@@ -9,21 +9,27 @@ use metrics::{Counter, Gauge, Label};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+use std::sync::Arc;
+
 use crate::chain::heads::NewHead;
+use crate::chain::log_feed::LogBatch;
+use crate::family::{ChainFamily, LogFilter};
 use crate::jsonrpc::{codes, Call, ErrorObject, Payload};
 use crate::metrics::{Metrics, WS_NOTIFICATIONS, WS_SUBSCRIPTIONS};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
     NewHeads,
+    Logs,
 }
 
 impl Kind {
-    const ALL: [Kind; 1] = [Kind::NewHeads];
+    const ALL: [Kind; 2] = [Kind::NewHeads, Kind::Logs];
 
     fn label(self) -> &'static str {
         match self {
             Kind::NewHeads => "newHeads",
+            Kind::Logs => "logs",
         }
     }
 }
@@ -32,6 +38,8 @@ impl Kind {
 struct Sub {
     id: String,
     kind: Kind,
+    /// A logs subscription's filter.
+    filter: LogFilter,
     /// Notifications start once the answer that gave the id has been queued (a batch's
     /// answer comes after its items run).
     active: bool,
@@ -48,6 +56,8 @@ struct KindMetrics {
 #[derive(Debug)]
 pub(super) struct Subscriptions {
     max: usize,
+    /// Reads logs filters.
+    family: Arc<dyn ChainFamily>,
     /// At most `max` (128 by default): scanned, not indexed.
     subs: Vec<Sub>,
     /// Made inactive, not yet taken (`take_inactive`).
@@ -56,7 +66,12 @@ pub(super) struct Subscriptions {
 }
 
 impl Subscriptions {
-    pub(super) fn new(max: usize, chain: &str, metrics: &Metrics) -> Self {
+    pub(super) fn new(
+        max: usize,
+        chain: &str,
+        family: Arc<dyn ChainFamily>,
+        metrics: &Metrics,
+    ) -> Self {
         let labels = |kind: Kind| {
             vec![
                 Label::new("chain", chain.to_string()),
@@ -65,6 +80,7 @@ impl Subscriptions {
         };
         Self {
             max,
+            family,
             subs: Vec::new(),
             inactive: Vec::new(),
             metrics: Kind::ALL
@@ -97,25 +113,31 @@ impl Subscriptions {
 
     fn subscribe(&mut self, params: Option<&[u8]>, active: bool) -> Result<Value, ErrorObject> {
         let params = list(params)?;
+        let mut filter = LogFilter::default();
         let kind = match params.first().and_then(Value::as_str) {
             Some("newHeads") if params.len() == 1 => Kind::NewHeads,
             Some("newHeads") => return Err(invalid("newHeads takes no parameters")),
-            Some(
-                other @ ("logs" | "newPendingTransactions" | "syncing" | "transactionReceipts"),
-            ) => {
+            Some("logs") if params.len() <= 2 => {
+                if let Some(f) = params.get(1) {
+                    filter = self.family.log_filter(f).map_err(|e| invalid(&e))?;
+                }
+                Kind::Logs
+            }
+            Some("logs") => return Err(invalid("expected [\"logs\", filter]")),
+            Some(other @ ("newPendingTransactions" | "syncing" | "transactionReceipts")) => {
                 return Err(ErrorObject::new(
                     codes::METHOD_NOT_FOUND,
-                    format!("manifold: `{other}` subscriptions are not offered yet (newHeads is)"),
+                    format!("manifold: `{other}` subscriptions are not offered yet (newHeads and logs are)"),
                 ))
             }
             Some(other) => {
                 let shown: String = other.chars().take(64).collect();
                 return Err(ErrorObject::new(
                     codes::METHOD_NOT_FOUND,
-                    format!("manifold: no `{shown}` subscription (newHeads is offered)"),
+                    format!("manifold: no `{shown}` subscription (newHeads and logs are offered)"),
                 ));
             }
-            None => return Err(invalid("expected [\"newHeads\"]")),
+            None => return Err(invalid("expected [\"newHeads\"] or [\"logs\", filter]")),
         };
         if self.subs.len() >= self.max {
             return Err(ErrorObject::new(
@@ -141,6 +163,7 @@ impl Subscriptions {
         self.subs.push(Sub {
             id: id.clone(),
             kind,
+            filter,
             active,
             prefix,
         });
@@ -177,6 +200,31 @@ impl Subscriptions {
     /// Whether any subscription wants new heads (made active or not yet).
     pub(super) fn wants_heads(&self) -> bool {
         self.subs.iter().any(|s| s.kind == Kind::NewHeads)
+    }
+
+    /// Whether any subscription wants logs.
+    pub(super) fn wants_logs(&self) -> bool {
+        self.subs.iter().any(|s| s.kind == Kind::Logs)
+    }
+
+    /// The notifications of `batch`: each log, to each active `logs` subscription whose
+    /// filter it matches, in order.
+    pub(super) fn log_messages<'a>(
+        &'a self,
+        batch: &'a LogBatch,
+    ) -> impl Iterator<Item = Message> + 'a {
+        let sent = self.kind_metrics(Kind::Logs).map(|m| &m.sent);
+        batch.logs.iter().flat_map(move |log| {
+            self.subs
+                .iter()
+                .filter(move |s| s.active && s.kind == Kind::Logs && s.filter.matches(log))
+                .map(move |s| {
+                    if let Some(c) = sent {
+                        c.increment(1);
+                    }
+                    notification(&s.prefix, &log.json)
+                })
+        })
     }
 
     /// The notifications of `head`, one per active `newHeads` subscription.

@@ -110,6 +110,21 @@ impl ChainFamily for Evm {
         pubsub::header(block)
     }
 
+    fn block_logs_call(&self, hash: &str) -> Option<FamilyCall> {
+        Some(FamilyCall::new(
+            "eth_getLogs",
+            serde_json::json!([{ "blockHash": hash }]).to_string(),
+        ))
+    }
+
+    fn parse_block_logs(&self, result: &[u8], header: &[u8]) -> Option<Vec<super::Log>> {
+        pubsub::block_logs(result, header)
+    }
+
+    fn log_filter(&self, filter: &serde_json::Value) -> Result<super::LogFilter, String> {
+        pubsub::log_filter(filter)
+    }
+
     fn classify(&self, method: &str, params: Option<&[u8]>) -> MethodClass {
         methods::classify(method, params)
     }

@@ -1,7 +1,10 @@
 //! What `eth_subscribe` notifications carry, made from the answers Manifold already has.
 
 use bytes::Bytes;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use crate::family::{Log, LogFilter};
 
 /// Fields of `eth_getBlockByNumber(n, false)` that are the block's body or totals, not its
 /// header: geth's `newHeads` sends the header alone (`RPCMarshalHeader`).
@@ -23,9 +26,150 @@ pub fn header(block: &[u8]) -> Option<Bytes> {
     serde_json::to_vec(&fields).ok().map(Bytes::from)
 }
 
+/// The logs of an `eth_getLogs({"blockHash": ..})` answer, each kept as the node sent it.
+/// `None` when it cannot be the block's answer: not a list of logs, or empty while the
+/// header's `logsBloom` says the block has some.
+pub fn block_logs(result: &[u8], header: &[u8]) -> Option<Vec<Log>> {
+    #[derive(serde::Deserialize)]
+    struct Fields<'a> {
+        #[serde(borrow)]
+        address: &'a str,
+        #[serde(default, borrow)]
+        topics: Vec<&'a str>,
+    }
+    let raw: Vec<&RawValue> = serde_json::from_slice(result).ok()?;
+    if raw.is_empty() && has_logs(header) {
+        return None;
+    }
+    raw.into_iter()
+        .map(|r| {
+            let f: Fields<'_> = serde_json::from_str(r.get()).ok()?;
+            Some(Log {
+                address: f.address.to_ascii_lowercase(),
+                topics: f.topics.iter().map(|t| t.to_ascii_lowercase()).collect(),
+                json: Bytes::copy_from_slice(r.get().as_bytes()),
+            })
+        })
+        .collect()
+}
+
+/// Whether a block header's `logsBloom` has any bit set (no header, or no bloom: assume so).
+fn has_logs(header: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Bloom<'a> {
+        #[serde(borrow)]
+        logs_bloom: Option<&'a str>,
+    }
+    match serde_json::from_slice::<Bloom<'_>>(header) {
+        Ok(Bloom {
+            logs_bloom: Some(b),
+        }) => b.trim_start_matches("0x").bytes().any(|c| c != b'0'),
+        _ => true,
+    }
+}
+
+/// A logs filter object: `address` (one or a list), `topics` (per position: null, one, or a
+/// list). Block ranges are not a subscription's (`fromBlock`, `toBlock` and `blockHash` are
+/// refused).
+pub fn log_filter(filter: &Value) -> Result<LogFilter, String> {
+    let Some(fields) = filter.as_object() else {
+        return Err("the filter must be an object".into());
+    };
+    let mut out = LogFilter::default();
+    for (key, value) in fields {
+        match key.as_str() {
+            "address" => out.addresses = hex_list(value, 20, "address")?,
+            "topics" => {
+                let Some(positions) = value.as_array() else {
+                    return Err("topics must be a list".into());
+                };
+                if positions.len() > 4 {
+                    return Err("at most 4 topic positions".into());
+                }
+                out.topics = positions
+                    .iter()
+                    .map(|p| match p {
+                        Value::Null => Ok(None),
+                        p => hex_list(p, 32, "topic").map(Some),
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            other => {
+                return Err(format!(
+                    "`{other}` is not a field of a logs subscription's filter"
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One `0x` hex value of `bytes` bytes, or a list of them, lower-cased.
+fn hex_list(value: &Value, bytes: usize, what: &str) -> Result<Vec<String>, String> {
+    let one = |v: &Value| -> Result<String, String> {
+        let s = v
+            .as_str()
+            .ok_or_else(|| format!("{what} must be a hex string"))?;
+        let hex = s.strip_prefix("0x").unwrap_or("");
+        if hex.len() != bytes * 2 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "{what} `{}` is not {bytes} bytes of 0x hex",
+                s.chars().take(80).collect::<String>()
+            ));
+        }
+        Ok(s.to_ascii_lowercase())
+    };
+    match value {
+        Value::Array(list) => list.iter().map(one).collect(),
+        Value::Null => Ok(Vec::new()),
+        v => Ok(vec![one(v)?]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn block_logs_are_kept_as_sent_and_an_empty_answer_must_fit_the_bloom() {
+        let zero = format!(r#"{{"logsBloom":"0x{}"}}"#, "0".repeat(512));
+        let some = format!(r#"{{"logsBloom":"0x{}1"}}"#, "0".repeat(511));
+        assert_eq!(block_logs(b"[]", zero.as_bytes()), Some(vec![]));
+        assert_eq!(
+            block_logs(b"[]", some.as_bytes()),
+            None,
+            "a node without the block"
+        );
+        assert_eq!(block_logs(b"null", zero.as_bytes()), None);
+        let logs = block_logs(
+            br#"[{"address":"0xAB","topics":["0xCD"],"removed":false}]"#,
+            some.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(logs[0].address, "0xab");
+        assert_eq!(logs[0].topics, ["0xcd"]);
+        assert_eq!(
+            &logs[0].json[..],
+            br#"{"address":"0xAB","topics":["0xCD"],"removed":false}"#
+        );
+    }
+
+    #[test]
+    fn filters_from_params() {
+        let a = format!("0x{}", "Ab".repeat(20));
+        let t = format!("0x{}", "1".repeat(64));
+        let f = log_filter(&serde_json::json!({"address": a, "topics": [null, [t]]})).unwrap();
+        assert_eq!(f.addresses, [a.to_ascii_lowercase()]);
+        assert_eq!(f.topics, [None, Some(vec![t.clone()])]);
+        assert!(log_filter(&serde_json::json!({"address": "0x12"})).is_err());
+        assert!(log_filter(&serde_json::json!({"fromBlock": "0x1"})).is_err());
+        assert!(log_filter(&serde_json::json!([])).is_err());
+        assert_eq!(
+            log_filter(&serde_json::json!({})).unwrap(),
+            LogFilter::default()
+        );
+    }
 
     #[test]
     fn a_header_is_the_block_without_its_body() {
