@@ -43,12 +43,7 @@ impl ChainCore {
             body: call.encode(id.as_bytes()),
             deadline: Instant::now() + ASK_TIMEOUT,
         };
-        let mut asked = 0;
-        for u in &order {
-            if asked >= tries {
-                break;
-            }
-            asked += 1;
+        for u in order.iter().take(tries) {
             let answer = self
                 .upstreams
                 .ask_in_order(&question, std::slice::from_ref(u), 1)
