@@ -35,6 +35,7 @@ pub const CHAIN_FINALIZED: &str = "manifold_chain_finalized_block";
 pub const CHAIN_REORGS: &str = "manifold_chain_reorgs_total";
 pub const CHAIN_BACKFILLED: &str = "manifold_chain_backfilled_blocks_total";
 pub const WS_CONNECTIONS: &str = "manifold_ws_connections";
+pub const FILTERS: &str = "manifold_filters";
 pub const WS_SUBSCRIPTIONS: &str = "manifold_ws_subscriptions";
 pub const WS_NOTIFICATIONS: &str = "manifold_ws_notifications_total";
 pub const WS_CLOSED: &str = "manifold_ws_closed_total";
@@ -151,6 +152,10 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         CHAIN_BACKFILLED,
         "Blocks below the new head taken in after the head jumped by more than one (sent to newHeads subscribers in order), by chain",
+    ),
+    (
+        FILTERS,
+        "Filters a chain holds (eth_newFilter, eth_newBlockFilter; at most filters.max), by chain",
     ),
     (
         WS_CONNECTIONS,

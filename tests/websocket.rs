@@ -14,85 +14,16 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::fault_path::{Fault, FaultPath};
+use support::fault_path::Fault;
+use support::logger::DEV;
+use support::two_paths::TwoPaths;
 use support::ws::{Ended, WsClient};
 use support::*;
 
-/// Probes every 250 ms: the chain head, and so the new heads, follow anvil within a second.
-const FAST_PROBES: &str = "interval = \"250ms\"\ntimeout = \"250ms\"\nrise = 1\nfall = 2";
-
-struct Rig {
-    anvil: Anvil,
-    paths: Vec<FaultPath>,
-    proxy: manifold::server::Running,
-}
+type Rig = TwoPaths;
 
 async fn rig(websocket: &str) -> Rig {
-    let anvil = Anvil::start().await;
-    let paths = vec![
-        FaultPath::start(&anvil.url).await,
-        FaultPath::start(&anvil.url).await,
-    ];
-    let urls: Vec<String> = paths.iter().map(FaultPath::url).collect();
-    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-    let chain = chain_config_with_health(&urls, "", FAST_PROBES);
-    let toml = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[server.websocket]\n{websocket}\n{chain}"
-    );
-    let proxy = start_proxy(&toml).await;
-    Rig {
-        anvil,
-        paths,
-        proxy,
-    }
-}
-
-impl Rig {
-    fn ws_url(&self) -> String {
-        format!("ws://{}/eth", self.proxy.rpc_addr)
-    }
-
-    async fn direct(&self, method: &str, params: Value) -> Value {
-        HttpClient::new()
-            .call(&self.anvil.url, method, params)
-            .await
-    }
-
-    async fn mine(&self, blocks: u64) {
-        self.direct("anvil_mine", json!([format!("{blocks:#x}")]))
-            .await;
-    }
-
-    /// Wait until Manifold has followed the chain to anvil's head: blocks mined from here
-    /// on reach every subscriber.
-    async fn followed(&self) {
-        let head = self.direct("eth_blockNumber", json!([])).await;
-        let head = u64::from_str_radix(
-            head["result"].as_str().unwrap().trim_start_matches("0x"),
-            16,
-        )
-        .unwrap();
-        wait_for_status(&self.proxy, "the head followed", |s| {
-            s["chains"][0]["followed"].as_u64() == Some(head)
-        })
-        .await;
-    }
-
-    async fn metric(&self, series: &str) -> f64 {
-        metric(&self.proxy, series).await
-    }
-
-    /// Wait until `series` reaches `at_least`.
-    async fn metric_reaches(&self, series: &str, at_least: f64) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        while self.metric(series).await < at_least {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{series} stayed below {at_least}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    TwoPaths::start(&format!("[server.websocket]\n{websocket}")).await
 }
 
 fn number(head: &Value) -> u64 {
@@ -370,41 +301,6 @@ async fn shutdown_closes_sockets_with_1001() {
         .expect("shutdown waits for no socket longer than its grace")
         .unwrap();
     drop((anvil, paths));
-}
-
-/// A contract whose every call logs one event with the caller as its topic (runtime
-/// `CALLER PUSH1 0 PUSH1 0 LOG1 STOP`); its init code returns that runtime.
-const LOGGER_INIT: &str = "0x663360006000a10060005260076019f3";
-const DEV: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
-
-impl Rig {
-    async fn send_tx(&self, tx: Value) -> Value {
-        let hash = self.direct("eth_sendTransaction", json!([tx])).await["result"].clone();
-        assert!(hash.is_string(), "{hash}");
-        // anvil mines it at once, but may answer before the receipt is stored.
-        for _ in 0..200 {
-            let receipt = self
-                .direct("eth_getTransactionReceipt", json!([hash]))
-                .await;
-            if !receipt["result"].is_null() {
-                return receipt["result"].clone();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("no receipt for {hash}")
-    }
-
-    async fn deploy_logger(&self) -> String {
-        let receipt = self
-            .send_tx(json!({"from": DEV, "data": LOGGER_INIT}))
-            .await;
-        receipt["contractAddress"].as_str().unwrap().to_string()
-    }
-
-    /// Call the logger (anvil mines it in a block of its own): the receipt.
-    async fn emit(&self, logger: &str) -> Value {
-        self.send_tx(json!({"from": DEV, "to": logger})).await
-    }
 }
 
 #[tokio::test]

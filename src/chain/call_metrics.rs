@@ -9,7 +9,7 @@ use super::cache::CacheResult;
 use crate::family::MethodLabels;
 use crate::metrics::{
     LabelTable, Metrics, BROADCASTS, CACHE_REQUESTS, CHAIN_BACKFILLED, CHAIN_REORGS, COALESCED,
-    COALESCE_GROUPS, REQUESTS, REQUEST_DURATION, SPLIT_PARTS,
+    COALESCE_GROUPS, FILTERS, REQUESTS, REQUEST_DURATION, SPLIT_PARTS,
 };
 use crate::upstream::BroadcastResult;
 
@@ -60,6 +60,8 @@ pub(super) struct ChainMetrics {
     reorgs: Counter,
     /// Blocks below the head sent to `newHeads` subscribers after a jump of the head.
     pub(super) backfilled: Counter,
+    /// Filters held (`chain::filters`).
+    pub(super) filters: Gauge,
 }
 
 impl ChainMetrics {
@@ -83,6 +85,7 @@ impl ChainMetrics {
                 CHAIN_BACKFILLED,
                 vec![Label::new("chain", chain.to_string())],
             ),
+            filters: registry.gauge(FILTERS, vec![Label::new("chain", chain.to_string())]),
             labels,
         }
     }

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::cache::CacheTiers;
 use super::call_metrics::ChainMetrics;
+use super::filters::FilterStore;
 use super::heads::HeadFeed;
 use super::log_feed::LogFeed;
 use super::stack::{Answer, ChainCall};
@@ -33,6 +34,8 @@ pub struct ChainCore {
     pub heads: HeadFeed,
     /// The logs of the new heads, for `logs` subscribers (`chain::log_feed`).
     pub logs: LogFeed,
+    /// The filters the chain serves itself (`chain::filtering`).
+    pub filters: FilterStore,
     next_id: AtomicU64,
 }
 
@@ -49,6 +52,7 @@ impl ChainCore {
         Self {
             heads: HeadFeed::new(metrics.backfilled.clone()),
             logs: LogFeed::default(),
+            filters: FilterStore::new(config.policy.filters.clone(), metrics.filters.clone()),
             cache,
             config,
             family,

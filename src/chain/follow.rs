@@ -77,8 +77,10 @@ impl ChainCore {
             }
         }
         let family = &self.family;
-        self.heads
+        let published = self
+            .heads
             .publish(fresh, head, |raw| family.head_notification(raw));
+        self.filters.on_blocks(&published);
         if let Some(from) = reorg_from {
             self.metrics.record_reorg();
             tracing::info!(chain = %self.config.name, from, head, "reorg: answers about blocks from here dropped from the cache");

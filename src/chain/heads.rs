@@ -57,20 +57,22 @@ impl HeadFeed {
     }
 
     /// Publish the blocks one round of the follower took in (any order; `head`: the chain
-    /// head it followed to), each once, lowest first. `header` makes a block's notification;
-    /// a block it cannot make one for is skipped with a warning.
+    /// head it followed to), each once, lowest first; their hashes are returned (for the
+    /// block filters). `header` makes a block's notification; a block it cannot make one
+    /// for is skipped with a warning.
     pub fn publish(
         &self,
         mut blocks: Vec<(BlockRef, Bytes)>,
         head: u64,
         header: impl Fn(&[u8]) -> Option<Bytes>,
-    ) {
+    ) -> Vec<String> {
         blocks.sort_by_key(|(b, _)| b.number);
         // One per height: the last taken in.
         blocks.reverse();
         blocks.dedup_by_key(|(b, _)| b.number);
         blocks.reverse();
         let listened = self.listened();
+        let mut published = Vec::new();
         let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
         for (block, raw) in blocks {
             match sent.get(&block.number) {
@@ -100,6 +102,7 @@ impl HeadFeed {
             if block.number < head {
                 self.backfilled.increment(1);
             }
+            published.push(block.hash.clone());
             if !listened {
                 continue;
             }
@@ -113,6 +116,7 @@ impl HeadFeed {
             // No receiver left is no error: the next socket subscribes afresh.
             let _ = self.tx.send(Arc::new(NewHead { block, header }));
         }
+        published
     }
 }
 

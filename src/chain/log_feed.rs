@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, watch};
 
 use super::core::ChainCore;
+use super::filters::FilterStore;
 use super::heads::NewHead;
 use crate::family::Log;
 use crate::health::canonical::CAPACITY;
@@ -59,8 +60,9 @@ impl LogFeed {
         self.tx.receiver_count() > 0
     }
 
-    fn send(&self, batch: LogBatch) {
-        if !batch.logs.is_empty() {
+    fn send(&self, batch: LogBatch, filters: &FilterStore) {
+        filters.on_logs(&batch);
+        if !batch.logs.is_empty() && self.listened() {
             // No receiver left is no error.
             let _ = self.tx.send(Arc::new(batch));
         }
@@ -142,14 +144,17 @@ impl ChainCore {
                     ..l.clone()
                 })
                 .collect();
-            self.logs.send(LogBatch {
-                block,
-                removed: true,
-                logs,
-            });
+            self.logs.send(
+                LogBatch {
+                    block,
+                    removed: true,
+                    logs,
+                },
+                &self.filters,
+            );
         }
         let call = match self.family.block_logs_call(&head.block.hash) {
-            Some(c) if self.logs.listened() => c,
+            Some(c) if self.logs.listened() || self.filters.wants_logs() => c,
             // Nobody listens: nothing to send now, nor to remove later.
             _ => {
                 kept.insert(number, head.block.hash.clone(), Vec::new());
@@ -182,11 +187,14 @@ impl ChainCore {
             }
             pause = (pause * 2).min(Duration::from_secs(5));
         };
-        self.logs.send(LogBatch {
-            block: number,
-            removed: false,
-            logs: logs.clone(),
-        });
+        self.logs.send(
+            LogBatch {
+                block: number,
+                removed: false,
+                logs: logs.clone(),
+            },
+            &self.filters,
+        );
         kept.insert(number, head.block.hash.clone(), logs);
         true
     }

@@ -10,6 +10,8 @@ mod coalesce;
 mod core;
 mod deadline;
 mod dispatch;
+mod filtering;
+pub mod filters;
 mod follow;
 mod head_ticks;
 pub mod heads;

@@ -19,6 +19,7 @@ use super::coalesce::{Coalesce, CoalesceLayer};
 use super::core::ChainCore;
 use super::deadline::Deadline;
 use super::dispatch::Dispatch;
+use super::filtering::Filtering;
 use super::key::CallKey;
 use super::metered::{Metered, MeteredLayer};
 use super::split::Split;
@@ -28,7 +29,7 @@ use crate::family::MethodInfo;
 use crate::jsonrpc::{Call, Payload};
 
 /// The stack's type, outermost layer first (see `build`).
-pub type ChainStack = Metered<Split<Cached<Coalesce<Steer<Deadline<Dispatch>>>>>>;
+pub type ChainStack = Metered<Filtering<Split<Cached<Coalesce<Steer<Deadline<Dispatch>>>>>>>;
 
 /// Assemble the stack of one chain.
 pub fn build(core: &Arc<ChainCore>) -> ChainStack {
@@ -37,6 +38,9 @@ pub fn build(core: &Arc<ChainCore>) -> ChainStack {
         // layer answers it, and runs in its `call` tracing span.
         .layer(MeteredLayer::new(core))
         // (Per-key policy goes here: a key's limits apply before anything is spent.)
+        // Filters are the chain's own, made from its new heads and their logs (a node's
+        // filter would exist on that node alone); a filter's `eth_getLogs` goes on down.
+        .layer(CoreLayer::<Filtering<()>>::new(core))
         // A log range wider than the upstreams take is asked in parts on a fixed grid and
         // merged. Above the cache and coalescing, not below: each part is cached and shared
         // on its own, so overlapping ranges of other clients reuse it.
@@ -91,6 +95,18 @@ impl ChainCall {
             prefer: Vec::new(),
             key: None,
         }
+    }
+
+    /// Another call in this one's place (`chain::filtering`: a filter's `eth_getLogs`),
+    /// classified on its own, within the same deadline.
+    pub fn rewritten(&self, core: &ChainCore, method: &str, params: Bytes) -> Self {
+        let mut call = self.part(core, params);
+        call.call.method = crate::jsonrpc::Method::new(method);
+        call.call.method_json = Bytes::from(serde_json::to_string(method).unwrap_or_default());
+        call.info = core
+            .family
+            .method_info(&call.call.method, call.call.params.as_deref());
+        call
     }
 
     /// A part of this call (`chain::split`): the same method with `params`, classified on

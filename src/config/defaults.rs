@@ -60,3 +60,9 @@ pub const WS_MAX_IN_FLIGHT: usize = 100;
 pub const WS_QUEUE_MESSAGES: usize = 4096;
 pub const WS_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// Filters a chain holds: each is a few kilobytes between polls.
+pub const FILTERS_MAX: usize = 10_000;
+/// geth's filter timeout.
+pub const FILTERS_EXPIRE_AFTER: Duration = Duration::from_secs(300);
+/// geth holds changes without a limit; a filter polled every few seconds holds a few.
+pub const FILTERS_MAX_CHANGES: usize = 10_000;

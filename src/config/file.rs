@@ -115,6 +115,15 @@ pub struct FilePolicy {
     pub breaker: Option<FileBreaker>,
     pub cache: Option<FileCache>,
     pub broadcast: Option<FileBroadcast>,
+    pub filters: Option<FileFilters>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileFilters {
+    pub max: Option<u32>,
+    pub expire_after: Option<String>,
+    pub max_changes: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

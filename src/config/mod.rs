@@ -8,10 +8,10 @@
 mod error;
 mod file;
 mod interpolate;
+mod pubsub;
 mod redact;
 mod shown;
 mod validate;
-mod websocket;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -23,8 +23,8 @@ use url::Url;
 
 pub use error::{ConfigError, ConfigErrors, KeyPath};
 pub use interpolate::Secrets;
+pub use pubsub::{FilterPolicy, WsConfig};
 pub use redact::{redact_url, url_secret_parts};
-pub use websocket::WsConfig;
 
 pub use crate::upstream::{BreakerPolicy, HedgeDelay, HedgePolicy};
 
@@ -264,6 +264,7 @@ pub struct Policy {
     pub health: HealthPolicy,
     pub broadcast: BroadcastPolicy,
     pub cache: CachePolicy,
+    pub filters: FilterPolicy,
 }
 
 /// A chain's answer cache (`chain::cache`): answers that cannot change, kept in memory.

@@ -82,6 +82,11 @@ impl ChainConfig {
                     "finality_depth": self.policy.broadcast.finality_depth,
                     "max_watched": self.policy.broadcast.max_watched,
                 },
+                "filters": {
+                    "max": self.policy.filters.max,
+                    "expire_after": humantime::format_duration(self.policy.filters.expire_after).to_string(),
+                    "max_changes": self.policy.filters.max_changes,
+                },
                 "health": {
                     "interval": humantime::format_duration(self.policy.health.interval).to_string(),
                     "timeout": humantime::format_duration(self.policy.health.timeout).to_string(),

@@ -7,6 +7,7 @@
 
 pub mod cache_rule;
 pub mod evm;
+mod labels;
 pub mod pubsub;
 pub mod range;
 
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use cache_rule::CacheRule;
+pub use labels::MethodLabels;
 pub use pubsub::{Log, LogFilter};
 pub use range::{CanonicalHash, MergeError, RangeEnd, RangePart, RangeQuery};
 
@@ -218,6 +220,14 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
         Err("this chain has no logs".into())
     }
 
+    /// A polled logs filter (`eth_newFilter`): the filter and its block range.
+    fn poll_filter(
+        &self,
+        _object: &serde_json::Value,
+    ) -> Result<(LogFilter, Option<u64>, Option<u64>), String> {
+        Err("this chain has no logs".into())
+    }
+
     /// Which block a call needs.
     fn classify(&self, method: &str, params: Option<&[u8]>) -> MethodClass;
 
@@ -332,38 +342,6 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
 pub fn for_chain(chain: &ChainConfig) -> Arc<dyn ChainFamily> {
     match chain.family {
         Family::Evm => Arc::new(evm::Evm::new(chain.chain_id.unwrap_or_default())),
-    }
-}
-
-/// The bounded set of method labels for metrics: known methods, then `other`.
-#[derive(Debug, Clone, Copy)]
-pub struct MethodLabels {
-    known: &'static [&'static str],
-}
-
-impl MethodLabels {
-    pub fn new(known: &'static [&'static str]) -> Self {
-        Self { known }
-    }
-
-    /// Number of distinct labels, `other` included.
-    pub fn len(&self) -> usize {
-        self.known.len() + 1
-    }
-
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// Index of the method's label in `0..len()`.
-    pub fn index(&self, method: &str) -> usize {
-        self.known
-            .binary_search(&method)
-            .unwrap_or(self.known.len())
-    }
-
-    pub fn label(&self, index: usize) -> &'static str {
-        self.known.get(index).copied().unwrap_or("other")
     }
 }
 

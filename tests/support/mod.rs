@@ -9,7 +9,9 @@
 )]
 
 pub mod fault_path;
+pub mod logger;
 pub mod redis;
+pub mod two_paths;
 pub mod ws;
 
 use std::convert::Infallible;

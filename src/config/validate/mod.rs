@@ -6,9 +6,9 @@
 
 mod chain;
 mod policy;
+mod pubsub;
 mod server;
 mod upstream;
-mod websocket;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -54,8 +54,10 @@ impl Validator {
         let health = self.health(&at.key("health"), p.health.as_ref());
         let broadcast = self.broadcast(&at.key("broadcast"), p.broadcast.as_ref());
         let cache = self.cache(&at.key("cache"), p.cache.as_ref());
+        let filters = self.filters(&at.key("filters"), p.filters.as_ref());
         Policy {
             cache,
+            filters,
             broadcast,
             request_timeout,
             heavy_request_timeout,

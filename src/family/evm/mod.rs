@@ -7,6 +7,7 @@
 
 mod cache_rules;
 mod errors;
+mod labels;
 mod logs;
 mod methods;
 mod probe;
@@ -25,6 +26,7 @@ use super::{
     ProbeVerdict, RangePart, RangeQuery,
 };
 use crate::upstream::UpstreamClient;
+pub use labels::KNOWN_METHODS;
 pub use methods::parse_quantity;
 pub use repeatable::{changes_node_state, is_repeatable};
 
@@ -123,6 +125,13 @@ impl ChainFamily for Evm {
 
     fn log_filter(&self, filter: &serde_json::Value) -> Result<super::LogFilter, String> {
         pubsub::log_filter(filter)
+    }
+
+    fn poll_filter(
+        &self,
+        object: &serde_json::Value,
+    ) -> Result<(super::LogFilter, Option<u64>, Option<u64>), String> {
+        pubsub::poll_filter(object)
     }
 
     fn classify(&self, method: &str, params: Option<&[u8]>) -> MethodClass {
@@ -264,76 +273,6 @@ impl ChainFamily for Evm {
         MethodLabels::new(KNOWN_METHODS)
     }
 }
-
-/// Methods that get their own metric label, sorted for binary search. Anything else is
-/// counted as `other`, which keeps label cardinality bounded whatever clients send.
-pub const KNOWN_METHODS: &[&str] = &[
-    "debug_getRawBlock",
-    "debug_getRawHeader",
-    "debug_getRawReceipts",
-    "debug_getRawTransaction",
-    "debug_traceBlockByHash",
-    "debug_traceBlockByNumber",
-    "debug_traceCall",
-    "debug_traceTransaction",
-    "eth_accounts",
-    "eth_blobBaseFee",
-    "eth_blockNumber",
-    "eth_call",
-    "eth_chainId",
-    "eth_createAccessList",
-    "eth_estimateGas",
-    "eth_feeHistory",
-    "eth_gasPrice",
-    "eth_getBalance",
-    "eth_getBlockByHash",
-    "eth_getBlockByNumber",
-    "eth_getBlockReceipts",
-    "eth_getBlockTransactionCountByHash",
-    "eth_getBlockTransactionCountByNumber",
-    "eth_getCode",
-    "eth_getFilterChanges",
-    "eth_getFilterLogs",
-    "eth_getLogs",
-    "eth_getProof",
-    "eth_getStorageAt",
-    "eth_getTransactionByBlockHashAndIndex",
-    "eth_getTransactionByBlockNumberAndIndex",
-    "eth_getTransactionByHash",
-    "eth_getTransactionCount",
-    "eth_getTransactionReceipt",
-    "eth_getUncleByBlockHashAndIndex",
-    "eth_getUncleByBlockNumberAndIndex",
-    "eth_getUncleCountByBlockHash",
-    "eth_getUncleCountByBlockNumber",
-    "eth_maxPriorityFeePerGas",
-    "eth_newBlockFilter",
-    "eth_newFilter",
-    "eth_newPendingTransactionFilter",
-    "eth_sendRawTransaction",
-    "eth_sendTransaction",
-    "eth_sign",
-    "eth_signTransaction",
-    "eth_simulateV1",
-    "eth_subscribe",
-    "eth_syncing",
-    "eth_uninstallFilter",
-    "eth_unsubscribe",
-    "net_listening",
-    "net_peerCount",
-    "net_version",
-    "trace_block",
-    "trace_call",
-    "trace_filter",
-    "trace_replayBlockTransactions",
-    "trace_replayTransaction",
-    "trace_transaction",
-    "txpool_content",
-    "txpool_inspect",
-    "txpool_status",
-    "web3_clientVersion",
-    "web3_sha3",
-];
 
 #[cfg(test)]
 mod tests {

@@ -105,6 +105,40 @@ pub fn log_filter(filter: &Value) -> Result<LogFilter, String> {
     Ok(out)
 }
 
+/// An `eth_newFilter` object: the logs filter, and the block range it watches (`None`: an
+/// open end; tags other than `earliest` are open ends, as the range follows the head).
+pub fn poll_filter(object: &Value) -> Result<(LogFilter, Option<u64>, Option<u64>), String> {
+    let Some(fields) = object.as_object() else {
+        return Err("the filter must be an object".into());
+    };
+    if fields.contains_key("blockHash") {
+        return Err("eth_newFilter takes no blockHash (ask eth_getLogs)".into());
+    }
+    let end = |key: &str| -> Result<Option<u64>, String> {
+        match fields.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s == "earliest" => Ok(Some(0)),
+            Some(Value::String(s))
+                if ["latest", "pending", "safe", "finalized"].contains(&s.as_str()) =>
+            {
+                Ok(None)
+            }
+            Some(Value::String(s)) => super::parse_quantity(s).map(Some).ok_or_else(|| {
+                format!(
+                    "{key} `{}` is not a block number",
+                    s.chars().take(40).collect::<String>()
+                )
+            }),
+            Some(_) => Err(format!("{key} must be a block number or tag")),
+        }
+    };
+    let (from, to) = (end("fromBlock")?, end("toBlock")?);
+    let mut rest = fields.clone();
+    rest.remove("fromBlock");
+    rest.remove("toBlock");
+    Ok((log_filter(&Value::Object(rest))?, from, to))
+}
+
 /// One `0x` hex value of `bytes` bytes, or a list of them, lower-cased.
 fn hex_list(value: &Value, bytes: usize, what: &str) -> Result<Vec<String>, String> {
     let one = |v: &Value| -> Result<String, String> {

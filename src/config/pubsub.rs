@@ -1,5 +1,6 @@
-//! `[server.websocket]`: the WebSocket endpoint's limits (`GET /{chain}` upgrades; see
-//! `crate::ws`).
+//! Subscriptions and filters: `[server.websocket]` (the WebSocket endpoint's limits, see
+//! `crate::ws`) and `[chains.policy.filters]` (filters a chain serves itself, see
+//! `chain::filters`).
 
 use std::time::Duration;
 
@@ -50,5 +51,29 @@ impl WsConfig {
                 .allowed_origins
                 .iter()
                 .any(|o| o.eq_ignore_ascii_case(origin.trim_end_matches('/')))
+    }
+}
+
+/// `[chains.policy.filters]`: the filters (`eth_newFilter`, `eth_newBlockFilter`) a chain
+/// serves from its own view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterPolicy {
+    /// Filters held at once; one more is refused with -32005.
+    pub max: usize,
+    /// A filter not polled for this long is dropped (geth: 5 minutes).
+    pub expire_after: Duration,
+    /// Changes one filter holds between polls; a filter that would hold more is dropped
+    /// (its next poll gets "filter not found", and clients make a new one).
+    pub max_changes: usize,
+}
+
+impl Default for FilterPolicy {
+    fn default() -> Self {
+        use super::defaults as d;
+        Self {
+            max: d::FILTERS_MAX,
+            expire_after: d::FILTERS_EXPIRE_AFTER,
+            max_changes: d::FILTERS_MAX_CHANGES,
+        }
     }
 }

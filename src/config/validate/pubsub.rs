@@ -1,11 +1,11 @@
-//! `[server.websocket]`.
+//! `[server.websocket]` and `[chains.policy.filters]`.
 
 use std::time::Duration;
 
 use super::Validator;
 use crate::config::error::KeyPath;
-use crate::config::file::FileWebsocket;
-use crate::config::WsConfig;
+use crate::config::file::{FileFilters, FileWebsocket};
+use crate::config::{FilterPolicy, WsConfig};
 
 impl Validator {
     pub(super) fn websocket(&mut self, at: &KeyPath, w: Option<&FileWebsocket>) -> WsConfig {
@@ -75,6 +75,33 @@ impl Validator {
             queue_bytes,
             ping_interval,
             allowed_origins,
+        }
+    }
+}
+
+impl Validator {
+    pub(super) fn filters(&mut self, at: &KeyPath, f: Option<&FileFilters>) -> FilterPolicy {
+        let d = FilterPolicy::default();
+        let Some(f) = f else {
+            return d;
+        };
+        let expire_after = self.duration(
+            &at.key("expire_after"),
+            f.expire_after.as_deref(),
+            d.expire_after,
+        );
+        if expire_after < Duration::from_secs(1) {
+            self.fail(&at.key("expire_after"), "must be at least 1s");
+        }
+        FilterPolicy {
+            max: self.count(&at.key("max"), f.max, 1..=1_000_000, d.max as u32) as usize,
+            expire_after,
+            max_changes: self.count(
+                &at.key("max_changes"),
+                f.max_changes,
+                1..=1_000_000,
+                d.max_changes as u32,
+            ) as usize,
         }
     }
 }
