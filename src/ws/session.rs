@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
@@ -95,7 +95,7 @@ where
     // otherwise.
     let mut heads: Option<broadcast::Receiver<Arc<NewHead>>> = None;
     let mut logs: Option<broadcast::Receiver<Arc<LogBatch>>> = None;
-    let mut calls: FuturesUnordered<Pending> = FuturesUnordered::new();
+    let mut calls: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut ping = tokio::time::interval(s.config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ping.tick().await;
@@ -118,11 +118,7 @@ where
                         break Closed::Error;
                     }
                 };
-                if let Some(done) = s.receive(text, &mut subs, &mut calls) {
-                    if !deliver(&outbox, done, &mut subs).await {
-                        break Closed::SlowClient;
-                    }
-                }
+                calls.push_back(s.receive(text, &mut subs));
                 match (heads.is_some(), subs.wants_heads()) {
                     (false, true) => heads = Some(s.chain.heads().subscribe()),
                     (true, false) => heads = None,
@@ -192,64 +188,66 @@ where
 }
 
 impl Session {
-    /// Decode one message and start answering it: an answer ready at once (an error, a
-    /// subscription's), or `None` with its call added to `calls`.
-    fn receive(
-        &self,
-        text: Bytes,
-        subs: &mut Subscriptions,
-        calls: &mut FuturesUnordered<Pending>,
-    ) -> Option<Done> {
+    /// Decode one message and start answering it: its answer, in its turn. Answers go out in
+    /// the order the messages came (the calls run concurrently): clients such as viem's
+    /// `watchBlocks`, which asks for each new block as its head arrives, rely on it.
+    /// Subscriptions made by a message notify once its answer is queued.
+    fn receive(&self, text: Bytes, subs: &mut Subscriptions) -> Pending {
         let limits = Limits {
             max_batch_len: self.max_batch_len,
         };
-        let ready = |chunks: Vec<Bytes>| Done {
-            message: Some(text_message(chunks)),
-            activate: Vec::new(),
+        let ready = |message: Option<Vec<Bytes>>, activate: Vec<String>| -> Pending {
+            Box::pin(std::future::ready(Done {
+                message: message.map(text_message),
+                activate,
+            }))
         };
         match jsonrpc::decode(&text, limits) {
-            Err(e) => Some(ready(encode_response(
-                &Id::NULL,
-                &Payload::Error(e.to_error_object().to_json()),
-            ))),
-            Ok(Incoming::Single(Item::Call(call))) => match subs.answer(&call, true) {
-                Some(payload) => call.id.map(|id| ready(encode_response(&id, &payload))),
+            Err(e) => ready(
+                Some(encode_response(
+                    &Id::NULL,
+                    &Payload::Error(e.to_error_object().to_json()),
+                )),
+                Vec::new(),
+            ),
+            Ok(Incoming::Single(Item::Call(call))) => match subs.answer(&call, false) {
+                Some(payload) => ready(
+                    call.id.map(|id| encode_response(&id, &payload)),
+                    subs.take_inactive(),
+                ),
                 None => {
                     let (chain, answers) = (self.chain.clone(), self.answers.clone());
-                    calls.push(Box::pin(async move {
+                    Box::pin(async move {
                         let answer = answers.one_with_permit(&chain, Item::Call(call)).await;
                         Done {
                             message: answer.map(text_message),
                             activate: Vec::new(),
                         }
-                    }));
-                    None
+                    })
                 }
             },
             Ok(Incoming::Single(item @ Item::Invalid { .. })) => {
                 let (chain, answers) = (self.chain.clone(), self.answers.clone());
-                calls.push(Box::pin(async move {
+                Box::pin(async move {
                     Done {
                         message: answers.one(&chain, item).await.map(text_message),
                         activate: Vec::new(),
                     }
-                }));
-                None
+                })
             }
             Ok(Incoming::Batch(items)) => {
                 let batch = self
                     .answers
                     .batch(self.chain.clone(), items, |call| subs.answer(call, false));
                 let activate = subs.take_inactive();
-                calls.push(Box::pin(async move {
+                Box::pin(async move {
                     let any = batch.any_answer;
                     let answers: Vec<Vec<Bytes>> = batch.answers.collect().await;
                     Done {
                         message: any.then(|| text_message(jsonrpc::encode_batch(answers))),
                         activate,
                     }
-                }));
-                None
+                })
             }
         }
     }

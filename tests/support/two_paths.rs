@@ -86,6 +86,16 @@ impl TwoPaths {
         }
     }
 
+    /// anvil's head.
+    pub async fn head(&self) -> u64 {
+        let head = self.direct("eth_blockNumber", json!([])).await;
+        u64::from_str_radix(
+            head["result"].as_str().unwrap().trim_start_matches("0x"),
+            16,
+        )
+        .unwrap()
+    }
+
     pub fn rpc_url(&self) -> String {
         rpc_url(&self.proxy, "/eth")
     }
