@@ -29,9 +29,21 @@ pub enum Ended {
 
 impl WsClient {
     pub async fn connect(url: &str) -> WsClient {
-        let (socket, resp) = tokio_tungstenite::connect_async(url)
-            .await
-            .unwrap_or_else(|e| panic!("WebSocket connect to {url}: {e}"));
+        Self::upgraded(url, tokio_tungstenite::connect_async(url).await)
+    }
+
+    fn upgraded(
+        url: &str,
+        connected: Result<
+            (
+                WebSocketStream<MaybeTlsStream<TcpStream>>,
+                tokio_tungstenite::tungstenite::handshake::client::Response,
+            ),
+            tokio_tungstenite::tungstenite::Error,
+        >,
+    ) -> WsClient {
+        let (socket, resp) =
+            connected.unwrap_or_else(|e| panic!("WebSocket connect to {url}: {e}"));
         assert_eq!(resp.status(), 101);
         WsClient {
             socket,
@@ -46,15 +58,10 @@ impl WsClient {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(4096).unwrap();
         let stream = socket.connect(addr).await.unwrap();
-        let (socket, resp) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
-            .await
-            .unwrap_or_else(|e| panic!("WebSocket connect to {url}: {e}"));
-        assert_eq!(resp.status(), 101);
-        WsClient {
-            socket,
-            notifications: VecDeque::new(),
-            next_id: 1,
-        }
+        Self::upgraded(
+            url,
+            tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await,
+        )
     }
 
     pub async fn send_text(&mut self, text: &str) {
