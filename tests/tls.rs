@@ -210,3 +210,52 @@ async fn upstream_client_speaks_http2_over_tls() {
     assert!(err.to_string().contains("cannot connect"), "{err}");
     let _ = std::fs::remove_dir_all(&certs.dir);
 }
+
+#[tokio::test]
+async fn serves_websocket_over_tls() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let certs = self_signed("wss");
+    let up = FakeUpstream::ok(r#""0x5""#).await;
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}",
+        certs.dir.join("cert.pem").display(),
+        certs.dir.join("key.pem").display(),
+        chain_config(&[&up.url], "")
+    );
+    let proxy = start_proxy(&cfg).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.rpc_addr).await.unwrap();
+    let mut tls = trusting(&certs);
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .expect("TLS handshake");
+    let url = format!("wss://localhost:{}/eth", proxy.rpc_addr.port());
+    let (mut ws, resp) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("WebSocket upgrade over TLS");
+    assert_eq!(resp.status(), 101);
+    for (body, want) in [
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"web3_clientVersion"}"#,
+            serde_json::json!("0x5"),
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#,
+            serde_json::Value::Null,
+        ),
+    ] {
+        ws.send(Message::text(body)).await.unwrap();
+        let Some(Ok(Message::Text(t))) = ws.next().await else {
+            panic!("no answer over wss");
+        };
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        if want.is_null() {
+            assert!(v["result"].as_str().unwrap().starts_with("0x"), "{v}");
+        } else {
+            assert_eq!(v["result"], want, "{v}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&certs.dir);
+}
