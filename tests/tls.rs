@@ -224,7 +224,9 @@ async fn serves_websocket_over_tls() {
         chain_config(&[&up.url], "")
     );
     let proxy = start_proxy(&cfg).await;
-    let tcp = tokio::net::TcpStream::connect(proxy.rpc_addr).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(proxy.rpc_addr)
+        .await
+        .unwrap();
     let mut tls = trusting(&certs);
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tls = tokio_rustls::TlsConnector::from(Arc::new(tls))

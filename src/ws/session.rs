@@ -114,6 +114,7 @@ where
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                     Some(Ok(Message::Close(_))) | None => break Closed::Client,
                     Some(Err(e)) => {
+                        tracing::debug!(error = %e, "WebSocket client socket failed");
                         close_on_error(&outbox, &e);
                         break Closed::Error;
                     }
