@@ -70,9 +70,8 @@ fn client(
         .build(connector)
 }
 
-#[tokio::test]
-async fn serves_json_rpc_over_tls_with_h1_and_h2() {
-    let certs = self_signed("ok");
+/// Manifold serving TLS with `certs`, in front of an upstream that answers `"0x5"`.
+async fn tls_proxy(certs: &Certs) -> (FakeUpstream, manifold::server::Running) {
     let up = FakeUpstream::ok(r#""0x5""#).await;
     let cfg = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}",
@@ -81,6 +80,13 @@ async fn serves_json_rpc_over_tls_with_h1_and_h2() {
         chain_config(&[&up.url], "")
     );
     let proxy = start_proxy(&cfg).await;
+    (up, proxy)
+}
+
+#[tokio::test]
+async fn serves_json_rpc_over_tls_with_h1_and_h2() {
+    let certs = self_signed("ok");
+    let (_up, proxy) = tls_proxy(&certs).await;
     let url = format!("https://localhost:{}/eth", proxy.rpc_addr.port());
     for http2 in [false, true] {
         let req = http::Request::post(&url)
@@ -216,14 +222,7 @@ async fn serves_websocket_over_tls() {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let certs = self_signed("wss");
-    let up = FakeUpstream::ok(r#""0x5""#).await;
-    let cfg = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n[server.tls]\ncert = \"{}\"\nkey = \"{}\"\n{}",
-        certs.dir.join("cert.pem").display(),
-        certs.dir.join("key.pem").display(),
-        chain_config(&[&up.url], "")
-    );
-    let proxy = start_proxy(&cfg).await;
+    let (_up, proxy) = tls_proxy(&certs).await;
     let tcp = tokio::net::TcpStream::connect(proxy.rpc_addr)
         .await
         .unwrap();
