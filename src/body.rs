@@ -61,15 +61,20 @@ impl Body {
     }
 }
 
+/// The pieces copied into one buffer.
+pub fn concat(chunks: &[Bytes]) -> Bytes {
+    let mut buf = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+    for c in chunks {
+        buf.extend_from_slice(c);
+    }
+    buf.freeze()
+}
+
 /// Small pieces joined into one buffer (one write); large ones left as they are (no copy).
 pub fn join_small(chunks: Vec<Bytes>) -> Vec<Bytes> {
     let len: usize = chunks.iter().map(Bytes::len).sum();
     if len <= JOIN_BELOW && chunks.len() > 1 {
-        let mut buf = BytesMut::with_capacity(len);
-        for c in &chunks {
-            buf.extend_from_slice(c);
-        }
-        vec![buf.freeze()]
+        vec![concat(&chunks)]
     } else {
         chunks.into_iter().filter(|c| !c.is_empty()).collect()
     }

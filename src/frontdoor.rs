@@ -23,59 +23,12 @@ use crate::jsonrpc::{
     self, codes, encode_response, ErrorObject, Id, Incoming, Item, Limits, Payload,
 };
 use crate::metrics::{LabelTable, Metrics, REJECTED};
+use crate::rejection::Rejection;
 use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::ws::WsHub;
 
 /// A client that sends its headers but trickles its body is cut off after this long.
 pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-#[derive(Debug, Clone, Copy)]
-pub enum Rejection {
-    MethodNotAllowed,
-    UnknownChain,
-    UnsupportedMediaType,
-    BodyTooLarge,
-    BodyUnreadable,
-    BodyTimeout,
-    ParseError,
-    InvalidRequest,
-    /// Over `max_concurrent_calls`: shed at once (a request, or an item of a batch).
-    Overloaded,
-    /// Over `max_connections`: the connection was answered 503 and closed (counted by the
-    /// listener).
-    MaxConnections,
-    /// The backstop timeout of the edge (a bug if ever seen).
-    Backstop,
-    /// A WebSocket upgrade from a browser at an origin not in `allowed_origins`.
-    WsOrigin,
-    /// A WebSocket upgrade over `websocket.max_connections`.
-    WsMaxConnections,
-    /// A WebSocket upgrade request that is not one (no key, another version, HTTP/2).
-    WsBadUpgrade,
-}
-
-impl Rejection {
-    const ALL: usize = 14;
-
-    fn label(self) -> &'static str {
-        match self {
-            Rejection::MethodNotAllowed => "method_not_allowed",
-            Rejection::UnknownChain => "unknown_chain",
-            Rejection::UnsupportedMediaType => "unsupported_media_type",
-            Rejection::BodyTooLarge => "body_too_large",
-            Rejection::BodyUnreadable => "body_unreadable",
-            Rejection::BodyTimeout => "body_timeout",
-            Rejection::ParseError => "parse_error",
-            Rejection::InvalidRequest => "invalid_request",
-            Rejection::Overloaded => "overloaded",
-            Rejection::MaxConnections => "max_connections",
-            Rejection::Backstop => "backstop_timeout",
-            Rejection::WsOrigin => "ws_origin",
-            Rejection::WsMaxConnections => "ws_max_connections",
-            Rejection::WsBadUpgrade => "ws_bad_upgrade",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct FrontDoor {

@@ -39,6 +39,7 @@ pub mod health;
 pub mod jsonrpc;
 pub mod logging;
 pub mod metrics;
+pub mod rejection;
 pub mod router;
 pub mod server;
 pub mod snapshot;

@@ -164,14 +164,13 @@ impl Chain {
             family.method_labels(),
         ));
         let memory = cache::for_chain(&config.name, &config.policy.cache, metrics);
-        let memory_on = memory.is_some();
         let cache = cache::CacheTiers {
             namespace: cache::CacheTiers::namespace(&config),
             // The shared tier serves only a chain whose own cache is on.
             shared: redis.clone().filter(|_| memory.is_some()),
             memory,
         };
-        let follow = *subscriptions || memory_on;
+        let follow = *subscriptions || cache.memory.is_some();
         let core = Arc::new(ChainCore::new(
             config,
             family,

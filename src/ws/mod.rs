@@ -35,9 +35,9 @@ use tokio_tungstenite::WebSocketStream;
 use crate::answers::Answerer;
 use crate::body::Body;
 use crate::chain::Chain;
-use crate::frontdoor::Rejection;
 use crate::jsonrpc::{codes, ErrorObject};
 use crate::metrics::{LabelTable, Metrics, WS_CLOSED, WS_CONNECTIONS};
+use crate::rejection::Rejection;
 use crate::snapshot::SharedSnapshot;
 
 pub use session::Closed;
@@ -115,8 +115,13 @@ impl WsHub {
         chain: Arc<Chain>,
     ) -> Result<Response<Body>, Box<Refusal>> {
         let snapshot = self.snapshot.load();
-        let config = snapshot.config.server.websocket.clone();
-        let max_message = snapshot.config.server.max_request_bytes;
+        let server = &snapshot.config.server;
+        let (config, max_message, max_batch_len, grace) = (
+            server.websocket.clone(),
+            server.max_request_bytes,
+            server.max_batch_len,
+            server.shutdown_timeout,
+        );
         drop(snapshot);
         let headers = req.headers();
         if let Some(origin) = headers.get(ORIGIN) {
@@ -197,9 +202,9 @@ impl WsHub {
                     chain,
                     answers: hub.answers.clone(),
                     config,
-                    max_batch_len: hub.snapshot.load().config.server.max_batch_len,
+                    max_batch_len,
                     stop: hub.stop.clone(),
-                    grace: hub.snapshot.load().config.server.shutdown_timeout,
+                    grace,
                     metrics: hub.metrics.clone(),
                 },
             )

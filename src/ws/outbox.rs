@@ -3,8 +3,9 @@
 //!
 //! Everything a socket sends (answers, notifications, pings) is queued here, waiting at most
 //! `ROOM_WAIT` for room: when the client does not read fast enough and the queue stays
-//! full, the session closes the socket with 1008 rather than skip a message or hold more. The writer sends that close frame ahead of what is still queued (the client is
-//! not reading it anyway), for a second at most.
+//! full, the session closes the socket with 1008 rather than skip a message or hold more.
+//! The writer sends that close frame ahead of what is still queued (the client is not
+//! reading it anyway), for a second at most.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -67,7 +68,7 @@ impl Outbox {
     /// Queue `message`; `false` when the queue is full (or the writer gone). A message
     /// larger than the byte limit goes alone into an empty queue.
     pub(super) fn push(&self, message: Message) -> bool {
-        self.try_push(message).is_ok()
+        self.try_push(message, true).is_ok()
     }
 
     /// Queue `message`, waiting up to `ROOM_WAIT` for room; `false` when none came.
@@ -76,7 +77,7 @@ impl Outbox {
         let mut message = message;
         loop {
             let room = self.room.notified();
-            match self.try_push(message) {
+            match self.try_push(message, true) {
                 Ok(()) => return true,
                 Err(None) => return false,
                 Err(Some(m)) => message = m,
@@ -87,11 +88,12 @@ impl Outbox {
         }
     }
 
-    /// `Err(Some(message))` when full, `Err(None)` when the writer is gone.
-    fn try_push(&self, message: Message) -> Result<(), Option<Message>> {
+    /// `Err(Some(message))` when full, `Err(None)` when the writer is gone. `bytes_bound`:
+    /// whether `max_bytes` applies (a close frame goes in whatever the bytes queued).
+    fn try_push(&self, message: Message, bytes_bound: bool) -> Result<(), Option<Message>> {
         let len = message.len();
         let before = self.bytes.fetch_add(len, Ordering::AcqRel);
-        if before > 0 && before + len > self.max_bytes {
+        if bytes_bound && before > 0 && before + len > self.max_bytes {
             self.bytes.fetch_sub(len, Ordering::AcqRel);
             return Err(Some(message));
         }
@@ -110,11 +112,10 @@ impl Outbox {
     /// Close after what is queued (1000, 1001): the close frame joins the queue, or, when
     /// there is no room for it, goes out at once.
     pub(super) fn finish(&self, frame: CloseFrame) {
-        let message = Message::Close(Some(frame.clone()));
-        let len = message.len();
-        self.bytes.fetch_add(len, Ordering::AcqRel);
-        if self.tx.try_send(message).is_err() {
-            self.bytes.fetch_sub(len, Ordering::AcqRel);
+        if self
+            .try_push(Message::Close(Some(frame.clone())), false)
+            .is_err()
+        {
             self.abort(frame);
         }
     }

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, watch};
@@ -304,12 +304,7 @@ fn frame(code: CloseCode, reason: &'static str) -> CloseFrame {
 
 /// A JSON text message from response chunks (copied once into one buffer).
 fn text_message(chunks: Vec<Bytes>) -> Message {
-    let len = chunks.iter().map(Bytes::len).sum();
-    let mut buf = BytesMut::with_capacity(len);
-    for c in chunks {
-        buf.extend_from_slice(&c);
-    }
-    text(buf.freeze())
+    text(crate::body::concat(&chunks))
 }
 
 /// A text message of JSON bytes; an upstream's answer that is not UTF-8 goes out with
