@@ -284,8 +284,9 @@ impl Metrics {
             loop {
                 tokio::select! {
                     _ = tick.tick() => handle.run_upkeep(),
-                    _ = stop.changed() => {
-                        if *stop.borrow() {
+                    changed = stop.changed() => {
+                        // A sender gone is a stop too (else `changed` answers at once).
+                        if changed.is_err() || *stop.borrow() {
                             return;
                         }
                     }

@@ -36,7 +36,10 @@ impl HeadTicks {
         loop {
             tokio::select! {
                 () = tokio::time::sleep(tick) => {}
-                _ = stop.changed() => {}
+                // A sender gone is a stop too (else `changed` answers at once, forever).
+                changed = stop.changed() => if changed.is_err() {
+                    return false;
+                },
             }
             if *stop.borrow() {
                 return false;

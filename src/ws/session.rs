@@ -164,7 +164,13 @@ where
                     break Closed::SlowClient;
                 }
             }
-            _ = stop.changed() => {}
+            // A sender gone (the instance dropped unstopped) is a shutdown too: otherwise
+            // `changed` would answer at once on every turn of the loop.
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    break Closed::Shutdown;
+                }
+            }
         }
     };
     match ended {
