@@ -60,12 +60,15 @@ impl LogFeed {
         self.tx.receiver_count() > 0
     }
 
-    fn send(&self, batch: LogBatch, filters: &FilterStore) {
+    /// Give `batch` to the filters and the subscribers; it is returned for keeping.
+    fn send(&self, batch: LogBatch, filters: &FilterStore) -> Arc<LogBatch> {
         filters.on_logs(&batch);
+        let batch = Arc::new(batch);
         if !batch.logs.is_empty() && self.listened() {
             // No receiver left is no error.
-            let _ = self.tx.send(Arc::new(batch));
+            let _ = self.tx.send(batch.clone());
         }
+        batch
     }
 }
 
@@ -73,28 +76,26 @@ impl LogFeed {
 /// `KEPT_BYTES`.
 #[derive(Debug, Default)]
 struct Kept {
-    blocks: BTreeMap<u64, (String, Vec<Log>)>,
+    blocks: BTreeMap<u64, Arc<LogBatch>>,
     bytes: usize,
 }
 
 impl Kept {
-    fn insert(&mut self, number: u64, hash: String, logs: Vec<Log>) {
-        self.bytes += size(&logs);
-        self.blocks.insert(number, (hash, logs));
+    fn insert(&mut self, batch: Arc<LogBatch>) {
+        self.bytes += size(&batch.logs);
+        self.blocks.insert(batch.block, batch);
         while self.blocks.len() > CAPACITY || self.bytes > KEPT_BYTES {
-            let Some((_, (_, logs))) = self.blocks.pop_first() else {
+            let Some((_, batch)) = self.blocks.pop_first() else {
                 break;
             };
-            self.bytes -= size(&logs);
+            self.bytes -= size(&batch.logs);
         }
     }
 
     /// The blocks at and above `number`, highest first, taken out.
-    fn take_from(&mut self, number: u64) -> Vec<(u64, Vec<Log>)> {
-        let taken = self.blocks.split_off(&number);
-        let mut out: Vec<(u64, Vec<Log>)> =
-            taken.into_iter().map(|(n, (_, logs))| (n, logs)).collect();
-        self.bytes -= out.iter().map(|(_, l)| size(l)).sum::<usize>();
+    fn take_from(&mut self, number: u64) -> Vec<Arc<LogBatch>> {
+        let mut out: Vec<Arc<LogBatch>> = self.blocks.split_off(&number).into_values().collect();
+        self.bytes -= out.iter().map(|b| size(&b.logs)).sum::<usize>();
         out.reverse();
         out
     }
@@ -136,8 +137,9 @@ impl ChainCore {
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let number = head.block.number;
-        for (block, logs) in kept.take_from(number) {
-            let logs = logs
+        for sent in kept.take_from(number) {
+            let logs = sent
+                .logs
                 .iter()
                 .map(|l| Log {
                     json: l.removed_json(),
@@ -146,7 +148,7 @@ impl ChainCore {
                 .collect();
             self.logs.send(
                 LogBatch {
-                    block,
+                    block: sent.block,
                     removed: true,
                     logs,
                 },
@@ -156,10 +158,7 @@ impl ChainCore {
         let call = match self.family.block_logs_call(&head.block.hash) {
             Some(c) if self.logs.listened() || self.filters.wants_logs() => c,
             // Nobody listens: nothing to send now, nor to remove later.
-            _ => {
-                kept.insert(number, head.block.hash.clone(), Vec::new());
-                return true;
-            }
+            _ => return true,
         };
         let mut pause = Duration::from_millis(200);
         let logs = loop {
@@ -187,15 +186,15 @@ impl ChainCore {
             }
             pause = (pause * 2).min(Duration::from_secs(5));
         };
-        self.logs.send(
+        let sent = self.logs.send(
             LogBatch {
                 block: number,
                 removed: false,
-                logs: logs.clone(),
+                logs,
             },
             &self.filters,
         );
-        kept.insert(number, head.block.hash.clone(), logs);
+        kept.insert(sent);
         true
     }
 }
