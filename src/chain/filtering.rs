@@ -61,7 +61,7 @@ where
             Handled::Pass(call) => Either::Left(self.inner.call(call)),
             Handled::Answer(a) => Either::Right(Box::pin(std::future::ready(Ok(a)))),
             Handled::Logs(call) => {
-                // `poll_ready` readied `self.inner` for the call this one replaces.
+                // A clone, which `oneshot` readies: this future outlives the borrow.
                 Either::Right(Box::pin(self.inner.clone().oneshot(call)))
             }
         }

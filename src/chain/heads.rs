@@ -80,10 +80,7 @@ impl HeadFeed {
                 // Another block at a height already sent: what was sent above it is of the
                 // old branch.
                 Some(_) => {
-                    let above: Vec<u64> = sent.range(block.number..).map(|(n, _)| *n).collect();
-                    for n in above {
-                        sent.remove(&n);
-                    }
+                    sent.split_off(&block.number);
                 }
                 None => {}
             }
