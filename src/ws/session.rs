@@ -217,7 +217,7 @@ impl Session {
                 )),
                 Vec::new(),
             ),
-            Ok(Incoming::Single(Item::Call(call))) => match subs.answer(&call, false) {
+            Ok(Incoming::Single(Item::Call(call))) => match subs.answer(&call) {
                 Some(payload) => ready(
                     call.id.map(|id| encode_response(&id, &payload)),
                     subs.take_inactive(),
@@ -245,7 +245,7 @@ impl Session {
             Ok(Incoming::Batch(items)) => {
                 let batch = self
                     .answers
-                    .batch(self.chain.clone(), items, |call| subs.answer(call, false));
+                    .batch(self.chain.clone(), items, |call| subs.answer(call));
                 let activate = subs.take_inactive();
                 Box::pin(async move {
                     let any = batch.any_answer;

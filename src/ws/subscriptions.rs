@@ -60,7 +60,7 @@ pub(super) struct Subscriptions {
     family: Arc<dyn ChainFamily>,
     /// At most `max` (128 by default): scanned, not indexed.
     subs: Vec<Sub>,
-    /// Made inactive, not yet taken (`take_inactive`).
+    /// Made, not notifying yet, not yet taken (`take_inactive`).
     inactive: Vec<String>,
     metrics: Vec<KindMetrics>,
 }
@@ -98,10 +98,11 @@ impl Subscriptions {
     }
 
     /// The answer to `eth_subscribe` or `eth_unsubscribe`; `None` for any other method.
-    /// A subscription made `active: false` gets no notification until `activate`.
-    pub(super) fn answer(&mut self, call: &Call, active: bool) -> Option<Payload> {
+    /// A subscription made here gets no notification until `activate` (once its answer is
+    /// queued: `take_inactive` lists it).
+    pub(super) fn answer(&mut self, call: &Call) -> Option<Payload> {
         let answer = match call.method.as_str() {
-            "eth_subscribe" => self.subscribe(call.params.as_deref(), active),
+            "eth_subscribe" => self.subscribe(call.params.as_deref()),
             "eth_unsubscribe" => self.unsubscribe(call.params.as_deref()),
             _ => return None,
         };
@@ -111,7 +112,7 @@ impl Subscriptions {
         })
     }
 
-    fn subscribe(&mut self, params: Option<&[u8]>, active: bool) -> Result<Value, ErrorObject> {
+    fn subscribe(&mut self, params: Option<&[u8]>) -> Result<Value, ErrorObject> {
         let params = list(params)?;
         let mut filter = LogFilter::default();
         let kind = match params.first().and_then(Value::as_str) {
@@ -157,14 +158,12 @@ impl Subscriptions {
         if let Some(m) = self.kind_metrics(kind) {
             m.open.increment(1.0);
         }
-        if !active {
-            self.inactive.push(id.clone());
-        }
+        self.inactive.push(id.clone());
         self.subs.push(Sub {
             id: id.clone(),
             kind,
             filter,
-            active,
+            active: false,
             prefix,
         });
         Ok(Value::String(id))
@@ -185,7 +184,7 @@ impl Subscriptions {
         Ok(Value::Bool(true))
     }
 
-    /// The ids of the subscriptions made inactive since the last call.
+    /// The ids of the subscriptions made since the last call (not notifying yet).
     pub(super) fn take_inactive(&mut self) -> Vec<String> {
         std::mem::take(&mut self.inactive)
     }
