@@ -45,7 +45,7 @@ impl CallOutcome {
 
 #[derive(Debug)]
 pub(super) struct ChainMetrics {
-    registry: Arc<Metrics>,
+    pub(super) registry: Arc<Metrics>,
     chain: Arc<str>,
     labels: MethodLabels,
     /// `method index * CallOutcome::COUNT + outcome`.

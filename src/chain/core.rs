@@ -12,6 +12,7 @@ use super::call_metrics::ChainMetrics;
 use super::filters::FilterStore;
 use super::heads::HeadFeed;
 use super::log_feed::LogFeed;
+use super::pending::PendingFeed;
 use super::stack::{Answer, ChainCall};
 use crate::config::ChainConfig;
 use crate::family::{self, ChainFamily, Cost};
@@ -36,6 +37,8 @@ pub struct ChainCore {
     pub logs: LogFeed,
     /// The filters the chain serves itself (`chain::filtering`).
     pub filters: FilterStore,
+    /// The pending transactions the upstream sockets tell, for subscribers and filters.
+    pub pending: PendingFeed,
     next_id: AtomicU64,
 }
 
@@ -53,6 +56,18 @@ impl ChainCore {
             heads: HeadFeed::new(metrics.backfilled.clone()),
             logs: LogFeed::default(),
             filters: FilterStore::new(config.policy.filters.clone(), metrics.filters.clone()),
+            pending: {
+                let counter = |result: &'static str| {
+                    metrics.registry.counter(
+                        crate::metrics::PENDING_SEEN,
+                        vec![
+                            metrics::Label::new("chain", config.name.to_string()),
+                            metrics::Label::new("result", result),
+                        ],
+                    )
+                };
+                PendingFeed::new(counter("new"), counter("duplicate"))
+            },
             cache,
             config,
             family,

@@ -1,9 +1,9 @@
 //! The filter methods answered from the chain's own filters (`chain::filters`):
-//! `eth_newFilter`, `eth_newBlockFilter`, `eth_getFilterChanges`, `eth_getFilterLogs`
-//! (an `eth_getLogs` with the filter's criteria, sent down the stack: split, cached and
-//! routed like any) and `eth_uninstallFilter`. An id this chain did not make (a pending
-//! transactions filter, which is still the node's) goes on to the upstreams, whose answer,
-//! "filter not found" included, is the node's.
+//! `eth_newFilter`, `eth_newBlockFilter`, `eth_newPendingTransactionFilter`,
+//! `eth_getFilterChanges`, `eth_getFilterLogs` (an `eth_getLogs` with the filter's
+//! criteria, sent down the stack: split, cached and routed like any) and
+//! `eth_uninstallFilter`. An id this chain did not make goes on to the upstreams, whose
+//! answer, "filter not found" included, is the node's.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -94,6 +94,7 @@ fn handle(core: &Arc<ChainCore>, call: ChainCall) -> Handled {
     };
     match call.call.method.as_str() {
         "eth_newBlockFilter" => made(FilterKind::Blocks),
+        "eth_newPendingTransactionFilter" => made(FilterKind::Pending),
         "eth_newFilter" => {
             let object = params().into_iter().next().unwrap_or(json!({}));
             match core.family.poll_filter(&object) {

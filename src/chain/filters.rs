@@ -1,5 +1,5 @@
-//! Filters the chain serves itself (`eth_newFilter`, `eth_newBlockFilter`, polled with
-//! `eth_getFilterChanges`): a filter made on one node and polled through a proxy lands on
+//! Filters the chain serves itself (`eth_newFilter`, `eth_newBlockFilter`,
+//! `eth_newPendingTransactionFilter`, polled with `eth_getFilterChanges`): a filter made on one node and polled through a proxy lands on
 //! another node that never made it ("filter not found"), and clients that watch events
 //! over HTTP (viem's `watchContractEvent`, ethers' `contract.on`) lose events. A filter
 //! here is Manifold's own: its own id, its changes taken from the chain's new heads and
@@ -28,6 +28,8 @@ use crate::family::LogFilter;
 pub enum FilterKind {
     /// The hashes of new blocks.
     Blocks,
+    /// The hashes of new pending transactions (told by the upstream sockets).
+    Pending,
     /// Logs that match `filter` in blocks `from..=to`; `query` is the filter object as the
     /// client sent it, for `eth_getFilterLogs`.
     Logs {
@@ -52,6 +54,11 @@ pub struct FilterStore {
     filters: Mutex<HashMap<String, Filter>>,
     /// Logs filters held: the log feed asks for logs while there is one.
     log_filters: AtomicUsize,
+    /// Pending filters held: the upstream sockets subscribe to pending transactions while
+    /// there is one.
+    pending_filters: AtomicUsize,
+    /// Filters held, any kind: the upstream sockets stay open while there is one.
+    count: AtomicUsize,
     held: Gauge,
 }
 
@@ -61,6 +68,8 @@ impl FilterStore {
             policy,
             filters: Mutex::new(HashMap::new()),
             log_filters: AtomicUsize::new(0),
+            pending_filters: AtomicUsize::new(0),
+            count: AtomicUsize::new(0),
             held,
         }
     }
@@ -77,9 +86,11 @@ impl FilterStore {
             return None;
         }
         let id = format!("0x{:032x}", fastrand::u128(..));
-        if matches!(kind, FilterKind::Logs { .. }) {
-            self.log_filters.fetch_add(1, Ordering::Relaxed);
-        }
+        match kind {
+            FilterKind::Logs { .. } => self.log_filters.fetch_add(1, Ordering::Relaxed),
+            FilterKind::Pending => self.pending_filters.fetch_add(1, Ordering::Relaxed),
+            FilterKind::Blocks => 0,
+        };
         filters.insert(
             id.clone(),
             Filter {
@@ -88,6 +99,7 @@ impl FilterStore {
                 polled: Instant::now(),
             },
         );
+        self.count.store(filters.len(), Ordering::Relaxed);
         self.held.set(filters.len() as f64);
         Some(id)
     }
@@ -108,7 +120,7 @@ impl FilterStore {
         f.polled = Instant::now();
         match &f.kind {
             FilterKind::Logs { query, .. } => Some(query.clone()),
-            FilterKind::Blocks => None,
+            FilterKind::Blocks | FilterKind::Pending => None,
         }
     }
 
@@ -123,6 +135,32 @@ impl FilterStore {
     /// Whether some logs filter is held.
     pub fn wants_logs(&self) -> bool {
         self.log_filters.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether some pending filter is held.
+    pub fn wants_pending(&self) -> bool {
+        self.pending_filters.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether any filter is held.
+    pub fn any(&self) -> bool {
+        self.count.load(Ordering::Relaxed) > 0
+    }
+
+    /// A new pending transaction: each pending filter gets its hash.
+    pub fn on_pending(&self, hash: &str) {
+        if !self.wants_pending() {
+            return;
+        }
+        let mut filters = self.lock();
+        let max = self.policy.max_changes;
+        let json = Bytes::from(format!("\"{hash}\""));
+        self.each(&mut filters, |f| {
+            if f.kind == FilterKind::Pending {
+                f.changes.push_back(json.clone());
+            }
+            f.changes.len() <= max
+        });
     }
 
     /// New blocks, lowest first: each block filter gets their hashes.
@@ -204,13 +242,16 @@ impl FilterStore {
     }
 
     fn dropped(&self, filters: &HashMap<String, Filter>, removed: Option<&Filter>) {
-        if let Some(Filter {
-            kind: FilterKind::Logs { .. },
-            ..
-        }) = removed
-        {
-            self.log_filters.fetch_sub(1, Ordering::Relaxed);
+        match removed.map(|f| &f.kind) {
+            Some(FilterKind::Logs { .. }) => {
+                self.log_filters.fetch_sub(1, Ordering::Relaxed);
+            }
+            Some(FilterKind::Pending) => {
+                self.pending_filters.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
         }
+        self.count.store(filters.len(), Ordering::Relaxed);
         self.held.set(filters.len() as f64);
     }
 }
@@ -282,6 +323,25 @@ mod tests {
         assert!(s.uninstall(&logs));
         assert!(!s.uninstall(&logs));
         assert!(!s.wants_logs());
+    }
+
+    #[test]
+    fn pending_filters_get_each_hash() {
+        let s = store(10, 10);
+        assert!(!s.any());
+        s.on_pending("0x1");
+        let p = s.create(FilterKind::Pending).unwrap();
+        let b = s.create(FilterKind::Blocks).unwrap();
+        assert!(s.wants_pending() && s.any());
+        s.on_pending("0x2");
+        s.on_pending("0x3");
+        assert_eq!(s.changes(&p).unwrap(), ["\"0x2\"", "\"0x3\""]);
+        assert!(s.changes(&b).unwrap().is_empty());
+        assert!(s.logs_query(&p).is_none());
+        assert!(s.uninstall(&p));
+        assert!(!s.wants_pending());
+        assert!(s.uninstall(&b));
+        assert!(!s.any());
     }
 
     #[tokio::test(start_paused = true)]

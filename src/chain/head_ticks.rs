@@ -13,6 +13,7 @@ pub(super) struct HeadTicks {
     interval: Duration,
     last_head: Option<u64>,
     last_round: Instant,
+    moves: watch::Receiver<u64>,
 }
 
 impl HeadTicks {
@@ -22,6 +23,7 @@ impl HeadTicks {
             // Rounds start once the first probes have set the head.
             last_head: None,
             last_round: Instant::now(),
+            moves: core.health.head.moves(),
         }
     }
 
@@ -31,28 +33,36 @@ impl HeadTicks {
         core: &ChainCore,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
-        // Heads change on probes; looking more often than a second costs an atomic read.
-        let tick = self.interval.min(Duration::from_secs(1));
         loop {
+            if *stop.borrow() {
+                return false;
+            }
+            let head = core.head();
+            let due = self.last_round + self.interval;
+            if head.is_some() && (head != self.last_head || Instant::now() >= due) {
+                self.last_head = head;
+                self.last_round = Instant::now();
+                // What moved before now is in this round.
+                self.moves.borrow_and_update();
+                return true;
+            }
+            // No head yet: the first probes (or a move) set it.
+            let until = if head.is_none() {
+                Instant::now() + self.interval
+            } else {
+                due
+            };
             tokio::select! {
-                () = tokio::time::sleep(tick) => {}
+                () = tokio::time::sleep_until(until) => {}
+                // The head moved (a probe or a socket told a new one).
+                moved = self.moves.changed() => if moved.is_err() {
+                    return false;
+                },
                 // A sender gone is a stop too (else `changed` answers at once, forever).
                 changed = stop.changed() => if changed.is_err() {
                     return false;
                 },
             }
-            if *stop.borrow() {
-                return false;
-            }
-            let head = core.head();
-            if head.is_none()
-                || (head == self.last_head && self.last_round.elapsed() < self.interval)
-            {
-                continue;
-            }
-            self.last_head = head;
-            self.last_round = Instant::now();
-            return true;
         }
     }
 }

@@ -10,6 +10,7 @@
 //! closed (`crate::ws`), never silently skipped.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -35,6 +36,21 @@ pub struct HeadFeed {
     /// The hash sent at each recent height, so that no block goes out twice.
     sent: Mutex<BTreeMap<u64, String>>,
     backfilled: Counter,
+    /// Receivers the chain holds itself (the logs feed): not a client's.
+    own: AtomicUsize,
+}
+
+/// A receiver the chain holds itself, not counted as a client's (`HeadFeed::clients`).
+#[derive(Debug)]
+pub struct OwnReceiver<'a> {
+    pub rx: broadcast::Receiver<Arc<NewHead>>,
+    feed: &'a HeadFeed,
+}
+
+impl Drop for OwnReceiver<'_> {
+    fn drop(&mut self) {
+        self.feed.own.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl HeadFeed {
@@ -43,12 +59,27 @@ impl HeadFeed {
             tx: broadcast::channel(CHANNEL).0,
             sent: Mutex::new(BTreeMap::new()),
             backfilled,
+            own: AtomicUsize::new(0),
         }
     }
 
     /// The heads from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<NewHead>> {
         self.tx.subscribe()
+    }
+
+    /// The heads from now on, for the chain itself.
+    pub(super) fn subscribe_own(&self) -> OwnReceiver<'_> {
+        self.own.fetch_add(1, Ordering::Relaxed);
+        OwnReceiver {
+            rx: self.tx.subscribe(),
+            feed: self,
+        }
+    }
+
+    /// Whether a client listens (a subscriber's socket), not just the chain itself.
+    pub fn clients(&self) -> bool {
+        self.tx.receiver_count() > self.own.load(Ordering::Relaxed)
     }
 
     /// Whether any socket listens (a block's header is made only then).

@@ -56,7 +56,8 @@ impl LogFeed {
         self.tx.subscribe()
     }
 
-    fn listened(&self) -> bool {
+    /// Whether any socket listens.
+    pub fn listened(&self) -> bool {
         self.tx.receiver_count() > 0
     }
 
@@ -106,11 +107,11 @@ fn size(logs: &[Log]) -> usize {
 }
 
 pub(super) async fn run(core: Arc<ChainCore>, mut stop: watch::Receiver<bool>) {
-    let mut heads = core.heads.subscribe();
+    let mut heads = core.heads.subscribe_own();
     let mut kept = Kept::default();
     loop {
         let head = tokio::select! {
-            h = heads.recv() => h,
+            h = heads.rx.recv() => h,
             _ = stop.changed() => return,
         };
         match head {

@@ -18,7 +18,9 @@ pub mod heads;
 mod key;
 pub mod log_feed;
 mod metered;
+mod pending;
 mod rescue;
+mod sockets;
 mod split;
 pub mod stack;
 mod steer;
@@ -60,6 +62,8 @@ pub struct Shared {
     /// Whether clients may subscribe to new heads (`[server.websocket]`): the chains
     /// follow their newest blocks then, cache or not.
     pub subscriptions: bool,
+    /// How upstream sockets ping, linger and go stale (`[server.websocket]`).
+    pub sockets: crate::upstream::socket::Timing,
 }
 
 #[derive(Debug)]
@@ -69,6 +73,7 @@ pub struct Chain {
     /// Whether the chain follows its newest blocks (the cache's recent answers, and new
     /// heads for subscribers).
     follow: bool,
+    sockets: crate::upstream::socket::Timing,
 }
 
 impl Chain {
@@ -79,6 +84,7 @@ impl Chain {
             budget,
             redis,
             subscriptions,
+            sockets,
         } = shared;
         let family = family::for_chain(&config);
         let answers = AnswerLimit {
@@ -184,6 +190,7 @@ impl Chain {
             stack: stack::build(&core),
             core,
             follow,
+            sockets: *sockets,
         })
     }
 
@@ -217,6 +224,11 @@ impl Chain {
     /// The chain's new heads, as subscribers get them.
     pub fn heads(&self) -> &heads::HeadFeed {
         &self.core.heads
+    }
+
+    /// The pending transactions the upstream sockets tell, as subscribers get them.
+    pub fn pending(&self) -> &pending::PendingFeed {
+        &self.core.pending
     }
 
     /// The logs of the chain's new blocks, as subscribers get them.
@@ -253,6 +265,19 @@ impl Chain {
             tasks.push(tokio::spawn(follow::run(core.clone(), stop.clone())));
             if core.family.block_logs_call("0x").is_some() {
                 tasks.push(tokio::spawn(log_feed::run(core.clone(), stop.clone())));
+            }
+            // Sockets for the upstreams that have one, opened while a client needs them.
+            for u in core
+                .upstreams
+                .iter()
+                .filter(|u| u.client().socket().is_some())
+            {
+                tasks.push(tokio::spawn(sockets::run(
+                    core.clone(),
+                    u.clone(),
+                    self.sockets,
+                    stop.clone(),
+                )));
             }
         }
         tasks

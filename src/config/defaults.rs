@@ -60,6 +60,12 @@ pub const WS_MAX_IN_FLIGHT: usize = 100;
 pub const WS_QUEUE_MESSAGES: usize = 4096;
 pub const WS_QUEUE_BYTES: usize = 16 * 1024 * 1024;
 pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// An upstream socket stays open this long after its last subscriber (or filter) left: a
+/// client that reconnects at once finds it open.
+pub const WS_UPSTREAM_LINGER: Duration = Duration::from_secs(60);
+/// An upstream socket whose heads trail its own polled head for this long is opened again
+/// (open, answering pings, but no longer delivering).
+pub const WS_UPSTREAM_STALE_AFTER: Duration = Duration::from_secs(30);
 /// Filters a chain holds: each is a few kilobytes between polls.
 pub const FILTERS_MAX: usize = 10_000;
 /// geth's filter timeout.

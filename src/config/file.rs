@@ -45,6 +45,8 @@ pub struct FileWebsocket {
     pub queue_bytes: Option<u64>,
     pub ping_interval: Option<String>,
     pub allowed_origins: Option<Vec<String>>,
+    pub upstream_linger: Option<String>,
+    pub upstream_stale_after: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,7 +82,7 @@ pub struct FileChain {
 pub struct FileUpstream {
     pub name: String,
     pub url: String,
-    pub ws_url: Option<String>,
+    pub ws_url: Option<FileWsUrl>,
     pub tier: Option<String>,
     pub failure_domain: Option<String>,
     pub weight: Option<u32>,
@@ -92,6 +94,15 @@ pub struct FileUpstream {
     pub timeout: Option<String>,
     pub connect_timeout: Option<String>,
     pub methods: Option<FileMethods>,
+}
+
+/// `ws_url = "wss://…"`, or `true` (derived from `url`, as when left out) or `false` (no
+/// upstream socket).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FileWsUrl {
+    Url(String),
+    Derived(bool),
 }
 
 #[derive(Debug, Default, Deserialize)]

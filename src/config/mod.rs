@@ -11,6 +11,7 @@ mod interpolate;
 mod pubsub;
 mod redact;
 mod shown;
+mod upstream;
 mod validate;
 
 use std::net::SocketAddr;
@@ -18,13 +19,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderName, HeaderValue};
 use url::Url;
 
 pub use error::{ConfigError, ConfigErrors, KeyPath};
 pub use interpolate::Secrets;
 pub use pubsub::{FilterPolicy, WsConfig};
 pub use redact::{redact_url, url_secret_parts};
+pub use upstream::{MethodFilter, Tier, UpstreamConfig, UpstreamWs};
 
 pub use crate::upstream::{BreakerPolicy, HedgeDelay, HedgePolicy};
 
@@ -150,94 +151,6 @@ pub struct ChainConfig {
     pub chain_id: Option<u64>,
     pub upstreams: Vec<UpstreamConfig>,
     pub policy: Policy,
-}
-
-/// Preference class of an upstream: `fallback` serves only when nothing better can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Tier {
-    Primary,
-    Secondary,
-    Fallback,
-}
-
-impl Tier {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tier::Primary => "primary",
-            Tier::Secondary => "secondary",
-            Tier::Fallback => "fallback",
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct UpstreamConfig {
-    pub name: Arc<str>,
-    pub url: Url,
-    /// `url` with secrets redacted: the only form ever logged or shown.
-    pub display_url: String,
-    pub tier: Tier,
-    pub failure_domain: String,
-    pub weight: u32,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Per attempt: from sending the request to the last byte of the answer.
-    pub timeout: Duration,
-    pub connect_timeout: Duration,
-    pub methods: MethodFilter,
-    /// Most requests per second sent to it (health probes excluded).
-    pub max_rps: Option<std::num::NonZeroU32>,
-    /// Most attempts sent to it at once (each its own connection over HTTP/1.1); more wait
-    /// for one to finish. Health probes are not counted.
-    pub max_in_flight: u32,
-    /// The widest `eth_getLogs` block range it answers: wider ranges are split
-    /// (`chain::split`).
-    pub max_logs_range: u64,
-    /// Everything about this upstream not to show (the config's `${VAR}` values, the URL's
-    /// credentials, key-like path segments and query values, header values): hidden in any
-    /// text that came back from it before it is shown anywhere.
-    pub secrets: Secrets,
-}
-
-impl std::fmt::Debug for UpstreamConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The redacted URL only, and header names only: a `{:?}` in a log line must not
-        // leak a key.
-        f.debug_struct("UpstreamConfig")
-            .field("name", &self.name)
-            .field("url", &self.display_url)
-            .field("tier", &self.tier)
-            .field("failure_domain", &self.failure_domain)
-            .field("weight", &self.weight)
-            .field(
-                "headers",
-                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
-            )
-            .field("timeout", &self.timeout)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("methods", &self.methods)
-            .field("max_rps", &self.max_rps)
-            .field("max_in_flight", &self.max_in_flight)
-            .field("max_logs_range", &self.max_logs_range)
-            .finish()
-    }
-}
-
-/// Which methods an upstream may serve: `allow` (if given) then `deny`; a trailing `*`
-/// matches a prefix (`debug_*`).
-#[derive(Debug, Clone, Default)]
-pub struct MethodFilter {
-    pub allow: Option<Vec<String>>,
-    pub deny: Vec<String>,
-}
-
-impl MethodFilter {
-    pub fn allows(&self, method: &str) -> bool {
-        let matches = |pattern: &String| match pattern.strip_suffix('*') {
-            Some(prefix) => method.starts_with(prefix),
-            None => method == pattern,
-        };
-        self.allow.as_ref().is_none_or(|a| a.iter().any(matches)) && !self.deny.iter().any(matches)
-    }
 }
 
 /// Per-chain request policy.

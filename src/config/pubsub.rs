@@ -25,6 +25,11 @@ pub struct WsConfig {
     /// Origins (`https://app.example`) a browser may connect from; empty: any. A request
     /// without an `Origin` header (not a browser) is always let in.
     pub allowed_origins: Vec<String>,
+    /// An upstream socket is closed this long after the last client that needed it left.
+    pub upstream_linger: Duration,
+    /// An upstream socket whose heads trail the upstream's polled head this long is opened
+    /// again.
+    pub upstream_stale_after: Duration,
 }
 
 impl Default for WsConfig {
@@ -39,6 +44,8 @@ impl Default for WsConfig {
             queue_bytes: d::WS_QUEUE_BYTES,
             ping_interval: d::WS_PING_INTERVAL,
             allowed_origins: Vec::new(),
+            upstream_linger: d::WS_UPSTREAM_LINGER,
+            upstream_stale_after: d::WS_UPSTREAM_STALE_AFTER,
         }
     }
 }

@@ -125,6 +125,12 @@ impl UpstreamConfig {
             if !headers.is_empty() {
                 obj.insert("headers".into(), serde_json::Value::Object(headers));
             }
+            obj.insert(
+                "ws_url".into(),
+                self.ws
+                    .as_ref()
+                    .map_or(json!(false), |w| json!(&w.display_url)),
+            );
             if let Some(rps) = self.max_rps {
                 obj.insert("max_rps".into(), json!(rps.get()));
             }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 pub use cache_rule::CacheRule;
 pub use labels::MethodLabels;
-pub use pubsub::{Log, LogFilter};
+pub use pubsub::{Log, LogFilter, Push, PushProtocol};
 pub use range::{CanonicalHash, MergeError, RangeEnd, RangePart, RangeQuery};
 
 use crate::config::{ChainConfig, Family};
@@ -199,6 +199,12 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
     /// A `newHeads` notification's `result` for a block answering `block_ref_call`: its
     /// header, as a node's own subscription sends it.
     fn head_notification(&self, _block: &[u8]) -> Option<bytes::Bytes> {
+        None
+    }
+
+    /// How its nodes push heads and pending transactions over a WebSocket, for a family
+    /// that has upstream sockets.
+    fn push(&self) -> Option<&dyn PushProtocol> {
         None
     }
 

@@ -5,6 +5,31 @@
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::FamilyCall;
+
+/// What an upstream socket subscribes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Each new head block.
+    Heads,
+    /// The hashes of transactions entering the node's pool.
+    Pending,
+}
+
+/// How a family's nodes push over a WebSocket: the calls that subscribe and unsubscribe,
+/// and what a notification's `result` says. The socket itself (`upstream::socket`) is
+/// family-neutral: the JSON-RPC envelope of a notification (`params.subscription`,
+/// `params.result`) is the same on every chain that has one.
+pub trait PushProtocol: Send + Sync + std::fmt::Debug {
+    fn subscribe(&self, what: Push) -> FamilyCall;
+    /// `id`: the subscription id as the node gave it (JSON text).
+    fn unsubscribe(&self, id: &str) -> FamilyCall;
+    /// The block number of a heads notification's `result`.
+    fn head_number(&self, result: &[u8]) -> Option<u64>;
+    /// The transaction hash of a pending notification's `result` (lower case).
+    fn pending_hash(&self, result: &[u8]) -> Option<String>;
+}
+
 /// One log of a block, as a node answered it, with what filters look at (lower case).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {

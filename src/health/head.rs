@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// The highest head at most `tolerance` above the (upper) median of `heads`.
@@ -46,6 +47,9 @@ pub struct ChainHead {
     finalized: AtomicU64,
     state: Mutex<State>,
     hold: Duration,
+    /// Told each time the head changes, so that the chain's background rounds take a new
+    /// block in at once (a socket tells heads between probes).
+    moved: watch::Sender<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -64,7 +68,13 @@ impl ChainHead {
             finalized: AtomicU64::new(0),
             state: Mutex::new(State::default()),
             hold,
+            moved: watch::channel(0).0,
         }
+    }
+
+    /// Changes each time the head does.
+    pub fn moves(&self) -> watch::Receiver<u64> {
+        self.moved.subscribe()
     }
 
     pub fn get(&self) -> Option<u64> {
@@ -101,7 +111,12 @@ impl ChainHead {
         let Some(candidate) = robust_head(heads, tolerance) else {
             return (self.get(), false);
         };
-        let store = |v: u64| self.value.store(v.saturating_add(1), Ordering::Relaxed);
+        let store = |v: u64| {
+            let v = v.saturating_add(1);
+            self.value.store(v, Ordering::Relaxed);
+            self.moved
+                .send_if_modified(|old| std::mem::replace(old, v) != v);
+        };
         match self.get() {
             // Fewer upstreams count than set the head: the lower candidate only says that the
             // leaders went away, not that the chain went back. Keep the head, so that the

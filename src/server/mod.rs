@@ -99,6 +99,11 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         budget: budget.clone(),
         redis,
         subscriptions: config.server.websocket.enabled,
+        sockets: crate::upstream::socket::Timing {
+            ping_interval: config.server.websocket.ping_interval,
+            linger: config.server.websocket.upstream_linger,
+            stale_after: config.server.websocket.upstream_stale_after,
+        },
     };
     let snapshot: SharedSnapshot = Arc::new(ArcSwap::from_pointee(
         Snapshot::build(config, &shared).map_err(StartError::Setup)?,

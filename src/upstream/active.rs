@@ -66,6 +66,8 @@ pub struct ActiveHealth {
     status: AtomicU8,
     /// The head plus one: 0 until a probe reports one (a chain at genesis has head 0).
     head: AtomicU64,
+    /// The newest head its open socket told, plus one: 0 while no socket is open.
+    socket_head: AtomicU64,
     /// Its last finalized block plus one: 0 while none is known.
     finalized: AtomicU64,
     probes: AtomicU64,
@@ -106,6 +108,7 @@ impl ActiveHealth {
         Self {
             status: AtomicU8::new(HealthStatus::Unknown as u8),
             head: AtomicU64::new(0),
+            socket_head: AtomicU64::new(0),
             finalized: AtomicU64::new(0),
             probes: AtomicU64::new(0),
             probe_latency_us: AtomicU64::new(0),
@@ -121,8 +124,29 @@ impl ActiveHealth {
         HealthStatus::from_u8(self.status.load(Ordering::Relaxed))
     }
 
+    /// Its head: the newer of what the last probe and its open socket said (a probe
+    /// answered after a socket's notification may be one block older).
     pub fn head(&self) -> Option<u64> {
+        let probed = self.head.load(Ordering::Relaxed);
+        probed
+            .max(self.socket_head.load(Ordering::Relaxed))
+            .checked_sub(1)
+    }
+
+    /// The head its last probe said.
+    pub fn probed_head(&self) -> Option<u64> {
         self.head.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// The head its socket told last (`None`: no socket open, or none told yet).
+    pub fn socket_head(&self) -> Option<u64> {
+        self.socket_head.load(Ordering::Relaxed).checked_sub(1)
+    }
+
+    /// A head its socket told; `None` when the socket closed.
+    pub fn set_socket_head(&self, head: Option<u64>) {
+        let v = head.map_or(0, |h| h.saturating_add(1));
+        self.socket_head.store(v, Ordering::Relaxed);
     }
 
     /// The finalized block it last reported (a finality probe).

@@ -70,6 +70,8 @@ pub struct UpstreamClient {
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     uri: Uri,
     headers: HeaderMap,
+    /// Where its WebSocket is (`ws_url`), with the same credentials and headers.
+    socket: Option<super::socket::SocketTarget>,
     timeout: Duration,
     answers: AnswerLimit,
     /// One permit per attempt in flight (`max_in_flight`).
@@ -115,6 +117,9 @@ impl UpstreamClient {
         http.set_nodelay(true);
         http.set_connect_timeout(Some(cfg.connect_timeout));
         http.set_keepalive(Some(Duration::from_secs(60)));
+        let socket = cfg.ws.as_ref().map(|ws| {
+            super::socket::SocketTarget::new(ws.url.clone(), &cfg.headers, &tls, cfg.timeout)
+        });
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
@@ -139,16 +144,12 @@ impl UpstreamClient {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
-        if !url.username().is_empty() || url.password().is_some() {
-            let user = percent_decode(url.username());
-            let pass = url.password().map(percent_decode).unwrap_or_default();
-            let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-            let mut value = HeaderValue::try_from(format!("Basic {token}"))
-                .map_err(|_| "credentials in the URL are not valid header text".to_string())?;
-            value.set_sensitive(true);
+        if let Some(value) = take_credentials(&mut url) {
             headers.insert(AUTHORIZATION, value);
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            // They stayed: not valid header text.
+            return Err("credentials in the URL are not valid header text".to_string());
         }
         for (name, value) in &cfg.headers {
             headers.insert(name.clone(), value.clone());
@@ -161,6 +162,7 @@ impl UpstreamClient {
             http: client,
             uri,
             headers,
+            socket,
             timeout: cfg.timeout,
             answers,
             slots: Arc::new(Semaphore::new(
@@ -169,6 +171,11 @@ impl UpstreamClient {
             max_in_flight: cfg.max_in_flight,
             heavy_slots: Arc::new(Semaphore::new(heavy_share(cfg.max_in_flight))),
         })
+    }
+
+    /// Where its WebSocket is, when it has one.
+    pub fn socket(&self) -> Option<&super::socket::SocketTarget> {
+        self.socket.as_ref()
     }
 
     /// The upstream's own `timeout` for an ordinary call.
@@ -334,6 +341,22 @@ pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
+}
+
+/// Take `user:password` out of `url` as an `Authorization: Basic` header (`None`: there
+/// were none, or they are not valid header text, and then they stay).
+pub(super) fn take_credentials(url: &mut url::Url) -> Option<HeaderValue> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let user = percent_decode(url.username());
+    let pass = url.password().map(percent_decode).unwrap_or_default();
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    let mut value = HeaderValue::try_from(format!("Basic {token}")).ok()?;
+    value.set_sensitive(true);
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some(value)
 }
 
 fn percent_decode(s: &str) -> String {

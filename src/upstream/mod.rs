@@ -17,6 +17,7 @@ mod passive;
 mod read_body;
 mod reply;
 mod set;
+pub mod socket;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,7 @@ pub struct Upstream {
     /// `max_rps`; GCRA from the governor crate.
     rate: Option<governor::DefaultDirectRateLimiter>,
     metrics: UpstreamMetrics,
+    socket: socket::SocketStatus,
 }
 
 /// Leave to send one attempt: the breaker let it through and `max_rps` had room. A trial
@@ -101,6 +103,16 @@ impl Upstream {
                 Label::new("upstream", config.name.to_string()),
             ]
         };
+        let socket = socket::SocketStatus::new(
+            metrics,
+            chain,
+            &config.name,
+            if client.socket().is_some() && family.push().is_some() {
+                socket::SocketState::Idle
+            } else {
+                socket::SocketState::Off
+            },
+        );
         let metrics = UpstreamMetrics {
             registry: metrics.clone(),
             chain: chain.clone(),
@@ -113,6 +125,7 @@ impl Upstream {
             lag: metrics.gauge(UPSTREAM_LAG, labels()),
         };
         Ok(Self {
+            socket,
             family,
             client,
             health: PassiveHealth::default(),
@@ -128,6 +141,11 @@ impl Upstream {
 
     pub fn name(&self) -> &Arc<str> {
         &self.config.name
+    }
+
+    /// Its WebSocket's state (`socket::keep`).
+    pub fn socket_status(&self) -> &socket::SocketStatus {
+        &self.socket
     }
 
     /// Ask to send one attempt of a call of `cost`: the breaker's gate, then `max_rps`. An
@@ -292,6 +310,15 @@ impl Upstream {
                 obj.extend(h);
             }
             obj.insert("breaker".into(), self.breaker.snapshot());
+            let url = self
+                .config
+                .ws
+                .as_ref()
+                .map_or("", |w| w.display_url.as_str());
+            obj.insert(
+                "socket".into(),
+                self.socket.snapshot(url, self.active.socket_head()),
+            );
         }
         v
     }

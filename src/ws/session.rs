@@ -95,6 +95,7 @@ where
     // otherwise.
     let mut heads: Option<broadcast::Receiver<Arc<NewHead>>> = None;
     let mut logs: Option<broadcast::Receiver<Arc<LogBatch>>> = None;
+    let mut pending: Option<broadcast::Receiver<Arc<str>>> = None;
     let mut calls: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut ping = tokio::time::interval(s.config.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -120,16 +121,9 @@ where
                     }
                 };
                 calls.push_back(s.receive(text, &mut subs));
-                match (heads.is_some(), subs.wants_heads()) {
-                    (false, true) => heads = Some(s.chain.heads().subscribe()),
-                    (true, false) => heads = None,
-                    _ => {}
-                }
-                match (logs.is_some(), subs.wants_logs()) {
-                    (false, true) => logs = Some(s.chain.logs().subscribe()),
-                    (true, false) => logs = None,
-                    _ => {}
-                }
+                listen(&mut heads, subs.wants_heads(), || s.chain.heads().subscribe());
+                listen(&mut logs, subs.wants_logs(), || s.chain.logs().subscribe());
+                listen(&mut pending, subs.wants_pending(), || s.chain.pending().subscribe());
             }
             Some(done) = calls.next() => {
                 if !deliver(&outbox, done, &mut subs).await {
@@ -155,6 +149,15 @@ where
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => break Closed::SlowClient,
                 Err(broadcast::error::RecvError::Closed) => logs = None,
+            },
+            hash = next(&mut pending) => match hash {
+                Ok(hash) => {
+                    if !send_all(&outbox, subs.pending_messages(&hash)).await {
+                        break Closed::SlowClient;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => break Closed::SlowClient,
+                Err(broadcast::error::RecvError::Closed) => pending = None,
             },
             _ = ping.tick() => {
                 if heard.elapsed() > s.config.ping_interval * 2 {
@@ -268,6 +271,20 @@ async fn deliver(outbox: &Outbox, done: Done, subs: &mut Subscriptions) -> bool 
     };
     subs.activate(&done.activate);
     queued
+}
+
+/// Listen to a feed while some subscription wants it, and only then: a feed listened to
+/// keeps the chain's upstream sockets open and waits for this socket's task.
+fn listen<T: Clone>(
+    feed: &mut Option<broadcast::Receiver<T>>,
+    wanted: bool,
+    subscribe: impl FnOnce() -> broadcast::Receiver<T>,
+) {
+    match (feed.is_some(), wanted) {
+        (false, true) => *feed = Some(subscribe()),
+        (true, false) => *feed = None,
+        _ => {}
+    }
 }
 
 /// The next item of a feed the socket listens to; never, while it listens to none.

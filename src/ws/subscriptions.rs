@@ -21,18 +21,22 @@ use crate::metrics::{Metrics, WS_NOTIFICATIONS, WS_SUBSCRIPTIONS};
 pub(super) enum Kind {
     NewHeads,
     Logs,
+    NewPendingTransactions,
 }
 
 impl Kind {
-    const ALL: [Kind; 2] = [Kind::NewHeads, Kind::Logs];
+    const ALL: [Kind; 3] = [Kind::NewHeads, Kind::Logs, Kind::NewPendingTransactions];
 
     fn label(self) -> &'static str {
         match self {
             Kind::NewHeads => "newHeads",
             Kind::Logs => "logs",
+            Kind::NewPendingTransactions => "newPendingTransactions",
         }
     }
 }
+
+const OFFERED: &str = "newHeads, logs and newPendingTransactions";
 
 #[derive(Debug)]
 struct Sub {
@@ -115,31 +119,48 @@ impl Subscriptions {
     fn subscribe(&mut self, params: Option<&[u8]>) -> Result<Value, ErrorObject> {
         let params = list(params)?;
         let mut filter = LogFilter::default();
-        let kind = match params.first().and_then(Value::as_str) {
-            Some("newHeads") if params.len() == 1 => Kind::NewHeads,
-            Some("newHeads") => return Err(invalid("newHeads takes no parameters")),
-            Some("logs") if params.len() <= 2 => {
-                if let Some(f) = params.get(1) {
-                    filter = self.family.log_filter(f).map_err(|e| invalid(&e))?;
+        let kind =
+            match params.first().and_then(Value::as_str) {
+                Some("newHeads") if params.len() == 1 => Kind::NewHeads,
+                Some("newHeads") => return Err(invalid("newHeads takes no parameters")),
+                Some("logs") if params.len() <= 2 => {
+                    if let Some(f) = params.get(1) {
+                        filter = self.family.log_filter(f).map_err(|e| invalid(&e))?;
+                    }
+                    Kind::Logs
                 }
-                Kind::Logs
-            }
-            Some("logs") => return Err(invalid("expected [\"logs\", filter]")),
-            Some(other @ ("newPendingTransactions" | "syncing" | "transactionReceipts")) => {
-                return Err(ErrorObject::new(
-                    codes::METHOD_NOT_FOUND,
-                    format!("manifold: `{other}` subscriptions are not offered yet (newHeads and logs are)"),
-                ))
-            }
-            Some(other) => {
-                let shown: String = other.chars().take(64).collect();
-                return Err(ErrorObject::new(
-                    codes::METHOD_NOT_FOUND,
-                    format!("manifold: no `{shown}` subscription (newHeads and logs are offered)"),
-                ));
-            }
-            None => return Err(invalid("expected [\"newHeads\"] or [\"logs\", filter]")),
-        };
+                Some("logs") => return Err(invalid("expected [\"logs\", filter]")),
+                // Hashes only: geth's `true` (whole transactions) would need a lookup per hash.
+                Some("newPendingTransactions") => match params.get(1) {
+                    None | Some(Value::Bool(false)) if params.len() <= 2 => {
+                        Kind::NewPendingTransactions
+                    }
+                    Some(Value::Bool(true)) => {
+                        return Err(invalid(
+                            "newPendingTransactions gives hashes only (no full transactions)",
+                        ))
+                    }
+                    _ => return Err(invalid("expected [\"newPendingTransactions\"]")),
+                },
+                Some(other @ ("syncing" | "transactionReceipts")) => {
+                    return Err(ErrorObject::new(
+                        codes::METHOD_NOT_FOUND,
+                        format!(
+                            "manifold: `{other}` subscriptions are not offered yet ({OFFERED} are)"
+                        ),
+                    ))
+                }
+                Some(other) => {
+                    let shown: String = other.chars().take(64).collect();
+                    return Err(ErrorObject::new(
+                        codes::METHOD_NOT_FOUND,
+                        format!("manifold: no `{shown}` subscription ({OFFERED} are offered)"),
+                    ));
+                }
+                None => return Err(invalid(
+                    "expected [\"newHeads\"], [\"logs\", filter] or [\"newPendingTransactions\"]",
+                )),
+            };
         if self.subs.len() >= self.max {
             return Err(ErrorObject::new(
                 codes::LIMIT_EXCEEDED,
@@ -204,6 +225,30 @@ impl Subscriptions {
     /// Whether any subscription wants logs.
     pub(super) fn wants_logs(&self) -> bool {
         self.subs.iter().any(|s| s.kind == Kind::Logs)
+    }
+
+    /// Whether any subscription wants pending transactions.
+    pub(super) fn wants_pending(&self) -> bool {
+        self.subs
+            .iter()
+            .any(|s| s.kind == Kind::NewPendingTransactions)
+    }
+
+    /// The notifications of a pending transaction's hash, one per active subscription.
+    pub(super) fn pending_messages<'a>(&'a self, hash: &str) -> impl Iterator<Item = Message> + 'a {
+        let sent = self
+            .kind_metrics(Kind::NewPendingTransactions)
+            .map(|m| &m.sent);
+        let quoted = Bytes::from(format!("\"{hash}\""));
+        self.subs
+            .iter()
+            .filter(|s| s.active && s.kind == Kind::NewPendingTransactions)
+            .map(move |s| {
+                if let Some(c) = sent {
+                    c.increment(1);
+                }
+                notification(&s.prefix, &quoted)
+            })
     }
 
     /// The notifications of `batch`: each log, to each active `logs` subscription whose

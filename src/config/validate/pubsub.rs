@@ -59,6 +59,21 @@ impl Validator {
         if ping_interval < Duration::from_millis(100) {
             self.fail(&at.key("ping_interval"), "must be at least 100ms");
         }
+        let upstream_linger = self.duration_within(
+            &at.key("upstream_linger"),
+            w.upstream_linger.as_deref(),
+            d.upstream_linger,
+            Duration::from_secs(86_400),
+        );
+        let upstream_stale_after = self.duration_within(
+            &at.key("upstream_stale_after"),
+            w.upstream_stale_after.as_deref(),
+            d.upstream_stale_after,
+            Duration::from_secs(86_400),
+        );
+        if upstream_stale_after < Duration::from_millis(100) {
+            self.fail(&at.key("upstream_stale_after"), "must be at least 100ms");
+        }
         let mut allowed_origins = Vec::new();
         for (i, o) in w.allowed_origins.iter().flatten().enumerate() {
             match origin(o) {
@@ -75,6 +90,8 @@ impl Validator {
             queue_bytes,
             ping_interval,
             allowed_origins,
+            upstream_linger,
+            upstream_stale_after,
         }
     }
 }

@@ -363,3 +363,35 @@ fn limits_have_defaults_ranges_and_fit_together() {
         "{e}"
     );
 }
+
+#[test]
+fn ws_url_is_derived_set_or_off_and_its_secrets_redacted() {
+    let chain = |ws: &str| {
+        format!(
+            "[[chains]]\nname = \"eth\"\nchain_id = 1\n[[chains.upstreams]]\nname = \"a\"\n\
+             url = \"https://rpc.example.io/v2/k3y\"\n{ws}\n"
+        )
+    };
+    let c = Config::from_toml(&chain(""), "t.toml", &|_| None).unwrap();
+    let ws = c.chains[0].upstreams[0].ws.as_ref().unwrap();
+    assert!(ws.derived);
+    assert_eq!(ws.url.as_str(), "wss://rpc.example.io/v2/k3y");
+    let c = Config::from_toml(&chain("ws_url = false"), "t.toml", &|_| None).unwrap();
+    assert!(c.chains[0].upstreams[0].ws.is_none());
+    let c = Config::from_toml(
+        &chain("ws_url = \"wss://ws.example.io/v2/${KEY}\""),
+        "t.toml",
+        &|v| (v == "KEY").then(|| "s3cretkey".to_string()),
+    )
+    .unwrap();
+    let ws = c.chains[0].upstreams[0].ws.as_ref().unwrap();
+    assert!(!ws.derived);
+    assert!(!ws.display_url.contains("s3cretkey"), "{}", ws.display_url);
+    let err = Config::from_toml(&chain("ws_url = \"http://x\""), "t.toml", &|_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("chains[0].upstreams[0].ws_url: scheme `http` is not supported"),
+        "{err}"
+    );
+}

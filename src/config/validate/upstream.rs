@@ -7,9 +7,9 @@ use url::Url;
 
 use super::Validator;
 use crate::config::error::KeyPath;
-use crate::config::file::FileUpstream;
+use crate::config::file::{FileUpstream, FileWsUrl};
 use crate::config::redact::{redact_url, url_secret_parts};
-use crate::config::{defaults, MethodFilter, Tier, UpstreamConfig};
+use crate::config::{defaults, MethodFilter, Tier, UpstreamConfig, UpstreamWs};
 
 impl Validator {
     pub(super) fn upstream(&mut self, at: &KeyPath, u: &FileUpstream) -> Option<UpstreamConfig> {
@@ -41,12 +41,6 @@ impl Validator {
             1..=100_000_000,
             defaults::MAX_LOGS_RANGE,
         );
-        if u.ws_url.is_some() {
-            self.fail(
-                &at.key("ws_url"),
-                "not supported yet in this version (WebSocket comes later)",
-            );
-        }
         let url = match Url::parse(&u.url) {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => {
                 Some(url)
@@ -119,6 +113,7 @@ impl Validator {
                 deny: m.deny.clone().unwrap_or_default(),
             });
         let url = url?;
+        let ws = self.ws_url(at, u.ws_url.as_ref(), &url);
         let failure_domain = match &u.failure_domain {
             Some(d) if d.is_empty() => {
                 self.fail(&at.key("failure_domain"), "must not be empty");
@@ -127,18 +122,27 @@ impl Validator {
             Some(d) => d.clone(),
             None => url.host_str().unwrap_or_default().to_string(),
         };
-        let secrets = self
-            .secrets
-            .with(url_secret_parts(&url, &self.secrets).into_iter().chain(
-                u.headers.values().flat_map(|v| {
+        let secrets = self.secrets.with(
+            url_secret_parts(&url, &self.secrets)
+                .into_iter()
+                .chain(
+                    ws.iter()
+                        .filter(|w| !w.derived)
+                        .flat_map(|w| url_secret_parts(&w.url, &self.secrets)),
+                )
+                .chain(u.headers.values().flat_map(|v| {
                     // `Bearer <token>`: the token alone too.
                     let last = v.rsplit(' ').next().unwrap_or_default().to_string();
                     [v.clone(), last]
-                }),
-            ));
+                })),
+        );
         Some(UpstreamConfig {
             name: Arc::from(u.name.as_str()),
             display_url: redact_url(&url, &self.secrets),
+            ws: ws.map(|w| UpstreamWs {
+                display_url: redact_url(&w.url, &secrets),
+                ..w
+            }),
             secrets,
             url,
             tier,
@@ -151,6 +155,55 @@ impl Validator {
             max_rps,
             max_in_flight,
             max_logs_range: u64::from(max_logs_range),
+        })
+    }
+
+    /// `ws_url`: a `ws://` or `wss://` URL; left out (or `true`): `url` with its scheme
+    /// turned to `ws`/`wss`, as a node that serves both on one port (anvil, geth's
+    /// `--ws` on the HTTP port with `--http.port == --ws.port`, most providers) takes it;
+    /// `false`: none.
+    fn ws_url(
+        &mut self,
+        at: &KeyPath,
+        value: Option<&FileWsUrl>,
+        http: &Url,
+    ) -> Option<UpstreamWs> {
+        let (url, derived) = match value {
+            Some(FileWsUrl::Derived(false)) => return None,
+            None | Some(FileWsUrl::Derived(true)) => {
+                let mut url = http.clone();
+                let scheme = if http.scheme() == "https" {
+                    "wss"
+                } else {
+                    "ws"
+                };
+                url.set_scheme(scheme).ok()?;
+                (url, true)
+            }
+            Some(FileWsUrl::Url(text)) => match Url::parse(text) {
+                Ok(url) if matches!(url.scheme(), "ws" | "wss") && url.host_str().is_some() => {
+                    (url, false)
+                }
+                Ok(url) => {
+                    self.fail(
+                        &at.key("ws_url"),
+                        format!(
+                            "scheme `{}` is not supported: use ws:// or wss:// (or false for no socket)",
+                            url.scheme()
+                        ),
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    self.fail(&at.key("ws_url"), format!("not a valid URL: {e}"));
+                    return None;
+                }
+            },
+        };
+        Some(UpstreamWs {
+            display_url: String::new(),
+            url,
+            derived,
         })
     }
 }

@@ -112,6 +112,10 @@ impl ChainFamily for Evm {
         pubsub::header(block)
     }
 
+    fn push(&self) -> Option<&dyn crate::family::PushProtocol> {
+        Some(&pubsub::EvmPush)
+    }
+
     fn block_logs_call(&self, hash: &str) -> Option<FamilyCall> {
         Some(FamilyCall::new(
             "eth_getLogs",

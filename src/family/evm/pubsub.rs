@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::family::{Log, LogFilter};
+use crate::family::{FamilyCall, Log, LogFilter, Push, PushProtocol};
 
 /// Fields of `eth_getBlockByNumber(n, false)` that are the block's body or totals, not its
 /// header: geth's `newHeads` sends the header alone (`RPCMarshalHeader`).
@@ -15,6 +15,53 @@ const NOT_HEADER: &[&str] = &[
     "size",
     "totalDifficulty",
 ];
+
+/// `eth_subscribe("newHeads")` and `eth_subscribe("newPendingTransactions")`, as geth,
+/// erigon, nethermind, besu, reth and anvil serve them.
+#[derive(Debug)]
+pub struct EvmPush;
+
+impl PushProtocol for EvmPush {
+    fn subscribe(&self, what: Push) -> FamilyCall {
+        let kind = match what {
+            Push::Heads => r#"["newHeads"]"#,
+            Push::Pending => r#"["newPendingTransactions"]"#,
+        };
+        FamilyCall::new("eth_subscribe", kind.into())
+    }
+
+    fn unsubscribe(&self, id: &str) -> FamilyCall {
+        FamilyCall::new("eth_unsubscribe", format!("[{id}]"))
+    }
+
+    fn head_number(&self, result: &[u8]) -> Option<u64> {
+        #[derive(serde::Deserialize)]
+        struct Head<'a> {
+            #[serde(borrow)]
+            number: &'a str,
+        }
+        let head: Head = serde_json::from_slice(result).ok()?;
+        u64::from_str_radix(head.number.strip_prefix("0x")?, 16).ok()
+    }
+
+    fn pending_hash(&self, result: &[u8]) -> Option<String> {
+        // A hash; some nodes (and `newPendingTransactions` with `true`) send the whole
+        // transaction instead.
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Pending {
+            Hash(String),
+            Tx { hash: String },
+        }
+        let hash = match serde_json::from_slice(result).ok()? {
+            Pending::Hash(h) | Pending::Tx { hash: h } => h,
+        };
+        let valid = hash.len() == 66
+            && hash.starts_with("0x")
+            && hash.bytes().skip(2).all(|b| b.is_ascii_hexdigit());
+        valid.then(|| hash.to_ascii_lowercase())
+    }
+}
 
 /// The header of a block answer, as a `newHeads` notification's `result`.
 pub fn header(block: &[u8]) -> Option<Bytes> {
@@ -203,6 +250,28 @@ mod tests {
             log_filter(&serde_json::json!({})).unwrap(),
             LogFilter::default()
         );
+    }
+
+    #[test]
+    fn pushed_heads_and_pending_hashes() {
+        let p = EvmPush;
+        assert_eq!(
+            p.head_number(br#"{"number":"0x1f","hash":"0xab"}"#),
+            Some(31)
+        );
+        assert_eq!(p.head_number(br#"{"hash":"0xab"}"#), None);
+        let h = format!("\"0x{}\"", "AB".repeat(32));
+        assert_eq!(
+            p.pending_hash(h.as_bytes()),
+            Some(format!("0x{}", "ab".repeat(32)))
+        );
+        let tx = format!("{{\"hash\":\"0x{}\",\"nonce\":\"0x1\"}}", "cd".repeat(32));
+        assert_eq!(
+            p.pending_hash(tx.as_bytes()),
+            Some(format!("0x{}", "cd".repeat(32)))
+        );
+        assert_eq!(p.pending_hash(br#""0x12""#), None);
+        assert_eq!(p.unsubscribe("\"0x9\"").params, "[\"0x9\"]");
     }
 
     #[test]
