@@ -1,7 +1,8 @@
-//! Real client libraries through Manifold across an upstream cut: viem's `watchBlocks` and
-//! ethers v6's `provider.on("block")` over WebSocket, and ethers' event listener over HTTP
-//! (an `eth_newFilter` polled with `eth_getFilterChanges`), each seeing every block or log
-//! exactly once. Needs node and `.tools/node_modules` with ethers and viem (`.ci/run`
+//! Real client libraries through Manifold across an upstream cut, on twin anvil nodes (two
+//! separate nodes with one chain: `support::two_paths`): viem's `watchBlocks` and ethers
+//! v6's `provider.on("block")` over WebSocket, and ethers' event listener and viem's
+//! `watchEvent` over HTTP (an `eth_newFilter` polled with `eth_getFilterChanges`), each
+//! seeing every block or log exactly once. Needs node and `.tools/node_modules` with ethers and viem (`.ci/run`
 //! installs them).
 #![allow(
     clippy::unwrap_used,
@@ -16,7 +17,6 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::fault_path::Fault;
 use support::two_paths::TwoPaths;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
@@ -86,7 +86,7 @@ impl Client {
 /// Blocks mined in two rounds, the primary upstream cut between them: the client sees each
 /// of them once, in order.
 async fn every_block_across_a_cut(mode: &str) {
-    let r = TwoPaths::start("").await;
+    let r = TwoPaths::twins("").await;
     r.followed().await;
     let first = r.head().await + 1;
     let mut client = Client::start(&[mode, &r.ws_url(), "10"]).await;
@@ -98,7 +98,7 @@ async fn every_block_across_a_cut(mode: &str) {
     .await;
     for i in 0..10 {
         if i == 5 {
-            r.paths[0].set(Fault::Refuse).await;
+            r.paths[0].cut().await;
         }
         r.mine(1).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -125,19 +125,30 @@ async fn ethers_on_block_sees_every_block_once_across_an_upstream_cut() {
 
 #[tokio::test]
 async fn ethers_event_listener_over_http_sees_every_log_once_across_an_upstream_cut() {
-    let r = TwoPaths::start("").await;
+    every_log_across_a_cut("ethers-logs").await;
+}
+
+#[tokio::test]
+async fn viem_watch_event_over_http_sees_every_log_once_across_an_upstream_cut() {
+    every_log_across_a_cut("viem-logs").await;
+}
+
+/// Six logs, the primary upstream cut after three, on twin nodes: a filter poll sent on to
+/// a node would land on the one that never made the filter.
+async fn every_log_across_a_cut(mode: &str) {
+    let r = TwoPaths::twins("").await;
     let logger = r.deploy_logger().await;
     r.followed().await;
-    let mut client = Client::start(&["ethers-logs", &r.rpc_url(), &logger, "6"]).await;
-    // ethers makes its filter at once, and polls it on each new block it sees (its own
-    // eth_blockNumber polls, every 250 ms): blocks come slower than that.
+    let mut client = Client::start(&[mode, &r.rpc_url(), &logger, "6"]).await;
+    // Each client makes its filter at once and polls it every 250 ms (ethers on each new
+    // block it sees): blocks come slower than that.
     r.metric_reaches("manifold_filters{chain=\"eth\"}", 1.0)
         .await;
     tokio::time::sleep(Duration::from_millis(600)).await;
     let mut sent = Vec::new();
     for i in 0..6 {
         if i == 3 {
-            r.paths[0].set(Fault::Refuse).await;
+            r.paths[0].cut().await;
         }
         sent.push(
             r.emit(&logger).await["transactionHash"]

@@ -14,7 +14,6 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::fault_path::Fault;
 use support::two_paths::TwoPaths;
 use support::*;
 
@@ -47,7 +46,9 @@ async fn changes(r: &TwoPaths, id: &str, n: usize) -> Vec<Value> {
 
 #[tokio::test]
 async fn a_block_filter_sees_every_block_once_across_an_upstream_cut() {
-    let r = TwoPaths::start("").await;
+    // Twins: a poll sent on to a node would land, sooner or later, on the one that never
+    // made the filter.
+    let r = TwoPaths::twins("").await;
     r.followed().await;
     let id = call(&r, "eth_newBlockFilter", json!([])).await["result"]
         .as_str()
@@ -56,7 +57,7 @@ async fn a_block_filter_sees_every_block_once_across_an_upstream_cut() {
     assert!(id.starts_with("0x") && id.len() == 34, "{id}");
     r.mine(3).await;
     let mut hashes = changes(&r, &id, 3).await;
-    r.paths[0].set(Fault::Refuse).await;
+    r.paths[0].cut().await;
     r.mine(3).await;
     hashes.extend(changes(&r, &id, 3).await);
     // Each the hash of the next block, in order.
@@ -125,7 +126,7 @@ async fn a_logs_filter_sees_every_log_once_and_reorgs_as_removed() {
     let mut sent = Vec::new();
     for i in 0..4 {
         if i == 2 {
-            r.paths[0].set(Fault::Refuse).await;
+            r.paths[0].cut().await;
         }
         sent.push(r.emit(&logger).await["transactionHash"].clone());
     }
@@ -148,7 +149,7 @@ async fn a_logs_filter_sees_every_log_once_and_reorgs_as_removed() {
         .collect();
     assert_eq!(all, sent.iter().collect::<Vec<_>>());
     // The last log's block replaced: it comes back as removed.
-    r.paths[0].set(Fault::Pass).await;
+    r.paths[0].restore();
     r.direct("anvil_reorg", json!([1, []])).await;
     let removed = changes(&r, &id, 1).await;
     assert_eq!(removed[0]["removed"], true, "{removed:?}");

@@ -634,8 +634,15 @@ async fn a_retry_waiting_for_room_does_not_hold_up_an_answer() {
         &format!("url = \"{}\"\n", u1.url),
         &format!("url = \"{}\"\nmax_rps = 1\n", u1.url),
         1,
+    )
+    .replacen(
+        "[chains.policy]\n",
+        "[chains.policy]\ncache = { enabled = false }\n",
+        1,
     );
-    let proxy = start_proxy(&toml).await;
+    // No follower either (no cache, no subscriptions): its first block would take u1's
+    // one request of this second.
+    let proxy = start_proxy(&format!("{toml}\n[server.websocket]\nenabled = false\n")).await;
     let (url, c) = (rpc_url(&proxy, "/eth"), HttpClient::new());
     // The primary is slow to fail: the hedge goes to u1, which answers and spends its one
     // request of this second.

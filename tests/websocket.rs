@@ -14,7 +14,6 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::fault_path::Fault;
 use support::logger::DEV;
 use support::two_paths::TwoPaths;
 use support::ws::{Ended, WsClient};
@@ -121,14 +120,16 @@ async fn calls_and_batches_over_a_socket_are_answered_as_over_http() {
 
 #[tokio::test]
 async fn new_heads_survive_an_upstream_cut_with_no_gap_and_no_duplicate() {
-    let r = rig("").await;
+    // Heads by polling only (no upstream sockets): the head jumps by five, and the blocks
+    // between are backfilled (`tests/upstream_sockets.rs` has the sockets' side).
+    let r = TwoPaths::start_with("", support::two_paths::FAST_PROBES, "ws_url = false").await;
     let mut ws = WsClient::connect(&r.ws_url()).await;
     let (id, first) = subscribed(&r, &mut ws).await;
     // Five at once: the head jumps, the blocks between are fetched and sent in order.
     r.mine(5).await;
     let heads = linked_heads(&mut ws, &id, &first, 5).await;
     // The primary path is cut: the same subscription goes on, on the same socket.
-    r.paths[0].set(Fault::Refuse).await;
+    r.paths[0].cut().await;
     r.mine(5).await;
     linked_heads(&mut ws, &id, heads.last().unwrap(), 5).await;
     assert!(
@@ -152,7 +153,7 @@ async fn new_heads_go_on_when_an_upstream_freezes() {
     let mut ws = WsClient::connect(&r.ws_url()).await;
     let (id, first) = subscribed(&r, &mut ws).await;
     // Open, silent: its attempts time out (2 s) and its probes take it out.
-    r.paths[0].set(Fault::Blackhole).await;
+    r.paths[0].freeze();
     r.mine(3).await;
     linked_heads(&mut ws, &id, &first, 3).await;
 }
@@ -290,6 +291,7 @@ async fn shutdown_closes_sockets_with_1001() {
         proxy,
         anvil,
         paths,
+        ..
     } = r;
     let stopping = tokio::spawn(proxy.shutdown());
     match ws.next_message().await {
@@ -371,7 +373,7 @@ async fn logs_go_on_across_an_upstream_cut() {
     let mut hashes = Vec::new();
     for i in 0..6 {
         if i == 3 {
-            r.paths[0].set(Fault::Refuse).await;
+            r.paths[0].cut().await;
         }
         hashes.push(r.emit(&logger).await["transactionHash"].clone());
     }

@@ -5,6 +5,8 @@
 //   ethers-blocks WS_URL N          ethers v6 WebSocketProvider, provider.on("block")
 //   ethers-logs   HTTP_URL ADDR N   ethers v6 JsonRpcProvider, provider.on({address}):
 //                                   eth_newFilter polled with eth_getFilterChanges
+//   viem-logs     HTTP_URL ADDR N   viem's http transport, watchEvent({address}): the same,
+//                                   made again at the current block on "filter not found"
 "use strict";
 
 const [mode, url, ...rest] = process.argv.slice(2);
@@ -54,10 +56,28 @@ async function ethersLogs(address, n) {
   out("ready");
 }
 
+async function viemLogs(address, n) {
+  const { createPublicClient, http } = require("viem");
+  const client = createPublicClient({ transport: http(url), pollingInterval: 250 });
+  let seen = 0;
+  client.watchEvent({
+    address,
+    onLogs: (logs) => {
+      for (const log of logs) {
+        out(`log ${log.blockNumber} ${log.transactionHash}`);
+        if (++seen >= n) process.exit(0);
+      }
+    },
+    onError: fail,
+  });
+  out("ready");
+}
+
 const modes = {
   "viem-blocks": () => viemBlocks(Number(rest[0])),
   "ethers-blocks": () => ethersBlocks(Number(rest[0])),
   "ethers-logs": () => ethersLogs(rest[0], Number(rest[1])),
+  "viem-logs": () => viemLogs(rest[0], Number(rest[1])),
 };
 if (!modes[mode]) fail(`unknown mode ${mode}`);
 modes[mode]().catch(fail);

@@ -11,6 +11,7 @@
 pub mod fault_path;
 pub mod logger;
 pub mod redis;
+pub mod tcp_path;
 pub mod two_paths;
 pub mod ws;
 
