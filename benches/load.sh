@@ -12,6 +12,10 @@
 #              into the run (connections stay open, nothing comes back: a hung node)
 #   c1000      MANY concurrent keep-alive connections (nginx alongside, for comparison)
 #
+# and one run of calls over WebSocket against calls over HTTP (RUNS=ws): the same client
+# (examples/call_load.rs, one call in flight per connection, as wrk) against the upstream
+# directly, Manifold over HTTP and Manifold over WebSocket.
+#
 # The upstream is examples/fixed_upstream.rs, not an nginx `return 200`: Manifold sends its
 # own ids upstream and checks the answer's id, and its health probes (eth_chainId,
 # eth_blockNumber, eth_syncing) each need their own answer. Every target uses the same one.
@@ -25,7 +29,7 @@
 # Needs root or an installed nginx and wrk (installs them with apt-get when missing), cargo.
 # Environment: DURATION (s per run, default 10), CONNECTIONS (64), WRK_THREADS (2),
 # MANY (1000), BLACKHOLE_AT (2), BLACKHOLE_DURATION (2 x DURATION), METHOD (eth_getBalance |
-# eth_blockNumber | eth_chainId: see below), RUNS ("compare blackhole", the default, or either one), CARGO_TARGET_DIR.
+# eth_blockNumber | eth_chainId: see below), RUNS ("compare blackhole ws", the default, or any of them), CARGO_TARGET_DIR.
 # Total time: about 7 x DURATION plus the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +43,7 @@ BLACKHOLE_AT="${BLACKHOLE_AT:-2}"
 # take the hung upstream out during the run.
 BLACKHOLE_DURATION="${BLACKHOLE_DURATION:-$((2 * DURATION))}"
 METHOD="${METHOD:-eth_getBalance}"
-RUNS="${RUNS:-compare blackhole}"
+RUNS="${RUNS:-compare blackhole ws}"
 want() { [[ " $RUNS " == *" $1 "* ]]; }
 TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
@@ -60,7 +64,8 @@ NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 for t in wrk curl ss; do command -v "$t" >/dev/null || die "$t not found"; done
 
 say "cargo build --release (manifold, examples/fixed_upstream)"
-cargo build --release --quiet --bin manifold --example fixed_upstream
+cargo build --release --quiet --bin manifold --example fixed_upstream --example call_load
+CALL_LOAD="$TARGET_DIR/release/examples/call_load"
 MANIFOLD="$TARGET_DIR/release/manifold"
 UPSTREAM="$TARGET_DIR/release/examples/fixed_upstream"
 
@@ -274,6 +279,27 @@ run() {
   P50="$p50" P99="$p99" ERRORS="$(( ${errors:-0} + ${sock:-0} ))"
 }
 
+# run_calls LABEL URL PID CONNECTIONS: one call_load run (eth_getBalance, a new account each
+# call); appends a row like `run`'s, sets RPS and CPU_US.
+run_calls() {
+  local label="$1" url="$2" pid="$3" conns="$4" out="$WORK/calls-$1.txt"
+  say "$label: call_load $url $conns ${DURATION}s"
+  local before; before="$(ticks "$pid")"
+  "$CALL_LOAD" "$url" "$conns" "$DURATION" >"$out" 2>&1 || die "call_load failed: $(cat "$out")"
+  local after; after="$(ticks "$pid")"
+  local requests; requests="$(awk '$1 == "requests" {print $2}' "$out")"
+  RPS="$(awk '$1 == "rps" {print $2}' "$out")"
+  sed 's/^/   | /' "$out" >&2
+  if [ "$pid" = "-" ]; then
+    CPU_US="-"; RSS="-"
+  else
+    CPU_US="$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$requests" \
+      'BEGIN { printf "%.1f", (n > 0 ? t / hz / n * 1e6 : 0) }')"
+    RSS="$(peak_rss "$pid")"
+  fi
+  ROWS+=("$label|$conns|$DURATION|$RPS|$(awk '$1 == "p50_ms" {print $2}' "$out")|$(awk '$1 == "p99_ms" {print $2}' "$out")|$(awk '$1 == "errors" {print $2}' "$out")|-|$CPU_US|$RSS")
+}
+
 # ---------------------------------------------------------------------------------------
 # the runs
 
@@ -329,6 +355,17 @@ C_STATUS="$(curl -sf "http://127.0.0.1:$MF_ADMIN/status" | tr -d '\n' | grep -o 
 C_LOG="$(grep -E 'u2' "$WORK/blackhole.log" | grep -v 'serving chain' | cut -c1-240 || true)"
 fi
 
+# Calls over WebSocket against HTTP, one client for both.
+if want ws; then
+run_calls direct-calls "http://127.0.0.1:$FIXED/" - "$CONNECTIONS"
+start_manifold ws "$FIXED"
+run_calls manifold-http-calls "http://127.0.0.1:$MF_PORT/eth" "$MF_PID" "$CONNECTIONS"
+WSH_RPS="$RPS" WSH_CPU="$CPU_US"
+run_calls manifold-ws-calls "ws://127.0.0.1:$MF_PORT/eth" "$MF_PID" "$CONNECTIONS"
+WSW_RPS="$RPS" WSW_CPU="$CPU_US"
+stop "$MF_PID"
+fi
+
 # ---------------------------------------------------------------------------------------
 # summary
 
@@ -344,6 +381,9 @@ echo
 want compare && awk -v mr="$MF_RPS" -v nr="$NGINX_RPS" -v mc="$MF_CPU" -v nc="$NGINX_CPU" -v mm="$MF_RSS" -v nm="$NGINX_RSS" 'BEGIN {
   printf "manifold/nginx at c=%s: req/s %.2f, CPU per request %.2f, peak RSS %.2f\n", "'"$CONNECTIONS"'",
     mr / nr, (nc > 0 ? mc / nc : 0), (nm > 0 ? mm / nm : 0) }'
+want ws && awk -v hr="$WSH_RPS" -v wr="$WSW_RPS" -v hc="$WSH_CPU" -v wc="$WSW_CPU" 'BEGIN {
+  printf "manifold ws/http at c=%s (call_load): req/s %.2f, CPU per request %.2f\n", "'"$CONNECTIONS"'",
+    wr / hr, (hc > 0 ? wc / hc : 0) }'
 # The issue's targets, each against this run's own figures.
 if want compare; then
   echo

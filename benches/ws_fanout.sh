@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # WebSocket fan-out, run by hand (not by CI): one anvil, Manifold (release build) in front of
-# it with probes every 100 ms, and SOCKETS client sockets (examples/ws_fanout.rs, a process of
-# its own) subscribed to newHeads; BLOCKS blocks mined one at a time. Reported per run: the
-# time from the mining call to the first and the last socket's notification (the first
-# includes the wait for the next probe: up to 100 ms), the spread between them (what fanning
+# it with its upstream socket (ws_url derived from url) and probes every 100 ms, and SOCKETS
+# client sockets (examples/ws_fanout.rs, a process of its own) subscribed to newHeads; BLOCKS
+# blocks mined one at a time. Reported per run: the time from the mining call to the first
+# and the last socket's notification (the first: anvil's notification, the block fetched,
+# the header sent), the spread between them (what fanning
 # one head out costs), Manifold's CPU per block (utime+stime over the run, divided by the
 # blocks: subscribed sockets cost only when a head goes out) and its RSS with the sockets
 # open (VmRSS) and at its peak (VmHWM).
