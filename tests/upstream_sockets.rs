@@ -1,7 +1,8 @@
 //! Upstream sockets against a real anvil behind two TCP paths: one socket per upstream,
 //! opened while a client needs it and closed a while after; its heads taken in between
 //! probes; a cut or a freeze closes it (a lost socket, a missed pong) while the client's
-//! subscription goes on; `ws_url = false` falls back to polling; pending transactions
+//! subscription goes on; a socket that stays open but tells no head is opened again;
+//! `ws_url = false` falls back to polling; pending transactions
 //! merged from both sockets, each once, over WebSocket and as an HTTP filter.
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +14,8 @@
 mod support;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -315,4 +318,87 @@ async fn pending_transactions_come_once_from_both_sockets_over_ws_and_as_a_filte
         .await;
     assert_eq!(full["error"]["code"], -32602, "{full}");
     r.direct("evm_setAutomine", json!([true])).await;
+}
+
+/// A WebSocket upstream that takes the subscription, answers pings, and then tells nothing
+/// (a provider's gateway that lost its node): the number of connections it took.
+async fn silent_socket() -> (String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let taken = Arc::new(AtomicUsize::new(0));
+    let counted = taken.clone();
+    let task = tokio::spawn(async move {
+        let mut sockets = tokio::task::JoinSet::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            sockets.spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(m)) = ws.next().await {
+                    let Message::Text(t) = m else { continue };
+                    let call: Value = serde_json::from_str(&t).unwrap();
+                    let answer =
+                        json!({"jsonrpc": "2.0", "id": call["id"], "result": "0x5ca1ab1e"});
+                    if ws.send(Message::text(answer.to_string())).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, taken, task)
+}
+
+#[tokio::test]
+async fn a_socket_that_stays_open_but_tells_no_head_is_opened_again_as_stale() {
+    let anvil = Anvil::start().await;
+    let (ws_url, taken, _server) = silent_socket().await;
+    let chain = chain_config_with_health(&[&anvil.url], "", FAST_PROBES).replace(
+        "timeout = \"2s\"\n",
+        &format!("timeout = \"2s\"\nws_url = \"{ws_url}\"\n"),
+    );
+    let proxy = start_proxy(&format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [server.websocket]\nupstream_stale_after = \"500ms\"\n{chain}"
+    ))
+    .await;
+    let rpc = rpc_url(&proxy, "/eth");
+    let filter = HttpClient::new()
+        .call(&rpc, "eth_newBlockFilter", json!([]))
+        .await;
+    assert!(filter["result"].is_string(), "{filter}");
+    wait_for_status(&proxy, "the socket open", |s| {
+        socket(s, 0)["state"] == "open"
+    })
+    .await;
+    // The polled head moves on; the socket tells nothing.
+    let stale = closed("u0", "stale");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while metric(&proxy, &stale).await < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never closed as stale"
+        );
+        HttpClient::new()
+            .call(&anvil.url, "anvil_mine", json!(["0x1"]))
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let s = wait_for_status(&proxy, "opened again", |s| {
+        socket(s, 0)["opened"].as_u64() >= Some(2)
+    })
+    .await;
+    assert!(taken.load(Ordering::SeqCst) >= 2, "{s}");
+    assert!(
+        socket(&s, 0)["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("trailed the polled head"),
+        "{s}"
+    );
+    // Closed for what it did not tell, not because it failed.
+    assert_eq!(metric(&proxy, &closed("u0", "lost")).await, 0.0);
 }
