@@ -236,13 +236,22 @@ async fn a_client_that_does_not_read_is_closed_and_the_others_get_every_head() {
     // The slow one stops reading here; the fast one reads everything.
     let mut last = first;
     let (rounds, per_round) = (25, 120);
+    let queued = "manifold_ws_queued_bytes";
+    let mut most_queued: f64 = 0.0;
     for _ in 0..rounds {
         r.mine(per_round as u64).await;
         last = linked_heads(&mut fast, &id, &last, per_round)
             .await
             .pop()
             .unwrap();
+        most_queued = most_queued.max(r.metric(queued).await);
     }
+    // Memory held for the clients stays within their queues (two sockets, each at most
+    // queue_bytes plus the one message let in over it), whatever the slow one leaves unread.
+    assert!(
+        most_queued <= 2.0 * (65536.0 + 4096.0),
+        "{most_queued} bytes queued"
+    );
     r.metric_reaches("manifold_ws_closed_total{reason=\"slow_client\"}", 1.0)
         .await;
     let (read, ended) = slow.until_end().await;
@@ -253,11 +262,12 @@ async fn a_client_that_does_not_read_is_closed_and_the_others_get_every_head() {
     if let Ended::Closed(Some(f)) = ended {
         assert_eq!(u16::from(f.code), 1008, "{f:?}");
     }
-    // The fast one is still served.
+    // The fast one is still served, and what the slow one left unread was let go.
     assert_eq!(
         fast.call("eth_chainId", json!([])).await["result"],
         "0x7a69"
     );
+    assert!(r.metric(queued).await < 4096.0);
 }
 
 #[tokio::test]

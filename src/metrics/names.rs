@@ -19,6 +19,7 @@ pub const FILTERS: &str = "manifold_filters";
 pub const WS_SUBSCRIPTIONS: &str = "manifold_ws_subscriptions";
 pub const WS_NOTIFICATIONS: &str = "manifold_ws_notifications_total";
 pub const WS_CLOSED: &str = "manifold_ws_closed_total";
+pub const WS_QUEUED_BYTES: &str = "manifold_ws_queued_bytes";
 pub const UPSTREAM_SOCKET: &str = "manifold_upstream_socket";
 pub const UPSTREAM_SOCKET_CLOSED: &str = "manifold_upstream_socket_closed_total";
 pub const PENDING_SEEN: &str = "manifold_pending_transactions_total";
@@ -43,6 +44,10 @@ pub const CALLS_IN_FLIGHT: &str = "manifold_calls_in_flight";
 pub const BUFFERED_BYTES: &str = "manifold_buffered_answer_bytes";
 
 pub(super) const DESCRIPTIONS: &[(&str, &str)] = &[
+    (
+        WS_QUEUED_BYTES,
+        "Bytes waiting to be written to WebSocket clients, all sockets (each at most websocket.queue_bytes)",
+    ),
     (
         REQUESTS,
         "JSON-RPC calls answered, by chain, method and outcome",

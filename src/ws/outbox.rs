@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt};
+use metrics::Gauge;
 use tokio::sync::{mpsc, watch, Notify};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error, Message};
@@ -24,10 +25,37 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// too slow.
 const ROOM_WAIT: Duration = Duration::from_millis(250);
 
+/// The bytes queued on one socket, and on all of them (`manifold_ws_queued_bytes`).
+#[derive(Debug)]
+struct Queued {
+    bytes: AtomicUsize,
+    all: Gauge,
+}
+
+impl Queued {
+    /// Add `n`: the bytes queued before.
+    fn add(&self, n: usize) -> usize {
+        self.all.increment(n as f64);
+        self.bytes.fetch_add(n, Ordering::AcqRel)
+    }
+
+    fn sub(&self, n: usize) {
+        self.all.decrement(n as f64);
+        self.bytes.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+impl Drop for Queued {
+    /// What was never written leaves the total with the socket.
+    fn drop(&mut self) {
+        self.all.decrement(*self.bytes.get_mut() as f64);
+    }
+}
+
 #[derive(Debug)]
 pub(super) struct Outbox {
     tx: mpsc::Sender<Message>,
-    bytes: Arc<AtomicUsize>,
+    bytes: Arc<Queued>,
     max_bytes: usize,
     abort: watch::Sender<Option<CloseFrame>>,
     /// Told each time the writer has written a message.
@@ -37,14 +65,18 @@ pub(super) struct Outbox {
 #[derive(Debug)]
 pub(super) struct Queue {
     rx: mpsc::Receiver<Message>,
-    bytes: Arc<AtomicUsize>,
+    bytes: Arc<Queued>,
     abort: watch::Receiver<Option<CloseFrame>>,
     room: Arc<Notify>,
 }
 
-pub(super) fn channel(max_messages: usize, max_bytes: usize) -> (Outbox, Queue) {
+/// `all`: the bytes queued on every socket, which this one's count joins.
+pub(super) fn channel(max_messages: usize, max_bytes: usize, all: Gauge) -> (Outbox, Queue) {
     let (tx, rx) = mpsc::channel(max_messages.max(1));
-    let bytes = Arc::new(AtomicUsize::new(0));
+    let bytes = Arc::new(Queued {
+        bytes: AtomicUsize::new(0),
+        all,
+    });
     let (abort, aborted) = watch::channel(None);
     let room = Arc::new(Notify::new());
     (
@@ -92,15 +124,15 @@ impl Outbox {
     /// whether `max_bytes` applies (a close frame goes in whatever the bytes queued).
     fn try_push(&self, message: Message, bytes_bound: bool) -> Result<(), Option<Message>> {
         let len = message.len();
-        let before = self.bytes.fetch_add(len, Ordering::AcqRel);
+        let before = self.bytes.add(len);
         if bytes_bound && before > 0 && before + len > self.max_bytes {
-            self.bytes.fetch_sub(len, Ordering::AcqRel);
+            self.bytes.sub(len);
             return Err(Some(message));
         }
         match self.tx.try_send(message) {
             Ok(()) => Ok(()),
             Err(e) => {
-                self.bytes.fetch_sub(len, Ordering::AcqRel);
+                self.bytes.sub(len);
                 match e {
                     mpsc::error::TrySendError::Full(m) => Err(Some(m)),
                     mpsc::error::TrySendError::Closed(_) => Err(None),
@@ -163,7 +195,7 @@ where
 async fn send_next<S>(
     sink: &mut S,
     rx: &mut mpsc::Receiver<Message>,
-    bytes: &AtomicUsize,
+    bytes: &Queued,
     room: &Notify,
 ) -> Result<bool, Error>
 where
@@ -176,7 +208,7 @@ where
     let len = message.len();
     let closing = matches!(message, Message::Close(_));
     let fed = sink.feed(message).await;
-    bytes.fetch_sub(len, Ordering::AcqRel);
+    bytes.sub(len);
     room.notify_one();
     fed?;
     if closing {
@@ -195,13 +227,13 @@ mod tests {
 
     #[test]
     fn the_queue_is_bounded_in_messages_and_bytes() {
-        let (out, _queue) = channel(3, 100);
+        let (out, _queue) = channel(3, 100, Gauge::noop());
         assert!(out.push(Message::text("x".repeat(60))));
         assert!(!out.push(Message::text("y".repeat(60))), "over the bytes");
         assert!(out.push(Message::text("z".repeat(30))));
         assert!(out.push(Message::text("")));
         assert!(!out.push(Message::text("")), "over the messages");
-        let (out, _queue) = channel(3, 100);
+        let (out, _queue) = channel(3, 100, Gauge::noop());
         assert!(
             out.push(Message::text("w".repeat(500))),
             "alone, a large one goes"
@@ -210,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn written_in_order_and_the_bytes_come_back() {
-        let (out, queue) = channel(8, 1000);
+        let (out, queue) = channel(8, 1000, Gauge::noop());
         let got = Arc::new(std::sync::Mutex::new(Vec::new()));
         let into = got.clone();
         let sink = Box::pin(futures_util::sink::unfold((), move |(), m: Message| {
@@ -233,6 +265,6 @@ mod tests {
         assert_eq!(got.len(), 4);
         assert_eq!(got[0], Message::text("m0"));
         assert!(matches!(&got[3], Message::Close(Some(f)) if f.reason == "bye"));
-        assert_eq!(bytes.load(Ordering::Acquire), 0);
+        assert_eq!(bytes.bytes.load(Ordering::Acquire), 0);
     }
 }

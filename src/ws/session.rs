@@ -26,7 +26,7 @@ use crate::chain::log_feed::LogBatch;
 use crate::chain::Chain;
 use crate::config::WsConfig;
 use crate::jsonrpc::{self, encode_response, Id, Incoming, Item, Limits, Payload};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, WS_QUEUED_BYTES};
 
 /// What a session needs.
 #[derive(Debug)]
@@ -83,7 +83,11 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sink, mut frames) = socket.split();
-    let (outbox, queue) = outbox::channel(s.config.queue_messages, s.config.queue_bytes);
+    let (outbox, queue) = outbox::channel(
+        s.config.queue_messages,
+        s.config.queue_bytes,
+        s.metrics.gauge(WS_QUEUED_BYTES, Vec::new()),
+    );
     let writer = tokio::spawn(outbox::write(sink, queue));
     let mut subs = Subscriptions::new(
         s.config.max_subscriptions,
