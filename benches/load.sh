@@ -251,6 +251,18 @@ to_ms() {
 }
 
 ROWS=()
+# proxy_cost PID TICKS_BEFORE TICKS_AFTER REQUESTS: sets CPU_US (per request) and RSS (peak);
+# "-" for both when PID is "-" (no proxy).
+proxy_cost() {
+  if [ "$1" = "-" ]; then
+    CPU_US="-"; RSS="-"
+  else
+    CPU_US="$(awk -v t=$(($3 - $2)) -v hz="$TICKS" -v n="$4" \
+      'BEGIN { printf "%.1f", (n > 0 ? t / hz / n * 1e6 : 0) }')"
+    RSS="$(peak_rss "$1")"
+  fi
+}
+
 # run LABEL URL PID CONNECTIONS [SECONDS]: one wrk run; appends a row, sets RPS, CPU_US, RSS.
 run() {
   local label="$1" url="$2" pid="$3" conns="$4" secs="${5:-$DURATION}" out="$WORK/wrk-$1.txt"
@@ -268,13 +280,7 @@ run() {
   # "Socket errors: connect 0, read 0, write 0, timeout 0" (timeout: no answer in 2 s)
   sock="$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$out")"
   sed 's/^/   | /' "$out" >&2
-  if [ "$pid" = "-" ]; then
-    CPU_US="-"; RSS="-"
-  else
-    CPU_US="$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$requests" \
-      'BEGIN { printf "%.1f", (n > 0 ? t / hz / n * 1e6 : 0) }')"
-    RSS="$(peak_rss "$pid")"
-  fi
+  proxy_cost "$pid" "$before" "$after" "$requests"
   ROWS+=("$label|$conns|$secs|$RPS|$p50|$p99|${errors:-?}|${sock:-0}|$CPU_US|$RSS")
   P50="$p50" P99="$p99" ERRORS="$(( ${errors:-0} + ${sock:-0} ))"
 }
@@ -290,13 +296,7 @@ run_calls() {
   local requests; requests="$(awk '$1 == "requests" {print $2}' "$out")"
   RPS="$(awk '$1 == "rps" {print $2}' "$out")"
   sed 's/^/   | /' "$out" >&2
-  if [ "$pid" = "-" ]; then
-    CPU_US="-"; RSS="-"
-  else
-    CPU_US="$(awk -v t=$((after - before)) -v hz="$TICKS" -v n="$requests" \
-      'BEGIN { printf "%.1f", (n > 0 ? t / hz / n * 1e6 : 0) }')"
-    RSS="$(peak_rss "$pid")"
-  fi
+  proxy_cost "$pid" "$before" "$after" "$requests"
   ROWS+=("$label|$conns|$DURATION|$RPS|$(awk '$1 == "p50_ms" {print $2}' "$out")|$(awk '$1 == "p99_ms" {print $2}' "$out")|$(awk '$1 == "errors" {print $2}' "$out")|-|$CPU_US|$RSS")
 }
 
