@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use manifold::config::Config;
+use manifold::config::HedgePolicy;
 use manifold::family::{BlockNeed, Cost, ProbeVerdict};
 use manifold::health::ChainHead;
 use manifold::metrics::Metrics;
-use manifold::upstream::{HedgePolicy, Outcome, Route, SetMetrics, Upstream, UpstreamSet};
+use manifold::upstream::{Outcome, Route, SetMetrics, Upstream, UpstreamSet};
 
 const HEAD: u64 = 1_000;
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 
 use super::cache::CacheTiers;
 use super::call_metrics::ChainMetrics;
+use super::checker::ChainHealth;
 use super::filters::FilterStore;
 use super::heads::HeadFeed;
 use super::log_feed::LogFeed;
@@ -16,7 +17,6 @@ use super::pending::PendingFeed;
 use super::stack::{Answer, ChainCall};
 use crate::config::ChainConfig;
 use crate::family::{self, ChainFamily, Cost};
-use crate::health::checker::ChainHealth;
 use crate::jsonrpc::{encode_request, Payload};
 use crate::upstream::{Route, SetFailure, UpstreamSet};
 use crate::watch::TxWatch;

@@ -6,6 +6,7 @@
 mod background;
 mod cache;
 mod call_metrics;
+mod checker;
 mod coalesce;
 mod core;
 mod deadline;
@@ -41,12 +42,12 @@ pub use stack::{Answer, ChainCall, ChainStack};
 
 use crate::config::ChainConfig;
 use crate::family;
-use crate::health::checker::{self, ChainHealth, Finality};
 use crate::health::ChainHead;
 use crate::jsonrpc::{Call, Payload};
 use crate::metrics::{Metrics, CHAIN_FINALIZED, CHAIN_HEAD, HEDGES, RETRIES};
 use crate::upstream::{AnswerBudget, AnswerLimit, SetMetrics, Upstream, UpstreamSet};
 use crate::watch::{TxStore, TxWatch};
+use checker::{ChainHealth, Finality};
 
 /// What every chain of the process shares, made once per process (and kept across
 /// reloads).

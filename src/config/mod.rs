@@ -10,6 +10,7 @@ mod file;
 mod interpolate;
 mod pubsub;
 mod redact;
+mod resilience;
 mod shown;
 mod upstream;
 mod validate;
@@ -27,7 +28,7 @@ pub use pubsub::{FilterPolicy, WsConfig};
 pub use redact::{redact_url, url_secret_parts};
 pub use upstream::{MethodFilter, Tier, UpstreamConfig, UpstreamWs};
 
-pub use crate::upstream::{BreakerPolicy, HedgeDelay, HedgePolicy};
+pub use resilience::{BreakerPolicy, HedgeDelay, HedgePolicy, AUTO_MAX, AUTO_MIN};
 
 /// `tx_store` value for a watch kept in memory only.
 pub const MEMORY_STORE: &str = ":memory:";

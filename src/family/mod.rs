@@ -11,10 +11,7 @@ mod labels;
 pub mod pubsub;
 pub mod range;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 pub use cache_rule::CacheRule;
 pub use labels::MethodLabels;
@@ -22,7 +19,6 @@ pub use pubsub::{Log, LogFilter, Push, PushProtocol};
 pub use range::{CanonicalHash, MergeError, RangeEnd, RangePart, RangeQuery};
 
 use crate::config::{ChainConfig, Family};
-use crate::upstream::UpstreamClient;
 
 /// What state of the chain a call needs from the upstream that serves it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +81,18 @@ pub enum ProbeVerdict {
     /// Serves another chain than the one configured: never used.
     WrongChain(String),
     /// Did not answer the probe properly (timeout, error, garbage).
+    Failed(String),
+}
+
+/// What one probe call got back (`ChainFamily::judge_probe`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeAnswer {
+    /// The `result`, as JSON text.
+    Result(String),
+    /// A JSON-RPC error answer: the upstream answers, but not this method.
+    Error(String),
+    /// No usable answer (no connection, a timeout, an HTTP error, garbage), in words that
+    /// name the method.
     Failed(String),
 }
 
@@ -162,17 +170,16 @@ pub struct Inclusion {
     pub block_hash: String,
 }
 
-pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = ProbeVerdict> + Send + 'a>>;
-
 pub trait ChainFamily: Send + Sync + std::fmt::Debug {
-    /// Probe an upstream: its head and whether it is syncing, and, when `check_identity`, that
-    /// it serves the configured chain. A few cheap requests: paid providers bill for them.
-    fn probe<'a>(
-        &'a self,
-        client: &'a UpstreamClient,
-        timeout: Duration,
-        check_identity: bool,
-    ) -> ProbeFuture<'a>;
+    /// The calls of one health probe of an upstream, sent at once: its identity (that it
+    /// serves the configured chain, checked on every probe), its head, whether it is
+    /// syncing. A few cheap requests: paid providers bill for them. The family does no I/O:
+    /// the health checker (`chain::checker`) sends them and hands the answers to
+    /// `judge_probe`.
+    fn probe_calls(&self) -> Vec<FamilyCall>;
+
+    /// The verdict from the answers to `probe_calls`, in their order.
+    fn judge_probe(&self, answers: &[ProbeAnswer]) -> ProbeVerdict;
 
     /// The call that asks an upstream for its finalized block (made by the health checker
     /// every few probes), for a family with a finality tag; `None` otherwise.

@@ -37,12 +37,13 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-/// What the edge's limits hold now: each semaphore with its size, and the answer budget.
+/// What the edge's limits hold now: each semaphore with its size (the answer budget's
+/// permits are bytes).
 #[derive(Debug)]
 pub struct LimitGauges {
     pub connections: (Arc<tokio::sync::Semaphore>, usize),
     pub calls: (Arc<tokio::sync::Semaphore>, usize),
-    pub budget: crate::upstream::AnswerBudget,
+    pub buffered_bytes: (Arc<tokio::sync::Semaphore>, usize),
 }
 
 impl Metrics {
@@ -132,7 +133,7 @@ impl Metrics {
             self.gauge(CALLS_IN_FLIGHT, Vec::new())
                 .set(in_use(&l.calls));
             self.gauge(BUFFERED_BYTES, Vec::new())
-                .set(l.budget.held() as f64);
+                .set(in_use(&l.buffered_bytes));
         }
         self.recorder.handle().render()
     }

@@ -166,7 +166,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     metrics.sample_limits(LimitGauges {
         connections: (rpc_limit.open().clone(), max_connections),
         calls: (calls.clone(), max_calls),
-        budget: budget.clone(),
+        buffered_bytes: budget.permits(),
     });
     let mut tasks = vec![
         metrics.spawn_upkeep(METRICS_UPKEEP, stopped.clone()),

@@ -26,32 +26,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// When an upstream's breaker opens and for how long (`[chains.policy.breaker]`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct BreakerPolicy {
-    pub consecutive_failures: u32,
-    /// Failure share over the window that opens the breaker (0 < rate <= 1).
-    pub failure_rate: f64,
-    /// Attempts the failure rate is computed over.
-    pub window: u32,
-    pub open_duration: Duration,
-    pub max_open_duration: Duration,
-    /// Trial requests in the half-open state; all must succeed to close.
-    pub half_open_requests: u32,
-}
-
-impl Default for BreakerPolicy {
-    fn default() -> Self {
-        Self {
-            consecutive_failures: 5,
-            failure_rate: 0.5,
-            window: 20,
-            open_duration: Duration::from_secs(5),
-            max_open_duration: Duration::from_secs(60),
-            half_open_requests: 2,
-        }
-    }
-}
+use crate::config::BreakerPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

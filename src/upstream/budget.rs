@@ -76,6 +76,11 @@ impl AnswerBudget {
     }
 
     /// Bytes held by answers now.
+    /// Its semaphore (one permit per byte) and its size, for the gauge of bytes held.
+    pub fn permits(&self) -> (Arc<Semaphore>, usize) {
+        (self.bytes.clone(), self.total)
+    }
+
     pub fn held(&self) -> usize {
         self.total.saturating_sub(self.bytes.available_permits())
     }

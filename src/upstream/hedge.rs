@@ -12,15 +12,14 @@ use std::time::Duration;
 use tower::retry::budget::{Budget, TpsBudget};
 
 use super::Upstream;
+use crate::config::{HedgeDelay, HedgePolicy};
 
 /// An `auto` delay waits for the 95th percentile of the first upstream's recent latencies
 /// (`PassiveHealth::latency_p95`). Until it has answered `AUTO_MIN_SAMPLES` calls, it starts
 /// from what its health probes showed: `PROBE_FACTOR` times their round trip (a call may
 /// take a few times a probe's cheap round trip), so that right after start one read behind a
 /// hung upstream does not wait the upper bound.
-/// Bounds of an `auto` delay; the upper one also serves when nothing is known.
-pub const AUTO_MIN: Duration = Duration::from_millis(20);
-pub const AUTO_MAX: Duration = Duration::from_secs(2);
+use crate::config::{AUTO_MAX, AUTO_MIN};
 /// Latencies an upstream must have answered with before `auto` trusts its quantile.
 pub const AUTO_MIN_SAMPLES: usize = 20;
 /// The seed from the probes: this many of their round trips.
@@ -29,33 +28,6 @@ pub const PROBE_FACTOR: u32 = 4;
 const MIN_PER_SECOND: u32 = 5;
 /// How long a call counts towards the budget.
 const BUDGET_TTL: Duration = Duration::from_secs(10);
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum HedgeDelay {
-    Off,
-    Auto,
-    Fixed(Duration),
-}
-
-/// `[chains.policy.hedge]`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HedgePolicy {
-    pub delay: HedgeDelay,
-    /// Hedges per call at most.
-    pub max_extra: u32,
-    /// Hedges as a share of recent calls.
-    pub budget: f32,
-}
-
-impl Default for HedgePolicy {
-    fn default() -> Self {
-        Self {
-            delay: HedgeDelay::Auto,
-            max_extra: 1,
-            budget: 0.1,
-        }
-    }
-}
 
 impl HedgePolicy {
     /// How long to wait for `first` before hedging; `None` when hedging is off.

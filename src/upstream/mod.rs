@@ -4,7 +4,6 @@
 //! One `attempt` sends one request and classifies the result once into an `Outcome`, which
 //! feeds health, metrics and the failover decision in `UpstreamSet`.
 
-mod active;
 mod ask;
 mod attempt;
 mod breaker;
@@ -24,22 +23,21 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Label};
 
-pub use active::{ActiveHealth, HealthStatus, Transition};
+pub use crate::health::{ActiveHealth, HealthStatus, Transition};
 pub use ask::{Lookup, Question};
-pub use breaker::{BreakerPolicy, BreakerState, BreakerTransition, CircuitBreaker, Verdict};
+pub use breaker::{BreakerState, BreakerTransition, CircuitBreaker, Verdict};
 pub use broadcast::{
     broadcast, took_it, BroadcastOutcome, BroadcastRequest, BroadcastResult, SendResult,
 };
 pub use budget::AnswerBudget;
 pub use client::{HttpReply, TransportError, UpstreamClient};
-pub use hedge::{HedgeDelay, HedgePolicy};
 pub use outcome::{AttemptFailure, Outcome};
 pub use passive::PassiveHealth;
 pub use read_body::{read_answer, AnswerLimit, Encoding};
 pub use reply::read_reply;
 pub use set::{CallPlan, Pick, Route, Served, SetFailure, SetMetrics, UpstreamSet};
 
-use crate::config::UpstreamConfig;
+use crate::config::{BreakerPolicy, UpstreamConfig};
 use crate::family::{ChainFamily, Cost};
 use crate::metrics::{
     LabelTable, Metrics, BREAKER_STATE, UPSTREAM_DURATION, UPSTREAM_HEAD, UPSTREAM_HEALTHY,

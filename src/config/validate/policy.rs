@@ -122,8 +122,7 @@ impl Validator {
             Some("auto") => HedgeDelay::Auto,
             Some("off") => HedgeDelay::Off,
             Some(d) => {
-                let delay =
-                    self.duration(&at.key("delay"), Some(d), crate::upstream::hedge::AUTO_MAX);
+                let delay = self.duration(&at.key("delay"), Some(d), crate::config::AUTO_MAX);
                 if delay > Duration::from_secs(600) {
                     self.fail(
                         &at.key("delay"),

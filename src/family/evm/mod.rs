@@ -15,17 +15,14 @@ mod pubsub;
 mod repeatable;
 pub mod tx;
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::{
     BlockRef, Broadcast, BroadcastVerdict, CacheRule, CanonicalHash, ChainFamily, ErrorClass,
-    FamilyCall, Inclusion, MergeError, MethodClass, MethodInfo, MethodLabels, ProbeFuture,
+    FamilyCall, Inclusion, MergeError, MethodClass, MethodInfo, MethodLabels, ProbeAnswer,
     ProbeVerdict, RangePart, RangeQuery,
 };
-use crate::upstream::UpstreamClient;
 pub use labels::KNOWN_METHODS;
 pub use methods::parse_quantity;
 pub use repeatable::{changes_node_state, is_repeatable};
@@ -43,27 +40,15 @@ impl Evm {
 }
 
 impl ChainFamily for Evm {
-    fn probe<'a>(
-        &'a self,
-        client: &'a UpstreamClient,
-        timeout: Duration,
-        check_identity: bool,
-    ) -> ProbeFuture<'a> {
-        Box::pin(async move {
-            let identity = async {
-                if check_identity {
-                    Some(probe::call(client, timeout, "eth_chainId").await)
-                } else {
-                    None
-                }
-            };
-            let (identity, head, syncing) = tokio::join!(
-                identity,
-                probe::call(client, timeout, "eth_blockNumber"),
-                probe::call(client, timeout, "eth_syncing"),
-            );
-            probe::judge(self.chain_id, identity, head, syncing)
-        })
+    fn probe_calls(&self) -> Vec<FamilyCall> {
+        probe::CALLS
+            .iter()
+            .map(|m| FamilyCall::new(m, "[]".into()))
+            .collect()
+    }
+
+    fn judge_probe(&self, answers: &[ProbeAnswer]) -> ProbeVerdict {
+        probe::judge_answers(self.chain_id, answers)
     }
 
     fn finalized_call(&self) -> Option<FamilyCall> {

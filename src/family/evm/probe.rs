@@ -2,36 +2,17 @@
 //! `eth_syncing`, judged into one verdict; and the same identity check on a client's own
 //! `eth_chainId` answer.
 
-use std::time::Duration;
-
-use bytes::Bytes;
-
 use super::methods::parse_quantity;
-use crate::family::ProbeVerdict;
-use crate::jsonrpc::Payload;
-use crate::upstream::{read_reply, UpstreamClient};
+use crate::family::{ProbeAnswer, ProbeVerdict};
 
-/// One probe request; the raw `result` text, or why there is none. A JSON-RPC error answer
-/// is `Ok(Err(..))`: the upstream answers, but not this method.
-pub(super) async fn call(
-    client: &UpstreamClient,
-    timeout: Duration,
-    method: &str,
-) -> Result<Result<String, String>, String> {
-    // A string id, never used by requests (their ids are numbers), so that probes stand out
-    // in an upstream's logs.
-    let body = Bytes::from(format!(
-        r#"{{"jsonrpc":"2.0","id":"health","method":"{method}","params":[]}}"#
-    ));
-    let reply = client
-        .probe(body, timeout)
-        .await
-        .map_err(|e| format!("{method}: {e}"))?;
-    match read_reply(br#""health""#, &reply) {
-        Ok(Payload::Result(r)) => Ok(Ok(String::from_utf8_lossy(&r).into_owned())),
-        Ok(Payload::Error(e)) => Ok(Err(String::from_utf8_lossy(&e).into_owned())),
-        Err((_, why)) => Err(format!("{method}: {why}")),
-    }
+/// The probe's calls, in the order `judge_answers` reads their answers.
+pub(super) const CALLS: [&str; 3] = ["eth_blockNumber", "eth_syncing", "eth_chainId"];
+
+/// `ChainFamily::judge_probe`: the answers to `CALLS`, in order.
+pub(super) fn judge_answers(chain_id: u64, answers: &[ProbeAnswer]) -> ProbeVerdict {
+    let missing = || ProbeAnswer::Failed("no answer".into());
+    let at = |i: usize| answers.get(i).cloned().unwrap_or_else(missing);
+    judge(chain_id, Some(at(2)), at(0), at(1))
 }
 
 /// `ChainFamily::check_answer`: an `eth_chainId` result must be the configured id.
@@ -57,8 +38,6 @@ fn excerpt_text(text: &str) -> String {
     text.chars().take(100).collect()
 }
 
-pub(super) type ProbeAnswer = Result<Result<String, String>, String>;
-
 /// The verdict from the three answers.
 pub(super) fn judge(
     chain_id: u64,
@@ -68,7 +47,7 @@ pub(super) fn judge(
 ) -> ProbeVerdict {
     if let Some(identity) = identity {
         match identity {
-            Ok(Ok(id)) => match parse_quantity(id.trim_matches('"')) {
+            ProbeAnswer::Result(id) => match parse_quantity(id.trim_matches('"')) {
                 Some(id) if id == chain_id => {}
                 Some(id) => {
                     return ProbeVerdict::WrongChain(format!(
@@ -79,25 +58,29 @@ pub(super) fn judge(
                     return ProbeVerdict::Failed(format!("eth_chainId: unreadable answer {id}"))
                 }
             },
-            Ok(Err(e)) => return ProbeVerdict::Failed(format!("eth_chainId: error {e}")),
-            Err(e) => return ProbeVerdict::Failed(e),
+            ProbeAnswer::Error(e) => {
+                return ProbeVerdict::Failed(format!("eth_chainId: error {e}"))
+            }
+            ProbeAnswer::Failed(e) => return ProbeVerdict::Failed(e),
         }
     }
     let head = match head {
-        Ok(Ok(h)) => match parse_quantity(h.trim_matches('"')) {
+        ProbeAnswer::Result(h) => match parse_quantity(h.trim_matches('"')) {
             Some(h) => h,
             None => return ProbeVerdict::Failed(format!("eth_blockNumber: unreadable answer {h}")),
         },
-        Ok(Err(e)) => return ProbeVerdict::Failed(format!("eth_blockNumber: error {e}")),
-        Err(e) => return ProbeVerdict::Failed(e),
+        ProbeAnswer::Error(e) => {
+            return ProbeVerdict::Failed(format!("eth_blockNumber: error {e}"))
+        }
+        ProbeAnswer::Failed(e) => return ProbeVerdict::Failed(e),
     };
     match syncing {
         // `false` when in sync; a sync-status object while syncing.
-        Ok(Ok(s)) if s.trim() == "false" => ProbeVerdict::Healthy { head },
-        Ok(Ok(_)) => ProbeVerdict::Syncing { head: Some(head) },
+        ProbeAnswer::Result(s) if s.trim() == "false" => ProbeVerdict::Healthy { head },
+        ProbeAnswer::Result(_) => ProbeVerdict::Syncing { head: Some(head) },
         // Some providers do not offer eth_syncing: they answer, so they are up.
-        Ok(Err(_)) => ProbeVerdict::Healthy { head },
-        Err(e) => ProbeVerdict::Failed(e),
+        ProbeAnswer::Error(_) => ProbeVerdict::Healthy { head },
+        ProbeAnswer::Failed(e) => ProbeVerdict::Failed(e),
     }
 }
 
@@ -121,7 +104,29 @@ mod tests {
     }
 
     fn ok(s: &str) -> ProbeAnswer {
-        Ok(Ok(s.to_string()))
+        ProbeAnswer::Result(s.to_string())
+    }
+
+    #[test]
+    fn every_probe_asks_the_chain_id_and_answers_are_read_in_call_order() {
+        assert!(
+            CALLS.contains(&"eth_chainId"),
+            "the chain id on every probe"
+        );
+        let answers = |id: &str| [ok("\"0x10\""), ok("false"), ok(id)];
+        assert_eq!(
+            judge_answers(1, &answers("\"0x1\"")),
+            ProbeVerdict::Healthy { head: 16 }
+        );
+        assert!(matches!(
+            judge_answers(1, &answers("\"0x5\"")),
+            ProbeVerdict::WrongChain(_)
+        ));
+        // An answer missing is a failed probe, not a healthy one.
+        assert!(matches!(
+            judge_answers(1, &[ok("\"0x10\""), ok("false")]),
+            ProbeVerdict::Failed(_)
+        ));
     }
 
     #[test]
@@ -147,14 +152,19 @@ mod tests {
             ProbeVerdict::Syncing { head: Some(16) }
         );
         assert!(
-            matches!(judge(1, None, Err("eth_blockNumber: no answer within 2s".into()), ok("false")), ProbeVerdict::Failed(w) if w.contains("no answer"))
+            matches!(judge(1, None, ProbeAnswer::Failed("eth_blockNumber: no answer within 2s".into()), ok("false")), ProbeVerdict::Failed(w) if w.contains("no answer"))
         );
         assert!(matches!(
             judge(1, None, ok("\"zz\""), ok("false")),
             ProbeVerdict::Failed(_)
         ));
         assert_eq!(
-            judge(1, None, ok("\"0x10\""), Ok(Err("method not found".into()))),
+            judge(
+                1,
+                None,
+                ok("\"0x10\""),
+                ProbeAnswer::Error("method not found".into())
+            ),
             ProbeVerdict::Healthy { head: 16 }
         );
     }

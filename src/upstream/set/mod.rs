@@ -34,9 +34,10 @@ use tower::retry::budget::TpsBudget;
 
 pub use route::Route;
 
-use super::hedge::{HedgeBudget, HedgePolicy};
+use super::hedge::HedgeBudget;
 use super::outcome::AttemptFailure;
 use super::{Admission, HealthStatus, Upstream};
+use crate::config::HedgePolicy;
 use crate::health::ChainHead;
 use crate::jsonrpc::Payload;
 use route::reaches;

@@ -1,6 +1,6 @@
 //! Active health: what the health checker's probes say about an upstream.
 //!
-//! The checker (`crate::health::checker`) is the only writer; requests read the status and
+//! The checker (`crate::chain::checker`) is the only writer; requests read the status and
 //! head from atomics. Probe results go through [`Hysteresis`], so one failed probe does not
 //! take an upstream out and one good probe does not bring it back, except that a wrong chain
 //! id takes it out at once: that is a configuration error, not a blip.
@@ -8,8 +8,8 @@
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 
+use super::Hysteresis;
 use crate::family::ProbeVerdict;
-use crate::health::Hysteresis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

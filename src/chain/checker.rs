@@ -1,5 +1,6 @@
-//! One upstream's health checker: probe, apply the verdict, recompute the chain head, wait a
-//! jittered interval, repeat until told to stop.
+//! The chain's health checkers, one per upstream: probe it (the family says what to ask and
+//! judges the answers; this does the I/O), apply the verdict to its `crate::health` state,
+//! recompute the chain head, wait a jittered interval, repeat until told to stop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,10 +8,15 @@ use std::time::Duration;
 use metrics::Gauge;
 use tokio::sync::{watch, Notify};
 
-use super::ChainHead;
 use crate::config::HealthPolicy;
-use crate::family::{ChainFamily, ProbeVerdict};
-use crate::upstream::{HealthStatus, Upstream};
+use crate::family::{ChainFamily, FamilyCall, ProbeAnswer, ProbeVerdict};
+use crate::health::ChainHead;
+use crate::jsonrpc::Payload;
+use crate::upstream::{read_reply, HealthStatus, Upstream};
+
+/// The id of every probe: a string, never used by requests (their ids are numbers), so that
+/// probes stand out in an upstream's logs.
+const PROBE_ID: &[u8] = br#""health""#;
 
 /// What the checkers of one chain share.
 #[derive(Debug)]
@@ -25,7 +31,7 @@ pub struct ChainHealth {
     pub finalized_gauge: Gauge,
     pub finality: Finality,
     /// The newest blocks' hashes, followed by `chain::follow` (while the cache is on).
-    pub canonical: Arc<super::CanonicalWindow>,
+    pub canonical: Arc<crate::health::CanonicalWindow>,
     /// Signalled after every probe, for requests waiting on a first verdict.
     pub probed: Arc<Notify>,
 }
@@ -56,9 +62,10 @@ impl ChainHealth {
             .filter(|a| a.status() == HealthStatus::Healthy);
         let heads: Vec<u64> = healthy.clone().filter_map(|a| a.head()).collect();
         let before = self.head.get();
-        let (head, went_back) = self
-            .head
-            .update(&heads, super::outlier_tolerance(self.max_lag_blocks));
+        let (head, went_back) = self.head.update(
+            &heads,
+            crate::health::outlier_tolerance(self.max_lag_blocks),
+        );
         if went_back {
             tracing::warn!(chain = %self.chain, from = ?before, to = ?head, "chain head went back: the upstreams agree on a lower head (reorg or chain reset)");
         }
@@ -66,9 +73,9 @@ impl ChainHealth {
             self.head_gauge.set(h as f64);
         }
         let finalized = match self.finality {
-            Finality::Probed => {
-                super::robust_finalized(&healthy.filter_map(|a| a.finalized()).collect::<Vec<_>>())
-            }
+            Finality::Probed => crate::health::robust_finalized(
+                &healthy.filter_map(|a| a.finalized()).collect::<Vec<_>>(),
+            ),
             Finality::Depth(d) => head.and_then(|h| h.checked_sub(d)),
             Finality::Off => None,
         };
@@ -92,17 +99,13 @@ pub async fn run(ctx: Arc<ChainHealth>, upstream: Arc<Upstream>, mut stop: watch
         let finality =
             ctx.finality == Finality::Probed && upstream.active().probes() % FINALITY_EVERY == 0;
         let probe = async {
-            tokio::join!(
-                ctx.family
-                    .probe(upstream.client(), ctx.policy.timeout, true),
-                async {
-                    if finality {
-                        Some(probe_finalized(&ctx, &upstream).await)
-                    } else {
-                        None
-                    }
-                },
-            )
+            tokio::join!(probe(&ctx, &upstream), async {
+                if finality {
+                    Some(probe_finalized(&ctx, &upstream).await)
+                } else {
+                    None
+                }
+            },)
         };
         let (verdict, finalized) = tokio::select! {
             v = probe => v,
@@ -136,17 +139,36 @@ pub async fn run(ctx: Arc<ChainHealth>, upstream: Arc<Upstream>, mut stop: watch
     }
 }
 
+/// One probe: the family's calls, sent at once, and its verdict on their answers.
+async fn probe(ctx: &ChainHealth, upstream: &Upstream) -> ProbeVerdict {
+    let calls = ctx.family.probe_calls();
+    let answers = futures_util::future::join_all(calls.iter().map(|c| ask(ctx, upstream, c))).await;
+    ctx.family.judge_probe(&answers)
+}
+
+/// Send one probe call.
+async fn ask(ctx: &ChainHealth, upstream: &Upstream, call: &FamilyCall) -> ProbeAnswer {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let reply = match upstream
+        .client()
+        .probe(call.encode(PROBE_ID), ctx.policy.timeout)
+        .await
+    {
+        Ok(reply) => reply,
+        Err(e) => return ProbeAnswer::Failed(format!("{}: {e}", call.method)),
+    };
+    match read_reply(PROBE_ID, &reply) {
+        Ok(Payload::Result(r)) => ProbeAnswer::Result(text(&r)),
+        Ok(Payload::Error(e)) => ProbeAnswer::Error(text(&e)),
+        Err((_, why)) => ProbeAnswer::Failed(format!("{}: {why}", call.method)),
+    }
+}
+
 /// The finalized block the upstream reports; `None` when it does not say (a node without
 /// the tag, an error, no answer in time).
 async fn probe_finalized(ctx: &ChainHealth, upstream: &Upstream) -> Option<u64> {
-    let body = ctx.family.finalized_call()?.encode(br#""health""#);
-    let reply = upstream
-        .client()
-        .probe(body, ctx.policy.timeout)
-        .await
-        .ok()?;
-    match crate::upstream::read_reply(br#""health""#, &reply) {
-        Ok(crate::jsonrpc::Payload::Result(r)) => ctx.family.parse_finalized(&r),
+    match ask(ctx, upstream, &ctx.family.finalized_call()?).await {
+        ProbeAnswer::Result(r) => ctx.family.parse_finalized(r.as_bytes()),
         _ => None,
     }
 }
@@ -167,10 +189,9 @@ mod tests {
     use crate::config::Config;
     use crate::family::{
         BlockNeed, Broadcast, BroadcastVerdict, ErrorClass, FamilyCall, Inclusion, MethodClass,
-        MethodLabels, ProbeFuture, ProbeVerdict,
+        MethodLabels, ProbeVerdict,
     };
     use crate::metrics::Metrics;
-    use crate::upstream::UpstreamClient;
 
     #[test]
     fn jitter_stays_within_ten_percent() {
@@ -190,27 +211,21 @@ mod tests {
     struct Scripted {
         verdicts: Mutex<VecDeque<ProbeVerdict>>,
         probes: AtomicUsize,
-        identity_checks: AtomicUsize,
     }
 
     impl ChainFamily for Scripted {
-        fn probe<'a>(
-            &'a self,
-            _: &'a UpstreamClient,
-            _: Duration,
-            check_identity: bool,
-        ) -> ProbeFuture<'a> {
+        fn probe_calls(&self) -> Vec<FamilyCall> {
+            // No network: the verdicts are scripted.
+            Vec::new()
+        }
+        fn judge_probe(&self, answers: &[ProbeAnswer]) -> ProbeVerdict {
+            assert!(answers.is_empty());
             self.probes.fetch_add(1, Ordering::SeqCst);
-            if check_identity {
-                self.identity_checks.fetch_add(1, Ordering::SeqCst);
-            }
-            let v = self
-                .verdicts
+            self.verdicts
                 .lock()
                 .unwrap()
                 .pop_front()
-                .unwrap_or(ProbeVerdict::Healthy { head: 100 });
-            Box::pin(async move { v })
+                .unwrap_or(ProbeVerdict::Healthy { head: 100 })
         }
         fn classify(&self, _: &str, _: Option<&[u8]>) -> MethodClass {
             MethodClass {
@@ -344,11 +359,6 @@ mod tests {
             ]
         );
         assert_eq!(ctx.head.get(), Some(13));
-        assert_eq!(
-            family.identity_checks.load(Ordering::SeqCst),
-            7,
-            "the chain id is checked on every probe"
-        );
         stop.send(true).unwrap();
         task.await.unwrap();
     }
