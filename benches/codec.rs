@@ -61,12 +61,12 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("reply");
     let reply = big_reply(64);
     g.bench_function("read_small", |b| {
-        b.iter(|| read_reply(b"1", black_box(&reply)).unwrap())
+        b.iter(|| read_reply(b"1", black_box(&reply), &[]).unwrap())
     });
     let reply = big_reply(1024 * 1024);
     g.throughput(Throughput::Bytes(reply.body.len() as u64));
     g.bench_function("read_1mb", |b| {
-        b.iter(|| read_reply(b"1", black_box(&reply)).unwrap())
+        b.iter(|| read_reply(b"1", black_box(&reply), &[]).unwrap())
     });
     g.finish();
 
@@ -79,7 +79,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("single", |b| {
         b.iter(|| encode_response(black_box(&id), &payload))
     });
-    let Payload::Result(big) = read_reply(b"1", &big_reply(1024 * 1024)).unwrap() else {
+    let Payload::Result(big) = read_reply(b"1", &big_reply(1024 * 1024), &[]).unwrap() else {
         panic!("bench input")
     };
     let big = Payload::Result(big);

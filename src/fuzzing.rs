@@ -136,7 +136,7 @@ pub fn upstream_reply(data: &[u8]) {
         retry_after: None,
         body,
     };
-    match read_reply(b"7", &reply) {
+    match read_reply(b"7", &reply, &[500, 404]) {
         Ok(Payload::Result(r)) => valid_json(&r, "a result taken"),
         Ok(Payload::Error(e)) => {
             valid_json(&e, "an error taken");

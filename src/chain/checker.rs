@@ -157,7 +157,7 @@ async fn ask(ctx: &ChainHealth, upstream: &Upstream, call: &FamilyCall) -> Probe
         Ok(reply) => reply,
         Err(e) => return ProbeAnswer::Failed(format!("{}: {e}", call.method)),
     };
-    match read_reply(PROBE_ID, &reply) {
+    match read_reply(PROBE_ID, &reply, ctx.family.answer_statuses()) {
         Ok(Payload::Result(r)) => ProbeAnswer::Result(text(&r)),
         Ok(Payload::Error(e)) => ProbeAnswer::Error(text(&e)),
         Err((_, why)) => ProbeAnswer::Failed(format!("{}: {why}", call.method)),

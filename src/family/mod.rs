@@ -178,6 +178,13 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
     /// `judge_probe`.
     fn probe_calls(&self) -> Vec<FamilyCall>;
 
+    /// HTTP statuses whose JSON-RPC error body is the node's answer, not a failing
+    /// upstream (Bitcoin Core's legacy replies: 500 for an RPC error, 404 for an unknown
+    /// method). None for a family whose nodes answer errors with 200.
+    fn answer_statuses(&self) -> &'static [u16] {
+        &[]
+    }
+
     /// The verdict from the answers to `probe_calls`, in their order.
     fn judge_probe(&self, answers: &[ProbeAnswer]) -> ProbeVerdict;
 

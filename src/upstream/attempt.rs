@@ -62,7 +62,7 @@ impl Upstream {
         };
         let (result, retry_after, maybe_delivered) = match reply {
             Ok(reply) => {
-                let result = read_reply(request_id, &reply);
+                let result = read_reply(request_id, &reply, self.family.answer_statuses());
                 // A 5xx or an unreadable answer may come after the node acted on it.
                 let delivered =
                     reply.status.is_server_error() || matches!(result, Err((Outcome::BadReply, _)));

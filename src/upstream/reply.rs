@@ -27,9 +27,15 @@ struct RawReply<'a> {
 ///
 /// Statuses: 2xx carries the answer. 429 is a rate limit. A 4xx that the request itself
 /// caused (400, 413, ...) is the node's answer when it carries a JSON-RPC error for our id,
-/// else a rejection that is not held against the upstream. Other statuses (401/403/404:
-/// the upstream is misconfigured or refuses us; 5xx: it is failing) are the upstream's fault.
-pub fn read_reply(expected_id: &[u8], reply: &HttpReply) -> Result<Payload, (Outcome, String)> {
+/// else a rejection that is not held against the upstream; so is any of `answer_statuses`
+/// (the family's: Bitcoin Core answers an RPC error with 500, an unknown method with 404).
+/// Other statuses (401/403/404: the upstream is misconfigured or refuses us; 5xx: it is
+/// failing) are the upstream's fault.
+pub fn read_reply(
+    expected_id: &[u8],
+    reply: &HttpReply,
+    answer_statuses: &[u16],
+) -> Result<Payload, (Outcome, String)> {
     let status = reply.status;
     if status == http::StatusCode::TOO_MANY_REQUESTS {
         return Err((Outcome::RateLimited, format!("HTTP {status}")));
@@ -42,10 +48,11 @@ pub fn read_reply(expected_id: &[u8], reply: &HttpReply) -> Result<Payload, (Out
         _ => None,
     };
     let caused_by_request = matches!(status.as_u16(), 400 | 411 | 413 | 414 | 415 | 422 | 431);
+    let answers = caused_by_request || answer_statuses.contains(&status.as_u16());
     match (caused_by_request, rpc_error) {
-        (true, Some(e)) => Ok(Payload::Error(e)),
+        (_, Some(e)) if answers => Ok(Payload::Error(e)),
         (true, None) => Err((Outcome::Rejected, format!("HTTP {status}"))),
-        (false, Some(e)) => Err((
+        (_, Some(e)) => Err((
             Outcome::HttpStatus,
             format!(
                 "HTTP {status}: {}",
@@ -127,7 +134,7 @@ mod tests {
         let body =
             r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request"}}"#;
         assert_eq!(
-            read_reply(b"7", &reply(200, body)),
+            read_reply(b"7", &reply(200, body), &[]),
             Ok(Payload::Error(Bytes::from_static(
                 br#"{"code":-32600,"message":"invalid request"}"#
             )))
@@ -140,14 +147,14 @@ mod tests {
     }
 
     fn outcome(status: u16, body: &'static str) -> Outcome {
-        read_reply(b"7", &reply(status, body)).unwrap_err().0
+        read_reply(b"7", &reply(status, body), &[]).unwrap_err().0
     }
 
     #[test]
     fn result_and_error_are_passed_as_raw_slices() {
         let r = reply(200, r#"{"jsonrpc":"2.0","id":7,"result":{"a": [1, 2.50]}}"#);
         assert_eq!(
-            read_reply(b"7", &r).unwrap(),
+            read_reply(b"7", &r, &[]).unwrap(),
             Payload::Result(Bytes::from_static(br#"{"a": [1, 2.50]}"#))
         );
         let r = reply(
@@ -155,14 +162,14 @@ mod tests {
             r#"{"jsonrpc":"2.0","id":7,"error":{"code":3,"message":"execution reverted","data":"0x08c3"}}"#,
         );
         assert_eq!(
-            read_reply(b"7", &r).unwrap(),
+            read_reply(b"7", &r, &[]).unwrap(),
             Payload::Error(Bytes::from_static(
                 br#"{"code":3,"message":"execution reverted","data":"0x08c3"}"#
             ))
         );
         let r = reply(200, r#"{"id":7,"result":null,"error":null}"#);
         assert_eq!(
-            read_reply(b"7", &r).unwrap(),
+            read_reply(b"7", &r, &[]).unwrap(),
             Payload::Result(Bytes::from_static(b"null"))
         );
     }
@@ -207,7 +214,7 @@ mod tests {
         let answer =
             r#"{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"invalid params"}}"#;
         assert_eq!(
-            read_reply(b"7", &reply(400, answer)).unwrap(),
+            read_reply(b"7", &reply(400, answer), &[]).unwrap(),
             Payload::Error(Bytes::from_static(
                 br#"{"code":-32602,"message":"invalid params"}"#
             ))
@@ -228,7 +235,7 @@ mod tests {
         for status in [401, 403, 404, 405, 408, 500, 502, 503] {
             assert_eq!(outcome(status, body), Outcome::HttpStatus, "{status}");
         }
-        let (_, why) = read_reply(b"7", &reply(403, body)).unwrap_err();
+        let (_, why) = read_reply(b"7", &reply(403, body), &[]).unwrap_err();
         assert!(
             why.contains("HTTP 403") && why.contains("project ID not allowed"),
             "{why}"
@@ -240,8 +247,35 @@ mod tests {
         let (_, why) = read_reply(
             b"7",
             &reply(200, r#"{"jsonrpc":"2.0","id":7,"result":"0x12"#),
+            &[],
         )
         .unwrap_err();
         assert!(why.contains("truncated"), "{why}");
+    }
+
+    #[test]
+    fn a_familys_answer_statuses_carry_the_nodes_answer() {
+        // Bitcoin Core, legacy replies: an RPC error in HTTP 500, an unknown method in 404.
+        let mempool = r#"{"result":null,"error":{"code":-27,"message":"Transaction already in the mempool"},"id":7}"#;
+        let unknown =
+            r#"{"result":null,"error":{"code":-32601,"message":"Method not found"},"id":7}"#;
+        for (status, body) in [(500, mempool), (404, unknown)] {
+            assert!(matches!(
+                read_reply(b"7", &reply(status, body), &[500, 404]),
+                Ok(Payload::Error(_))
+            ));
+            // For a family that answers errors with 200, the same is a failing upstream.
+            assert_eq!(
+                read_reply(b"7", &reply(status, body), &[]).unwrap_err().0,
+                Outcome::HttpStatus
+            );
+        }
+        // Without a JSON-RPC error for our id, a 500 is a failure whatever the family.
+        assert_eq!(
+            read_reply(b"7", &reply(500, "Work queue depth exceeded"), &[500, 404])
+                .unwrap_err()
+                .0,
+            Outcome::HttpStatus
+        );
     }
 }
