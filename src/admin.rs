@@ -145,6 +145,7 @@ impl Admin {
                     "name": &**c.name(),
                     "family": c.config().family.as_str(),
                     "chain_id": c.config().chain_id,
+                    "genesis_hash": c.config().genesis_hash,
                     "head": c.head(),
                     "finalized": c.finalized(),
                     "followed": c.followed(),

@@ -71,6 +71,7 @@ pub struct FileChain {
     pub name: String,
     pub family: Option<String>,
     pub chain_id: Option<u64>,
+    pub genesis_hash: Option<String>,
     #[serde(default)]
     pub upstreams: Vec<FileUpstream>,
     #[serde(default)]

@@ -135,12 +135,14 @@ impl std::fmt::Debug for TlsConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     Evm,
+    Bitcoin,
 }
 
 impl Family {
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Evm => "evm",
+            Family::Bitcoin => "bitcoin",
         }
     }
 }
@@ -150,6 +152,8 @@ pub struct ChainConfig {
     pub name: Arc<str>,
     pub family: Family,
     pub chain_id: Option<u64>,
+    /// A bitcoin chain's identity: its genesis block's hash, lower case.
+    pub genesis_hash: Option<String>,
     pub upstreams: Vec<UpstreamConfig>,
     pub policy: Policy,
 }

@@ -99,6 +99,9 @@ impl ChainConfig {
         if let (Some(id), Some(obj)) = (self.chain_id, chain.as_object_mut()) {
             obj.insert("chain_id".into(), json!(id));
         }
+        if let (Some(hash), Some(obj)) = (&self.genesis_hash, chain.as_object_mut()) {
+            obj.insert("genesis_hash".into(), json!(hash));
+        }
         chain
     }
 }

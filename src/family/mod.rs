@@ -5,6 +5,7 @@
 //! syncing), which block a call needs, which calls are unsafe to repeat, what a node's error
 //! object means, and which method names deserve a metric label. A new family implements the trait; the core is untouched.
 
+pub mod bitcoin;
 pub mod cache_rule;
 pub mod evm;
 mod labels;
@@ -362,6 +363,9 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
 pub fn for_chain(chain: &ChainConfig) -> Arc<dyn ChainFamily> {
     match chain.family {
         Family::Evm => Arc::new(evm::Evm::new(chain.chain_id.unwrap_or_default())),
+        Family::Bitcoin => Arc::new(bitcoin::Bitcoin::new(
+            chain.genesis_hash.as_deref().unwrap_or_default(),
+        )),
     }
 }
 

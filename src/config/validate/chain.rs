@@ -49,10 +49,11 @@ impl Validator {
         }
         let family = match c.family.as_deref().unwrap_or("evm") {
             "evm" => Some(Family::Evm),
-            f @ ("solana" | "bitcoin") => {
+            "bitcoin" => Some(Family::Bitcoin),
+            f @ "solana" => {
                 self.fail(
                     &at.key("family"),
-                    format!("`{f}` is not supported yet in this version (supported: evm)"),
+                    format!("`{f}` is not supported yet in this version (supported: evm, bitcoin)"),
                 );
                 None
             }
@@ -70,6 +71,7 @@ impl Validator {
                 "required for an evm chain (every upstream must report it)",
             );
         }
+        let genesis_hash = self.genesis_hash(at, family, c);
         if c.upstreams.is_empty() {
             self.fail(
                 &at.key("upstreams"),
@@ -107,8 +109,52 @@ impl Validator {
             name: Arc::from(c.name.as_str()),
             family: family?,
             chain_id: c.chain_id,
+            genesis_hash,
             upstreams,
             policy,
         })
+    }
+
+    /// `genesis_hash`: required for a bitcoin chain (its identity, checked on every probe),
+    /// not taken for an evm one (`chain_id` is); `chain_id` is not taken for bitcoin.
+    fn genesis_hash(
+        &mut self,
+        at: &KeyPath,
+        family: Option<Family>,
+        c: &FileChain,
+    ) -> Option<String> {
+        match (family, &c.genesis_hash) {
+            (Some(Family::Bitcoin), hash) => {
+                if c.chain_id.is_some() {
+                    self.fail(
+                        &at.key("chain_id"),
+                        "not taken for a bitcoin chain: its identity is genesis_hash",
+                    );
+                }
+                let Some(hash) = hash else {
+                    self.fail(
+                        &at.key("genesis_hash"),
+                        "required for a bitcoin chain (every upstream's block 0 must be it), e.g. 000000000019d6689c085ae165831e934ff763ae46a2a6c172b3f1b60a8ce26f for mainnet",
+                    );
+                    return None;
+                };
+                if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    self.fail(
+                        &at.key("genesis_hash"),
+                        format!("`{hash}` is not a block hash (64 hex digits)"),
+                    );
+                    return None;
+                }
+                Some(hash.to_ascii_lowercase())
+            }
+            (Some(Family::Evm), Some(_)) => {
+                self.fail(
+                    &at.key("genesis_hash"),
+                    "not taken for an evm chain: its identity is chain_id",
+                );
+                None
+            }
+            _ => None,
+        }
     }
 }
