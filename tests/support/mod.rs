@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod bitcoind;
 pub mod fault_path;
 pub mod logger;
 pub mod redis;
