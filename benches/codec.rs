@@ -15,6 +15,7 @@ use manifold::upstream::{read_reply, HttpReply};
 
 const LIMITS: Limits = Limits {
     max_batch_len: 1000,
+    version_1: false,
 };
 
 fn single() -> Bytes {

@@ -146,7 +146,10 @@ impl FrontDoor {
         let Some(chain) = snapshot.router.route(req.uri().path()).cloned() else {
             return self.unknown_chain(&snapshot, req.uri().path());
         };
-        if !is_json(req.headers().get(CONTENT_TYPE)) {
+        // Bitcoin's own client (bitcoin-cli) sends no content type, as its node expects.
+        let untyped_ok = chain.family().takes_json_rpc_1()
+            && req.headers().get(CONTENT_TYPE).is_none();
+        if !untyped_ok && !is_json(req.headers().get(CONTENT_TYPE)) {
             return self.reject(
                 Rejection::UnsupportedMediaType,
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -202,6 +205,7 @@ impl FrontDoor {
         };
         let limits = Limits {
             max_batch_len: server.max_batch_len,
+            version_1: chain.family().takes_json_rpc_1(),
         };
         match jsonrpc::decode(&body, limits) {
             Ok(Incoming::Single(item)) => match self.answers.one(&chain, item).await {

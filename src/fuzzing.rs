@@ -40,7 +40,13 @@ fn valid_json(bytes: &[u8], what: &str) {
 /// One client body through `jsonrpc::decode`.
 pub fn client_request(data: &[u8]) {
     let body = Bytes::copy_from_slice(data);
-    let items = match jsonrpc::decode(&body, Limits { max_batch_len: 100 }) {
+    let items = match jsonrpc::decode(
+        &body,
+        Limits {
+            max_batch_len: 100,
+            version_1: false,
+        },
+    ) {
         Ok(Incoming::Single(item)) => vec![item],
         Ok(Incoming::Batch(items)) => {
             assert!(

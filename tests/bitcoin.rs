@@ -201,3 +201,58 @@ async fn a_raw_transaction_reaches_every_node_and_a_resend_is_still_a_success() 
     let bad = call(&proxy, "sendrawtransaction", json!(["00ff"])).await;
     assert!(bad["error"].is_object(), "{bad}");
 }
+
+/// bitcoin-cli (the node's own client, from the same wheel) through Manifold: it posts JSON-RPC
+/// 1.0 to `/` with its own credentials, and reads 2.0's answers.
+#[tokio::test]
+async fn bitcoin_cli_talks_to_manifold_as_to_a_node() {
+    let (a, b) = pair().await;
+    let proxy = start_proxy(&chain(&[&a, &b], REGTEST_GENESIS)).await;
+    wait_for_status(&proxy, "healthy", |s| s["chains"][0]["head"] == 101).await;
+    let cli = support::bitcoind::bitcoind_bin().with_file_name("bitcoin-cli");
+    // Async: the proxy runs on this test's runtime, which a blocking wait would stall.
+    let port = proxy.rpc_addr.port();
+    let run = |args: &'static [&'static str]| {
+        let cli = cli.clone();
+        async move {
+            let out = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                tokio::process::Command::new(&cli)
+                    .args([
+                        "-regtest",
+                        "-rpcconnect=127.0.0.1",
+                        "-rpcuser=any",
+                        "-rpcpassword=any",
+                    ])
+                    .arg(format!("-rpcport={port}"))
+                    .args(args)
+                    .output(),
+            )
+            .await
+            .expect("bitcoin-cli did not finish")
+            .expect("run bitcoin-cli");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            )
+        }
+    };
+    let (ok, out, err) = run(&["getblockcount"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(out, "101");
+    let (ok, out, _) = run(&["getblockhash", "0"]).await;
+    assert!(ok);
+    assert_eq!(out, REGTEST_GENESIS);
+    // A node's error reaches bitcoin-cli as the node's own would.
+    let (ok, _, err) = run(&[
+        "getrawtransaction",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+    ])
+    .await;
+    assert!(!ok);
+    assert!(
+        err.contains("No such mempool or blockchain transaction"),
+        "{err}"
+    );
+}

@@ -354,8 +354,13 @@ mod tests {
         let body = Bytes::from_static(
             br#"{"id":"client","jsonrpc":"2.0","params":[ "0x1" , true ],"method":"eth_\u0067et"}"#,
         );
-        let Ok(Incoming::Single(Item::Call(call))) = decode(&body, Limits { max_batch_len: 1 })
-        else {
+        let Ok(Incoming::Single(Item::Call(call))) = decode(
+            &body,
+            Limits {
+                max_batch_len: 1,
+                version_1: false,
+            },
+        ) else {
             panic!()
         };
         let out = encode_request(b"42", &call.method_json, call.params.as_deref());

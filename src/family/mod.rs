@@ -186,6 +186,12 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
         &[]
     }
 
+    /// Whether its clients send JSON-RPC 1.0 request objects (no `"jsonrpc"`, or `"1.0"`),
+    /// which are then taken as 2.0's (`jsonrpc::Limits::version_1`).
+    fn takes_json_rpc_1(&self) -> bool {
+        false
+    }
+
     /// The verdict from the answers to `probe_calls`, in their order.
     fn judge_probe(&self, answers: &[ProbeAnswer]) -> ProbeVerdict;
 

@@ -19,6 +19,10 @@ use super::raw::{present, slice_of};
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_batch_len: usize,
+    /// Take JSON-RPC 1.0 request objects too (`"jsonrpc"` absent, `"1.0"` or `"1.1"`), as
+    /// Bitcoin Core's clients send them (`bitcoin-cli`, python-bitcoinrpc). The answers
+    /// are 2.0's either way, which those clients read.
+    pub version_1: bool,
 }
 
 /// The raw JSON text of a request id, exactly as the client sent it (string, number or
@@ -125,11 +129,11 @@ pub fn decode(body: &Bytes, limits: Limits) -> Result<Incoming, DecodeError> {
             Ok(Incoming::Batch(
                 items
                     .into_iter()
-                    .map(|raw| decode_item(body, raw))
+                    .map(|raw| decode_item(body, raw, limits.version_1))
                     .collect(),
             ))
         }
-        Some(b'{') => Ok(Incoming::Single(decode_item(body, top))),
+        Some(b'{') => Ok(Incoming::Single(decode_item(body, top, limits.version_1))),
         _ => Err(DecodeError::NotRequest(
             "expected a request object or a batch array",
         )),
@@ -188,7 +192,7 @@ struct RawRequest<'a> {
     id: Option<&'a RawValue>,
 }
 
-fn decode_item(body: &Bytes, raw: &RawValue) -> Item {
+fn decode_item(body: &Bytes, raw: &RawValue, version_1: bool) -> Item {
     let invalid = |id: Id, why: &str| Item::Invalid {
         id,
         error: ErrorObject::invalid_request(why),
@@ -212,9 +216,12 @@ fn decode_item(body: &Bytes, raw: &RawValue) -> Item {
     };
     let reply_id = id.clone().unwrap_or(Id::NULL);
     // `"2.0"` as every client writes it, without decoding; an escaped spelling decoded.
-    let version_ok = req.jsonrpc.is_some_and(|v| {
-        v.get() == r#""2.0""# || serde_json::from_str::<String>(v.get()).is_ok_and(|v| v == "2.0")
-    });
+    let version_ok = match req.jsonrpc {
+        Some(v) if v.get() == r#""2.0""# => true,
+        Some(v) => serde_json::from_str::<String>(v.get())
+            .is_ok_and(|v| v == "2.0" || (version_1 && (v == "1.0" || v == "1.1"))),
+        None => version_1,
+    };
     if !version_ok {
         return invalid(reply_id, "jsonrpc must be \"2.0\"");
     }

@@ -2,7 +2,10 @@
 use super::*;
 use crate::jsonrpc::codes;
 
-const LIMITS: Limits = Limits { max_batch_len: 100 };
+const LIMITS: Limits = Limits {
+    max_batch_len: 100,
+    version_1: false,
+};
 
 fn dec(s: &str) -> Result<Incoming, DecodeError> {
     decode(&Bytes::copy_from_slice(s.as_bytes()), LIMITS)

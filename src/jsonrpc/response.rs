@@ -71,7 +71,13 @@ mod tests {
 
     fn id(s: &'static str) -> Id {
         let body = Bytes::from(format!(r#"{{"jsonrpc":"2.0","method":"m","id":{s}}}"#));
-        match decode(&body, Limits { max_batch_len: 1 }) {
+        match decode(
+            &body,
+            Limits {
+                max_batch_len: 1,
+                version_1: false,
+            },
+        ) {
             Ok(Incoming::Single(Item::Call(c))) => c.id.unwrap(),
             other => panic!("{other:?}"),
         }

@@ -209,6 +209,7 @@ impl Session {
     fn receive(&self, text: Bytes, subs: &mut Subscriptions) -> Pending {
         let limits = Limits {
             max_batch_len: self.max_batch_len,
+            version_1: self.chain.family().takes_json_rpc_1(),
         };
         let ready = |message: Option<Vec<Bytes>>, activate: Vec<String>| -> Pending {
             Box::pin(std::future::ready(Done {

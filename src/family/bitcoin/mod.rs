@@ -46,6 +46,11 @@ impl ChainFamily for Bitcoin {
         &[404, 500]
     }
 
+    fn takes_json_rpc_1(&self) -> bool {
+        // bitcoin-cli sends "1.0", python-bitcoinrpc "version": "1.1" and no "jsonrpc".
+        true
+    }
+
     fn judge_probe(&self, answers: &[ProbeAnswer]) -> ProbeVerdict {
         probe::judge(&self.genesis, answers)
     }
@@ -177,6 +182,35 @@ mod tests {
             })
         );
         assert_eq!(b.inclusion(br#"{"txid":"45a5","confirmations":0}"#), None);
+    }
+
+    /// What Bitcoin's clients send: JSON-RPC 1.0 objects, taken when the family says so.
+    #[test]
+    fn json_rpc_1_requests_are_taken_for_bitcoin_only() {
+        use crate::jsonrpc::{decode, Incoming, Item, Limits};
+        let decoded = |body: &'static str, version_1: bool| {
+            let limits = Limits {
+                max_batch_len: 10,
+                version_1,
+            };
+            match decode(&Bytes::from_static(body.as_bytes()), limits) {
+                Ok(Incoming::Single(Item::Call(c))) => Some(c.method.to_string()),
+                _ => None,
+            }
+        };
+        let cli = r#"{"jsonrpc":"1.0","id":"curltest","method":"getblockcount","params":[]}"#;
+        let python = r#"{"version":"1.1","method":"getblockcount","params":[],"id":1}"#;
+        assert!(Bitcoin::new("00").takes_json_rpc_1());
+        for body in [cli, python] {
+            assert_eq!(
+                decoded(body, true).as_deref(),
+                Some("getblockcount"),
+                "{body}"
+            );
+            assert_eq!(decoded(body, false), None, "{body}: not for an evm chain");
+        }
+        let odd = r#"{"jsonrpc":"3.0","id":1,"method":"getblockcount"}"#;
+        assert_eq!(decoded(odd, true), None);
     }
 
     /// The config that names a bitcoin chain, and the errors that name its keys.
