@@ -147,8 +147,8 @@ impl FrontDoor {
             return self.unknown_chain(&snapshot, req.uri().path());
         };
         // Bitcoin's own client (bitcoin-cli) sends no content type, as its node expects.
-        let untyped_ok = chain.family().takes_json_rpc_1()
-            && req.headers().get(CONTENT_TYPE).is_none();
+        let untyped_ok =
+            chain.family().takes_json_rpc_1() && req.headers().get(CONTENT_TYPE).is_none();
         if !untyped_ok && !is_json(req.headers().get(CONTENT_TYPE)) {
             return self.reject(
                 Rejection::UnsupportedMediaType,

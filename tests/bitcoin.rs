@@ -113,6 +113,14 @@ async fn calls_go_through_with_node_errors_as_answers_and_a_dead_node_failed_ove
         "no answer was taken for a failing node"
     );
 
+    // A node's own wallet is not load-balanced: refused unsent.
+    let wallet = call(&proxy, "getnewaddress", json!([])).await;
+    assert_eq!(wallet["error"]["code"], -32601, "{wallet}");
+    assert_eq!(
+        wallet["error"]["data"]["reason"], "node_local_method",
+        "{wallet}"
+    );
+
     // One node dies: every call is still answered, by the other.
     drop(a);
     for _ in 0..10 {
@@ -254,5 +262,32 @@ async fn bitcoin_cli_talks_to_manifold_as_to_a_node() {
     assert!(
         err.contains("No such mempool or blockchain transaction"),
         "{err}"
+    );
+}
+
+/// An upstream that names wallet methods in `methods.allow` is the chain's wallet node: those
+/// calls go to it, and only there; the other node serves the rest.
+#[tokio::test]
+async fn wallet_calls_go_to_the_wallet_node_named_for_them() {
+    let (a, b) = pair().await;
+    let toml = chain(&[&a, &b], REGTEST_GENESIS).replacen(
+        "failure_domain = \"d0\"\n",
+        "failure_domain = \"d0\"\nmethods = { allow = [\"getnewaddress\", \"getaddressinfo\"] }\n",
+        1,
+    );
+    let proxy = start_proxy(&toml).await;
+    wait_for_status(&proxy, "healthy", |s| s["chains"][0]["head"] == 101).await;
+    for _ in 0..5 {
+        let address = call(&proxy, "getnewaddress", json!([])).await;
+        let address = address["result"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{address}"));
+        // Made by node a's wallet: a knows it as its own.
+        let info = a.call("validateaddress", json!([address])).await;
+        assert_eq!(info["result"]["ismine"], true, "{info}");
+    }
+    assert_eq!(
+        call(&proxy, "getblockcount", json!([])).await["result"],
+        101
     );
 }

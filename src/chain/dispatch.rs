@@ -8,8 +8,12 @@ use std::task::{Context, Poll};
 
 use tower::Service;
 
+use serde_json::json;
+
 use super::core::ChainCore;
 use super::stack::{Answer, AnswerFuture, ChainCall};
+use super::CallOutcome;
+use crate::jsonrpc::codes;
 use crate::upstream::CallPlan;
 
 #[derive(Debug, Clone)]
@@ -41,6 +45,22 @@ impl Service<ChainCall> for Dispatch {
 impl ChainCore {
     /// Run the call's attempts on the upstream set.
     pub(super) async fn dispatch(&self, call: &ChainCall) -> Answer {
+        // A call no node behind a balancer can answer rightly (a Bitcoin node's own wallet):
+        // refused unsent, unless the operator allowed it by name.
+        if let Some(why) = self.family.refuse(&call.call.method) {
+            let named =
+                |u: &Arc<crate::upstream::Upstream>| u.config.methods.names(&call.call.method);
+            if !self.upstreams.iter().any(named) {
+                return Answer::new(
+                    self.error(
+                        codes::METHOD_NOT_FOUND,
+                        why,
+                        json!({ "reason": "node_local_method" }),
+                    ),
+                    CallOutcome::RpcError,
+                );
+            }
+        }
         let (id, body) = self.encode(call);
         let plan = CallPlan {
             method: &call.call.method,

@@ -109,4 +109,11 @@ impl MethodFilter {
         };
         self.allow.as_ref().is_none_or(|a| a.iter().any(matches)) && !self.deny.iter().any(matches)
     }
+
+    /// Whether `allow` names `method` itself (not by a `*` prefix).
+    pub fn names(&self, method: &str) -> bool {
+        self.allow
+            .as_ref()
+            .is_some_and(|a| a.iter().any(|m| m == method))
+    }
 }

@@ -192,6 +192,13 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Why `method` is not proxied, for a call whose answer depends on which node it reaches
+    /// (a node's own wallet, its admin): refused unsent, unless an upstream's
+    /// `methods.allow` names it.
+    fn refuse(&self, _method: &str) -> Option<String> {
+        None
+    }
+
     /// The verdict from the answers to `probe_calls`, in their order.
     fn judge_probe(&self, answers: &[ProbeAnswer]) -> ProbeVerdict;
 

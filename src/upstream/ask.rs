@@ -46,9 +46,7 @@ impl UpstreamSet {
     /// holds transactions). With none, those failing their probes, which may be back.
     pub fn askable(&self, method: &str, route: &Route) -> Vec<Arc<Upstream>> {
         let fit = |u: &&Arc<Upstream>, status: HealthStatus| {
-            u.active().status() == status
-                && u.config.methods.allows(method)
-                && !route.too_far_ahead(u)
+            u.active().status() == status && u.serves(method) && !route.too_far_ahead(u)
         };
         let healthy: Vec<Arc<Upstream>> = self
             .iter()

@@ -141,6 +141,14 @@ impl Upstream {
         &self.config.name
     }
 
+    /// Whether it may be sent `method`: its `methods` allow it, and, for a call its family
+    /// keeps on one node (`ChainFamily::refuse`: a Bitcoin node's own wallet), its
+    /// `methods.allow` names it.
+    pub fn serves(&self, method: &str) -> bool {
+        self.config.methods.allows(method)
+            && (self.config.methods.names(method) || self.family.refuse(method).is_none())
+    }
+
     /// Its WebSocket's state (`socket::keep`).
     pub fn socket_status(&self) -> &socket::SocketStatus {
         &self.socket

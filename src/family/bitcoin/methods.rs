@@ -80,6 +80,98 @@ pub fn classify(method: &str, params: Option<&[u8]>) -> MethodClass {
     }
 }
 
+/// A node's own wallet, peers and settings: answers that depend on which node is asked
+/// (an address made on one node, a balance read on another), and changes an operator makes
+/// to one node on purpose.
+pub fn node_local(method: &str) -> bool {
+    const WALLET: &[&str] = &[
+        "abandontransaction",
+        "abortrescan",
+        "addmultisigaddress",
+        "backupwallet",
+        "bumpfee",
+        "createwallet",
+        "dumpprivkey",
+        "dumpwallet",
+        "encryptwallet",
+        "fundrawtransaction",
+        "getaddressesbylabel",
+        "getaddressinfo",
+        "getbalance",
+        "getbalances",
+        "getnewaddress",
+        "getrawchangeaddress",
+        "getreceivedbyaddress",
+        "getreceivedbylabel",
+        "gettransaction",
+        "getunconfirmedbalance",
+        "getwalletinfo",
+        "importaddress",
+        "importdescriptors",
+        "importmulti",
+        "importprivkey",
+        "importprunedfunds",
+        "importpubkey",
+        "importwallet",
+        "keypoolrefill",
+        "listaddressgroupings",
+        "listdescriptors",
+        "listlabels",
+        "listlockunspent",
+        "listreceivedbyaddress",
+        "listreceivedbylabel",
+        "listsinceblock",
+        "listtransactions",
+        "listunspent",
+        "listwalletdir",
+        "listwallets",
+        "loadwallet",
+        "lockunspent",
+        "psbtbumpfee",
+        "removeprunedfunds",
+        "rescanblockchain",
+        "send",
+        "sendall",
+        "sendmany",
+        "sendtoaddress",
+        "sethdseed",
+        "setlabel",
+        "settxfee",
+        "signmessage",
+        "signrawtransactionwithwallet",
+        "signrawtransaction",
+        "unloadwallet",
+        "upgradewallet",
+        "walletcreatefundedpsbt",
+        "walletlock",
+        "walletpassphrase",
+        "walletpassphrasechange",
+        "walletprocesspsbt",
+        "getaccount",
+        "getaccountaddress",
+        "listaccounts",
+        "getaddressesbyaccount",
+        "move",
+        "sendfrom",
+    ];
+    const ADMIN: &[&str] = &[
+        "addnode",
+        "clearbanned",
+        "disconnectnode",
+        "invalidateblock",
+        "preciousblock",
+        "pruneblockchain",
+        "reconsiderblock",
+        "setban",
+        "setmocktime",
+        "setnetworkactive",
+        "stop",
+        "logging",
+        "savemempool",
+    ];
+    WALLET.contains(&method) || ADMIN.contains(&method) || method.starts_with("generate")
+}
+
 /// Whether a call may be sent again after an attempt that may have reached a node: not a
 /// transaction or a block (broadcast handles those), not a wallet's send, not mining.
 pub fn is_repeatable(method: &str) -> bool {
@@ -123,6 +215,27 @@ mod tests {
         assert_eq!(c("getblock", r#"["00ab", 2]"#).cost, Cost::Heavy);
         assert_eq!(c("getblock", r#"["00ab", 1]"#).cost, Cost::Normal);
         assert_eq!(c("scantxoutset", r#"["start", []]"#).cost, Cost::Heavy);
+    }
+
+    #[test]
+    fn a_nodes_own_wallet_and_settings_are_node_local() {
+        for m in [
+            "getbalance",
+            "getnewaddress",
+            "sendtoaddress",
+            "stop",
+            "generatetoaddress",
+        ] {
+            assert!(node_local(m), "{m}");
+        }
+        for m in [
+            "getblockcount",
+            "sendrawtransaction",
+            "getrawtransaction",
+            "estimatesmartfee",
+        ] {
+            assert!(!node_local(m), "{m}");
+        }
     }
 
     #[test]

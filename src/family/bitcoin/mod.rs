@@ -46,6 +46,14 @@ impl ChainFamily for Bitcoin {
         &[404, 500]
     }
 
+    fn refuse(&self, method: &str) -> Option<String> {
+        methods::node_local(method).then(|| {
+            format!(
+                "`{method}` is not proxied: it acts on one node's own wallet or settings, and each node behind Manifold has its own (call that node directly, or name the method in an upstream's methods.allow)"
+            )
+        })
+    }
+
     fn takes_json_rpc_1(&self) -> bool {
         // bitcoin-cli sends "1.0", python-bitcoinrpc "version": "1.1" and no "jsonrpc".
         true

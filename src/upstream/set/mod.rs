@@ -180,9 +180,10 @@ impl UpstreamSet {
             let probed = self.probed.notified();
             tokio::pin!(probed);
             probed.as_mut().enable();
-            let pending = self.upstreams.iter().any(|u| {
-                u.config.methods.allows(method) && u.active().status() == HealthStatus::Unknown
-            });
+            let pending = self
+                .upstreams
+                .iter()
+                .any(|u| u.serves(method) && u.active().status() == HealthStatus::Unknown);
             if !pending || tokio::time::timeout_at(deadline, probed).await.is_err() {
                 break;
             }
@@ -200,7 +201,7 @@ impl UpstreamSet {
 
     /// Whether `u` may serve this call.
     pub fn eligible(u: &Upstream, method: &str, route: &Route) -> bool {
-        u.config.methods.allows(method)
+        u.serves(method)
             && u.active().status().is_serving()
             && !route.too_far_ahead(u)
             && reaches(u, route)

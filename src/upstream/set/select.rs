@@ -203,7 +203,7 @@ impl UpstreamSet {
             .filter(|u| !tried.iter().any(|t| Arc::ptr_eq(t, u)))
             .filter(|u| {
                 u.active().status() == HealthStatus::Unhealthy
-                    && u.config.methods.allows(method)
+                    && u.serves(method)
                     && !route.too_far_ahead(u)
                     && reaches(u, route)
                     && u.breaker_allows(route.cost)
@@ -246,7 +246,7 @@ impl UpstreamSet {
         let highest = self
             .upstreams
             .iter()
-            .filter(|u| u.config.methods.allows(method) && u.active().status().is_serving())
+            .filter(|u| u.serves(method) && u.active().status().is_serving())
             .filter(|u| !route.too_far_ahead(u))
             .filter_map(|u| u.active().head())
             .max();
@@ -268,10 +268,7 @@ impl UpstreamSet {
 
     /// Why no upstream may serve this call.
     fn no_upstream(&self, method: &str, route: &Route) -> SetFailure {
-        let allowed = self
-            .upstreams
-            .iter()
-            .any(|u| u.config.methods.allows(method));
+        let allowed = self.upstreams.iter().any(|u| u.serves(method));
         let serving = self.any_serving(method);
         let pending = self
             .upstreams
@@ -306,6 +303,6 @@ impl UpstreamSet {
     fn any_serving(&self, method: &str) -> bool {
         self.upstreams
             .iter()
-            .any(|u| u.config.methods.allows(method) && u.active().status().is_serving())
+            .any(|u| u.serves(method) && u.active().status().is_serving())
     }
 }
