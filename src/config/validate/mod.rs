@@ -5,6 +5,7 @@
 //! here (counts, shares, durations, addresses) word the errors the same way everywhere.
 
 mod chain;
+mod node_auth;
 mod policy;
 mod pubsub;
 mod server;

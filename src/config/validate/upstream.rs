@@ -113,6 +113,7 @@ impl Validator {
                 deny: m.deny.clone().unwrap_or_default(),
             });
         let url = url?;
+        let node_auth = self.node_auth(at, u, &url, &mut headers);
         let ws = self.ws_url(at, u.ws_url.as_ref(), &url);
         let failure_domain = match &u.failure_domain {
             Some(d) if d.is_empty() => {
@@ -134,7 +135,8 @@ impl Validator {
                     // `Bearer <token>`: the token alone too.
                     let last = v.rsplit(' ').next().unwrap_or_default().to_string();
                     [v.clone(), last]
-                })),
+                }))
+                .chain(node_auth.secrets),
         );
         Some(UpstreamConfig {
             name: Arc::from(u.name.as_str()),
@@ -155,6 +157,7 @@ impl Validator {
             max_rps,
             max_in_flight,
             max_logs_range: u64::from(max_logs_range),
+            cookie_file: node_auth.cookie_file,
         })
     }
 
