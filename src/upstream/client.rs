@@ -17,7 +17,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
@@ -29,6 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::credentials::{take_credentials, CookieAuth};
 use super::read_body::{read_answer, AnswerLimit, Encoding};
 use crate::config::UpstreamConfig;
 
@@ -71,7 +71,7 @@ pub struct UpstreamClient {
     uri: Uri,
     headers: HeaderMap,
     /// A node's cookie file (`rpccookiefile`): its credentials, read again as it changes.
-    cookie: Option<Arc<super::cookie::CookieAuth>>,
+    cookie: Option<Arc<CookieAuth>>,
     /// Where its WebSocket is (`ws_url`), with the same credentials and headers.
     socket: Option<super::socket::SocketTarget>,
     timeout: Duration,
@@ -167,7 +167,7 @@ impl UpstreamClient {
             cookie: cfg
                 .cookie_file
                 .clone()
-                .map(|p| Arc::new(super::cookie::CookieAuth::new(p))),
+                .map(|p| Arc::new(CookieAuth::new(p))),
             socket,
             timeout: cfg.timeout,
             answers,
@@ -353,28 +353,6 @@ pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     text
-}
-
-/// Take `user:password` out of `url` as an `Authorization: Basic` header (`None`: there
-/// were none, or they are not valid header text, and then they stay).
-pub(super) fn take_credentials(url: &mut url::Url) -> Option<HeaderValue> {
-    if url.username().is_empty() && url.password().is_none() {
-        return None;
-    }
-    let user = percent_decode(url.username());
-    let pass = url.password().map(percent_decode).unwrap_or_default();
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    let mut value = HeaderValue::try_from(format!("Basic {token}")).ok()?;
-    value.set_sensitive(true);
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    Some(value)
-}
-
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
 }
 
 /// A `Retry-After` value (RFC 9110 §10.2.3): seconds, or an HTTP date, as a wait from `now`

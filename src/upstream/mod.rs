@@ -10,7 +10,7 @@ mod breaker;
 mod broadcast;
 pub mod budget;
 mod client;
-mod cookie;
+mod credentials;
 pub mod hedge;
 mod outcome;
 mod passive;

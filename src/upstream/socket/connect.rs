@@ -61,7 +61,7 @@ impl SocketTarget {
         timeout: Duration,
     ) -> Self {
         let mut headers = Vec::new();
-        if let Some(a) = crate::upstream::client::take_credentials(&mut url) {
+        if let Some(a) = crate::upstream::credentials::take_credentials(&mut url) {
             headers.push((AUTHORIZATION, a));
         }
         headers.extend(extra.iter().cloned());

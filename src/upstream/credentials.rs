@@ -1,7 +1,9 @@
-//! A node's cookie file (`rpccookiefile`, Bitcoin Core's `<datadir>/.cookie`): the
-//! `__cookie__:<random>` it writes at every start, sent as HTTP Basic auth. Read at start,
-//! and again before each health probe when the file has changed, so that a node restarted
-//! with a new cookie is reached again at the next probe, with no restart of Manifold.
+//! An upstream's credentials, sent as HTTP Basic auth: from its URL (`https://user:key@host`,
+//! taken out of the request line), and from a node's cookie file (`rpccookiefile`, Bitcoin
+//! Core's `<datadir>/.cookie`: the `__cookie__:<random>` it writes at every start). The
+//! cookie is read at start, and again before each health probe when the file has changed,
+//! so that a node restarted with a new cookie is reached again at the next probe, with no
+//! restart of Manifold.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -57,6 +59,28 @@ impl CookieAuth {
             self.header.store(Some(std::sync::Arc::new(value)));
         }
     }
+}
+
+/// Take `user:password` out of `url` as an `Authorization: Basic` header (`None`: there
+/// were none, or they are not valid header text, and then they stay).
+pub(super) fn take_credentials(url: &mut url::Url) -> Option<HeaderValue> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let user = percent_decode(url.username());
+    let pass = url.password().map(percent_decode).unwrap_or_default();
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    let mut value = HeaderValue::try_from(format!("Basic {token}")).ok()?;
+    value.set_sensitive(true);
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some(value)
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
