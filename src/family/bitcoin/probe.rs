@@ -32,39 +32,48 @@ pub fn judge(genesis: &str, answers: &[ProbeAnswer]) -> ProbeVerdict {
         answers.first().unwrap_or(&missing),
         answers.get(1).unwrap_or(&missing),
     );
-    match identity {
-        ProbeAnswer::Result(hash) => {
-            let hash = hash.trim().trim_matches('"');
-            if !hash.eq_ignore_ascii_case(genesis) {
-                return ProbeVerdict::WrongChain(format!(
-                    "its genesis block is {hash}, expected {genesis}"
-                ));
+    let hash = match answered("getblockhash 0", identity) {
+        Ok(hash) => hash.trim().trim_matches('"'),
+        Err(verdict) => return verdict,
+    };
+    if !hash.eq_ignore_ascii_case(genesis) {
+        return ProbeVerdict::WrongChain(format!(
+            "its genesis block is {hash}, expected {genesis}"
+        ));
+    }
+    let text = match answered("getblockchaininfo", info) {
+        Ok(text) => text,
+        Err(verdict) => return verdict,
+    };
+    match serde_json::from_str::<ChainInfo>(text) {
+        Ok(i) if i.initialblockdownload == Some(true) => ProbeVerdict::Syncing {
+            head: Some(i.blocks),
+        },
+        // Saturating: the numbers are the node's, whatever they are.
+        Ok(i)
+            if i.headers
+                .is_some_and(|h| h > i.blocks.saturating_add(CATCHING_UP)) =>
+        {
+            ProbeVerdict::Syncing {
+                head: Some(i.blocks),
             }
         }
-        // Warming up (-28): the node is there but not ready.
-        ProbeAnswer::Error(e) if warming_up(e) => return ProbeVerdict::Syncing { head: None },
-        ProbeAnswer::Error(e) => return ProbeVerdict::Failed(format!("getblockhash 0: error {e}")),
-        ProbeAnswer::Failed(e) => return ProbeVerdict::Failed(e.clone()),
+        Ok(i) => ProbeVerdict::Healthy { head: i.blocks },
+        Err(_) => ProbeVerdict::Failed(format!(
+            "getblockchaininfo: unreadable answer {}",
+            text.chars().take(100).collect::<String>()
+        )),
     }
-    match info {
-        ProbeAnswer::Result(text) => match serde_json::from_str::<ChainInfo>(text) {
-            Ok(i) if i.initialblockdownload == Some(true) => ProbeVerdict::Syncing {
-                head: Some(i.blocks),
-            },
-            Ok(i) if i.headers.is_some_and(|h| h > i.blocks + CATCHING_UP) => {
-                ProbeVerdict::Syncing {
-                    head: Some(i.blocks),
-                }
-            }
-            Ok(i) => ProbeVerdict::Healthy { head: i.blocks },
-            Err(_) => ProbeVerdict::Failed(format!(
-                "getblockchaininfo: unreadable answer {}",
-                text.chars().take(100).collect::<String>()
-            )),
-        },
-        ProbeAnswer::Error(e) if warming_up(e) => ProbeVerdict::Syncing { head: None },
-        ProbeAnswer::Error(e) => ProbeVerdict::Failed(format!("getblockchaininfo: error {e}")),
-        ProbeAnswer::Failed(e) => ProbeVerdict::Failed(e.clone()),
+}
+
+/// The result of the probe call `what`, or the verdict when it has none: warming up (the
+/// node is there but not ready) is syncing, any other error or no answer a failure.
+fn answered<'a>(what: &str, answer: &'a ProbeAnswer) -> Result<&'a str, ProbeVerdict> {
+    match answer {
+        ProbeAnswer::Result(text) => Ok(text),
+        ProbeAnswer::Error(e) if warming_up(e) => Err(ProbeVerdict::Syncing { head: None }),
+        ProbeAnswer::Error(e) => Err(ProbeVerdict::Failed(format!("{what}: error {e}"))),
+        ProbeAnswer::Failed(e) => Err(ProbeVerdict::Failed(e.clone())),
     }
 }
 
@@ -140,9 +149,24 @@ mod tests {
             ProbeVerdict::Syncing { head: None }
         );
         assert!(matches!(
-            judge(REGTEST, &[ProbeAnswer::Failed("getblockchaininfo: connection refused".into()), genesis]),
+            judge(REGTEST, &[ProbeAnswer::Failed("getblockchaininfo: connection refused".into()), genesis.clone()]),
             ProbeVerdict::Failed(w) if w.contains("refused")
         ));
         assert!(matches!(judge(REGTEST, &[]), ProbeVerdict::Failed(_)));
+        // A hostile node's numbers do not overflow.
+        assert_eq!(
+            judge(
+                REGTEST,
+                &[
+                    info(&format!(
+                        "{{\"blocks\":{},\"headers\":{}}}",
+                        u64::MAX,
+                        u64::MAX
+                    )),
+                    genesis.clone()
+                ]
+            ),
+            ProbeVerdict::Healthy { head: u64::MAX }
+        );
     }
 }
