@@ -9,7 +9,7 @@ use super::cache::CacheResult;
 use crate::family::MethodLabels;
 use crate::metrics::{
     LabelTable, Metrics, BROADCASTS, CACHE_REQUESTS, CHAIN_BACKFILLED, CHAIN_REORGS, COALESCED,
-    COALESCE_GROUPS, FILTERS, REQUESTS, REQUEST_DURATION, SPLIT_PARTS,
+    COALESCE_GROUPS, FILTERS, PENDING_SEEN, REQUESTS, REQUEST_DURATION, SPLIT_PARTS,
 };
 use crate::upstream::BroadcastResult;
 
@@ -45,7 +45,7 @@ impl CallOutcome {
 
 #[derive(Debug)]
 pub(super) struct ChainMetrics {
-    pub(super) registry: Arc<Metrics>,
+    registry: Arc<Metrics>,
     chain: Arc<str>,
     labels: MethodLabels,
     /// `method index * CallOutcome::COUNT + outcome`.
@@ -62,10 +62,22 @@ pub(super) struct ChainMetrics {
     pub(super) backfilled: Counter,
     /// Filters held (`chain::filters`).
     pub(super) filters: Gauge,
+    /// Pending transaction hashes told by the upstream sockets: new, and told again.
+    pub(super) pending_new: Counter,
+    pub(super) pending_duplicate: Counter,
 }
 
 impl ChainMetrics {
     pub(super) fn new(registry: &Arc<Metrics>, chain: &Arc<str>, labels: MethodLabels) -> Self {
+        let pending = |result: &'static str| {
+            registry.counter(
+                PENDING_SEEN,
+                vec![
+                    Label::new("chain", chain.to_string()),
+                    Label::new("result", result),
+                ],
+            )
+        };
         Self {
             registry: registry.clone(),
             chain: chain.clone(),
@@ -86,6 +98,8 @@ impl ChainMetrics {
                 vec![Label::new("chain", chain.to_string())],
             ),
             filters: registry.gauge(FILTERS, vec![Label::new("chain", chain.to_string())]),
+            pending_new: pending("new"),
+            pending_duplicate: pending("duplicate"),
             labels,
         }
     }

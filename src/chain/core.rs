@@ -56,18 +56,10 @@ impl ChainCore {
             heads: HeadFeed::new(metrics.backfilled.clone()),
             logs: LogFeed::default(),
             filters: FilterStore::new(config.policy.filters.clone(), metrics.filters.clone()),
-            pending: {
-                let counter = |result: &'static str| {
-                    metrics.registry.counter(
-                        crate::metrics::PENDING_SEEN,
-                        vec![
-                            metrics::Label::new("chain", config.name.to_string()),
-                            metrics::Label::new("result", result),
-                        ],
-                    )
-                };
-                PendingFeed::new(counter("new"), counter("duplicate"))
-            },
+            pending: PendingFeed::new(
+                metrics.pending_new.clone(),
+                metrics.pending_duplicate.clone(),
+            ),
             cache,
             config,
             family,

@@ -47,19 +47,16 @@ impl ChainCore {
     pub(super) async fn dispatch(&self, call: &ChainCall) -> Answer {
         // A call no node behind a balancer can answer rightly (a Bitcoin node's own wallet):
         // refused unsent, unless the operator allowed it by name.
-        if let Some(why) = self.family.refuse(&call.call.method) {
-            let named =
-                |u: &Arc<crate::upstream::Upstream>| u.config.methods.names(&call.call.method);
-            if !self.upstreams.iter().any(named) {
-                return Answer::new(
-                    self.error(
-                        codes::METHOD_NOT_FOUND,
-                        why,
-                        json!({ "reason": "node_local_method" }),
-                    ),
-                    CallOutcome::RpcError,
-                );
-            }
+        let method = call.call.method.as_str();
+        if self.family.node_local(method) && !self.upstreams.iter().any(|u| u.serves(method)) {
+            return Answer::new(
+                self.error(
+                    codes::METHOD_NOT_FOUND,
+                    format!("`{method}` is not proxied: it acts on one node's own wallet or settings, and each node behind Manifold has its own (call that node directly, or name the method in an upstream's methods.allow)"),
+                    json!({ "reason": "node_local_method" }),
+                ),
+                CallOutcome::RpcError,
+            );
         }
         let (id, body) = self.encode(call);
         let plan = CallPlan {

@@ -26,7 +26,7 @@ pub use error::{ConfigError, ConfigErrors, KeyPath};
 pub use interpolate::Secrets;
 pub use pubsub::{FilterPolicy, WsConfig};
 pub use redact::{redact_url, url_secret_parts};
-pub use upstream::{MethodFilter, Tier, UpstreamConfig, UpstreamWs};
+pub use upstream::{basic_auth, MethodFilter, Tier, UpstreamConfig, UpstreamWs};
 
 pub use resilience::{BreakerPolicy, HedgeDelay, HedgePolicy, AUTO_MAX, AUTO_MIN};
 

@@ -121,3 +121,14 @@ impl MethodFilter {
             .is_some_and(|a| a.iter().any(|m| m == method))
     }
 }
+
+/// `Authorization: Basic` for `user:password` (marked sensitive, so never logged); `None`
+/// when it is not valid header text. The one builder of Basic credentials: from a URL, from
+/// `rpcuser`/`rpcpassword`, from a node's cookie file.
+pub fn basic_auth(credentials: &str) -> Option<HeaderValue> {
+    use base64::Engine;
+    let token = base64::engine::general_purpose::STANDARD.encode(credentials);
+    let mut value = HeaderValue::try_from(format!("Basic {token}")).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}

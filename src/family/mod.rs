@@ -192,11 +192,11 @@ pub trait ChainFamily: Send + Sync + std::fmt::Debug {
         false
     }
 
-    /// Why `method` is not proxied, for a call whose answer depends on which node it reaches
-    /// (a node's own wallet, its admin): refused unsent, unless an upstream's
-    /// `methods.allow` names it.
-    fn refuse(&self, _method: &str) -> Option<String> {
-        None
+    /// Whether `method` acts on one node's own state (a Bitcoin node's wallet, its
+    /// settings), so that its answer depends on which node it reaches: refused unsent,
+    /// unless an upstream's `methods.allow` names it (`Upstream::serves`).
+    fn node_local(&self, _method: &str) -> bool {
+        false
     }
 
     /// The verdict from the answers to `probe_calls`, in their order.

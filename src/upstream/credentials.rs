@@ -10,8 +10,9 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use arc_swap::ArcSwapOption;
-use base64::Engine;
 use http::HeaderValue;
+
+use crate::config::basic_auth;
 
 #[derive(Debug)]
 pub struct CookieAuth {
@@ -53,9 +54,7 @@ impl CookieAuth {
         let Ok(text) = std::fs::read_to_string(&self.path) else {
             return;
         };
-        let token = base64::engine::general_purpose::STANDARD.encode(text.trim());
-        if let Ok(mut value) = HeaderValue::try_from(format!("Basic {token}")) {
-            value.set_sensitive(true);
+        if let Some(value) = basic_auth(text.trim()) {
             self.header.store(Some(std::sync::Arc::new(value)));
         }
     }
@@ -69,9 +68,7 @@ pub(super) fn take_credentials(url: &mut url::Url) -> Option<HeaderValue> {
     }
     let user = percent_decode(url.username());
     let pass = url.password().map(percent_decode).unwrap_or_default();
-    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
-    let mut value = HeaderValue::try_from(format!("Basic {token}")).ok()?;
-    value.set_sensitive(true);
+    let value = basic_auth(&format!("{user}:{pass}"))?;
     let _ = url.set_username("");
     let _ = url.set_password(None);
     Some(value)
@@ -86,6 +83,7 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     #[test]
     fn read_at_start_and_again_when_the_node_writes_a_new_one() {

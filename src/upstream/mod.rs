@@ -147,7 +147,7 @@ impl Upstream {
     /// `methods.allow` names it.
     pub fn serves(&self, method: &str) -> bool {
         self.config.methods.allows(method)
-            && (self.config.methods.names(method) || self.family.refuse(method).is_none())
+            && (self.config.methods.names(method) || !self.family.node_local(method))
     }
 
     /// Its WebSocket's state (`socket::keep`).

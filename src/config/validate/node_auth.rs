@@ -3,12 +3,12 @@
 
 use std::path::PathBuf;
 
-use base64::Engine;
 use http::header::AUTHORIZATION;
 use http::{HeaderName, HeaderValue};
 use url::Url;
 
 use super::Validator;
+use crate::config::basic_auth;
 use crate::config::error::KeyPath;
 use crate::config::file::FileUpstream;
 
@@ -49,15 +49,17 @@ impl Validator {
         }
         match (&u.rpcuser, &u.rpcpassword, &u.rpccookiefile) {
             (Some(user), Some(password), None) => {
-                let token =
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-                match HeaderValue::try_from(format!("Basic {token}")) {
-                    Ok(mut value) => {
-                        value.set_sensitive(true);
+                match basic_auth(&format!("{user}:{password}")) {
+                    Some(value) => {
+                        // The password, and the header's token that encodes it.
+                        let token = value
+                            .to_str()
+                            .unwrap_or_default()
+                            .trim_start_matches("Basic ");
+                        auth.secrets = vec![password.clone(), token.to_string()];
                         headers.push((AUTHORIZATION, value));
-                        auth.secrets = vec![password.clone(), token];
                     }
-                    Err(_) => self.fail(&at.key("rpcuser"), "not valid header text"),
+                    None => self.fail(&at.key("rpcuser"), "not valid header text"),
                 }
             }
             (None, None, Some(path)) => {

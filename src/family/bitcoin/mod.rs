@@ -46,12 +46,8 @@ impl ChainFamily for Bitcoin {
         &[404, 500]
     }
 
-    fn refuse(&self, method: &str) -> Option<String> {
-        methods::node_local(method).then(|| {
-            format!(
-                "`{method}` is not proxied: it acts on one node's own wallet or settings, and each node behind Manifold has its own (call that node directly, or name the method in an upstream's methods.allow)"
-            )
-        })
+    fn node_local(&self, method: &str) -> bool {
+        methods::node_local(method)
     }
 
     fn takes_json_rpc_1(&self) -> bool {
